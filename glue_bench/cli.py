@@ -1,0 +1,154 @@
+"""The command line: a thin layer over the library. Every user error ends in one line and exit code 2."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .errors import UserError
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive whole number, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def cmd_tasks(args) -> int:
+    import pandas as pd
+
+    from .tasks import registry
+
+    rows = []
+    for task in registry().values():
+        rows.append({"task": task.name, "type": "regression" if task.regression else f"{len(task.labels)} classes",
+                     "texts": len(task.hub_columns), "score": "+".join(task.score),
+                     "train": sum(s.rows for s in task.splits_with_role("train")) or f"(from {task.predicted_by})",
+                     "dev": " + ".join(str(s.rows) for s in task.splits_with_role("dev")),
+                     "test": " + ".join(str(s.rows) for s in task.splits_with_role("test")),
+                     "submission": ", ".join(s.submission for s in task.splits_with_role("test"))})
+    print(pd.DataFrame(rows).to_string(index=False))
+    return 0
+
+
+def cmd_models(args) -> int:
+    import pandas as pd
+
+    from . import models
+
+    named = {v: k for k, v in models.NAMED.items()}
+    rows = [{"model": models.miniature_name(layers, hidden), "alias": named.get(models.miniature_name(layers, hidden), ""),
+             "layers": layers, "hidden": hidden, "heads": hidden // 64,
+             "parameters": f"{models.parameter_count(layers, hidden) / 1e6:.1f}M",
+             "hub id": models.hub_id(layers, hidden)} for layers, hidden in models.all_miniatures()]
+    print(pd.DataFrame(rows).to_string(index=False))
+    return 0
+
+
+def _recipe(args):
+    from .train import Recipe
+
+    return Recipe(batch_size=args.batch_size, lr=args.lr, epochs=args.epochs, seed=args.seed,
+                  max_seq_length=args.max_seq_length, max_train_samples=args.max_train_samples,
+                  group_by_length=args.group_by_length, bf16=args.bf16, tf32=args.tf32)
+
+
+def cmd_run(args) -> int:
+    import optuna
+
+    from . import trial as trials
+    from .storage import open_storage, storage_url
+    from .train import Diverged
+
+    spec = trials.TrialSpec(model=args.model, task=args.task, data=args.data, recipe=_recipe(args))
+    prepared = trials.prepare(spec)  # all user errors surface before the storage is touched
+    storage = open_storage(args.storage)
+    name = trials.study_name("adhoc", prepared.model_ref.ref, prepared.task.name)
+    study = optuna.create_study(storage=storage, study_name=name, direction="maximize", load_if_exists=True)
+    trial = study.ask(trials.grid_distributions([args.batch_size], [args.lr], [args.seed]))
+    try:
+        score = trials.execute(prepared, trial, args.storage, progress=not args.no_progress)
+    except Diverged as e:
+        trial.set_user_attr("fail_reason", f"diverged: {e}")
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        print(f"glue-bench: the run diverged ({e}); recorded as failed trial {trial.number} of {name}",
+              file=sys.stderr)
+        return 1
+    except BaseException:
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        raise
+    study.tell(trial, score)
+    _print_result(prepared.task, study.trials[trial.number], name, storage_url(args.storage))
+    return 0
+
+
+def _print_result(task, frozen, study_name: str, url: str) -> None:
+    attrs = frozen.user_attrs
+    for split, values in {**attrs["metrics"], **attrs["extra_metrics"]}.items():
+        shown = "  ".join(f"{name} {100 * value:.2f}" for name, value in values.items())
+        print(f"{task.name} {split}: {shown}")
+    print(f"score {100 * frozen.value:.2f}  ({'+'.join(task.score)}, mean over dev splits)")
+    print(f"train {attrs['train_seconds']:.1f}s, {attrs['examples_per_second']:.0f} examples/s on {attrs['env']['device']}; "
+          f"recorded as trial {frozen.number} of study {study_name} in {url}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="glue-bench", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("tasks", help="list the GLUE tasks").set_defaults(func=cmd_tasks)
+    sub.add_parser("models", help="list the 24 BERT miniatures").set_defaults(func=cmd_models)
+
+    run = sub.add_parser("run", help="fine-tune one model on one task once, and record the trial")
+    run.add_argument("--model", required=True, help="bert-tiny, L-4_H-256, random:L-2_H-128, a folder or a Hub id")
+    run.add_argument("--task", required=True, help="cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte, wnli")
+    run.add_argument("--batch-size", type=_positive_int, required=True)
+    run.add_argument("--lr", type=_positive_float, required=True)
+    run.add_argument("--epochs", type=_positive_int, default=4)
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--max-seq-length", type=_positive_int, default=128)
+    run.add_argument("--max-train-samples", type=_positive_int, default=0,
+                     help="train on the first N rows only (quick checks)")
+    run.add_argument("--group-by-length", action="store_true", help="batches of similar length (changes results)")
+    run.add_argument("--bf16", action="store_true", help="bf16 autocast on a GPU (changes results)")
+    run.add_argument("--tf32", action="store_true", help="TF32 matrix products on a GPU (changes results)")
+    run.add_argument("--data", help="hub, or a folder in the glue_data or Hub parquet layout (env GLUE_BENCH_DATA)")
+    run.add_argument("--storage", help="Optuna storage URL (env GLUE_BENCH_STORAGE; default sqlite:///results/glue-bench.db)")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.set_defaults(func=cmd_run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)  # argparse itself exits 2 with one line on a bad option
+    try:
+        if args.command not in ("tasks", "models"):
+            from .hub import quiet_libraries
+
+            quiet_libraries()
+        return args.func(args)
+    except UserError as e:
+        print(f"glue-bench: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("glue-bench: interrupted; finished trials are kept in the storage", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

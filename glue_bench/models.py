@@ -1,0 +1,137 @@
+"""Model references → (model, tokenizer).
+
+A reference is one of:
+  bert-tiny | bert-mini | bert-small | bert-medium | bert-base   the paper's named miniatures
+  L-2_H-128 … L-12_H-768                                         any of the 24 → google/bert_uncased_L-*_H-*_A-*
+  random:L-2_H-128                                               that architecture, random weights, bundled vocab
+  <a local folder>                                               from_pretrained(folder)
+  <org/name>                                                     any Hub id
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, BertConfig, BertTokenizerFast
+
+from . import hub
+from .errors import UserError
+from .tasks import Task
+
+LAYERS = (2, 4, 6, 8, 10, 12)
+HIDDEN = (128, 256, 512, 768)
+NAMED = {"bert-tiny": "L-2_H-128", "bert-mini": "L-4_H-256", "bert-small": "L-4_H-512",
+         "bert-medium": "L-8_H-512", "bert-base": "L-12_H-768"}
+SHAPE = re.compile(r"^L-(\d+)_H-(\d+)$")
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    ref: str  # what the user typed, normalised (recorded in every trial)
+    kind: str  # miniature | random | local | hub
+    location: str  # Hub id or folder; "" for random
+    layers: int = 0
+    hidden: int = 0
+
+
+def miniature_config(layers: int, hidden: int) -> BertConfig:
+    """The miniatures' shape: 64-dim heads, 4× feed-forward, the uncased vocabulary."""
+    return BertConfig(vocab_size=30522, hidden_size=hidden, num_hidden_layers=layers,
+                      num_attention_heads=hidden // 64, intermediate_size=4 * hidden)
+
+
+def hub_id(layers: int, hidden: int) -> str:
+    return f"google/bert_uncased_L-{layers}_H-{hidden}_A-{hidden // 64}"
+
+
+def miniature_name(layers: int, hidden: int) -> str:
+    return f"L-{layers}_H-{hidden}"
+
+
+def all_miniatures() -> list[tuple[int, int]]:
+    return [(layer, hidden) for layer in LAYERS for hidden in HIDDEN]
+
+
+@cache
+def parameter_count(layers: int, hidden: int) -> int:
+    """Parameters of the encoder (embeddings, layers, pooler), counted on a meta-device model."""
+    from transformers import BertModel
+
+    with torch.device("meta"):
+        model = BertModel(miniature_config(layers, hidden))
+    return sum(p.numel() for p in model.parameters())
+
+
+def _shape(text: str, original: str) -> tuple[int, int]:
+    match = SHAPE.match(text)
+    if not match or (int(match[1]), int(match[2])) not in all_miniatures():
+        raise UserError(f"unknown model '{original}': {_suggest(original)}")
+    return int(match[1]), int(match[2])
+
+
+def _suggest(name: str) -> str:
+    names = list(NAMED) + [miniature_name(*s) for s in all_miniatures()]
+    hint = difflib.get_close_matches(name.removeprefix("random:"), names, n=1)
+    did = f"did you mean '{hint[0]}'? " if hint else ""
+    return (f"{did}use bert-tiny|mini|small|medium|base, L-<layers>_H-<hidden> with layers in {LAYERS} and "
+            f"hidden in {HIDDEN}, random:L-2_H-128, a local model folder, or a Hub id (org/name)")
+
+
+def resolve(ref: str) -> ModelRef:
+    """Parse a model reference without loading anything."""
+    text = ref.strip()
+    if text.startswith("random:"):
+        shape = NAMED.get(text[7:], text[7:])
+        layers, hidden = _shape(shape, ref)
+        return ModelRef(f"random:{miniature_name(layers, hidden)}", "random", "", layers, hidden)
+    if text in NAMED or SHAPE.match(text):
+        layers, hidden = _shape(NAMED.get(text, text), ref)
+        return ModelRef(miniature_name(layers, hidden), "miniature", hub_id(layers, hidden), layers, hidden)
+    path = Path(text).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise UserError(f"--model {ref}: the folder has no config.json; pass a folder saved by save_pretrained()")
+        return ModelRef(str(path.resolve()), "local", str(path.resolve()))
+    if re.match(r"^[\w.-]+/[\w.-]+$", text) and not text.startswith((".", "/")):
+        return ModelRef(text, "hub", text)
+    if "/" in text or text.startswith("."):
+        raise UserError(f"--model {ref}: no such folder")
+    raise UserError(f"unknown model '{ref}': {_suggest(text)}")
+
+
+def bundled_tokenizer() -> BertTokenizerFast:
+    """The uncased WordPiece vocabulary all 24 miniatures share, shipped with the package."""
+    vocab = resources.files("glue_bench.vocab").joinpath("vocab.txt")
+    # `vocab=` (not `vocab_file=`): transformers 5 ignores vocab_file silently.
+    return BertTokenizerFast(vocab=str(vocab), do_lower_case=True)
+
+
+def _problem(task: Task) -> dict:
+    return {"num_labels": task.num_labels,
+            "problem_type": "regression" if task.regression else "single_label_classification"}
+
+
+def load(ref: ModelRef, task: Task, seed: int):
+    """(model, tokenizer) for fine-tuning on `task`. The head's random init follows `seed`."""
+    torch.manual_seed(seed)
+    if ref.kind == "random":
+        config = miniature_config(ref.layers, ref.hidden)
+        config.update(_problem(task))
+        return AutoModelForSequenceClassification.from_config(config), bundled_tokenizer()
+    try:
+        offline = {"local_files_only": ref.kind != "local" and not hub.reachable()}
+        tokenizer = AutoTokenizer.from_pretrained(ref.location, **offline)
+        model = AutoModelForSequenceClassification.from_pretrained(ref.location, **offline, **_problem(task))
+    except OSError as e:
+        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        where = ("the folder" if ref.kind == "local" else f"the Hugging Face Hub ({ref.location})"
+                 + ("" if hub.reachable() else ", which is unreachable, and it is not in the local cache"))
+        raise UserError(f"cannot load model '{ref.ref}' from {where}: {first}; offline, pass a local folder "
+                        f"(--model path/to/model) or random:{miniature_name(ref.layers or 2, ref.hidden or 128)}") from None
+    return model, tokenizer

@@ -1,0 +1,202 @@
+"""The task registry: one frozen dataclass per `tasks/<name>.toml`, loaded strictly.
+
+Everything task-specific lives in those files, so no code branches on a task's name.
+"""
+
+from __future__ import annotations
+
+import difflib
+import tomllib
+from dataclasses import dataclass, fields
+from functools import cache
+from pathlib import Path
+
+from .errors import UserError
+
+ROLES = ("train", "dev", "test")
+KNOWN_METRICS = ("accuracy", "f1", "mcc", "pearson", "spearman")
+
+
+@dataclass(frozen=True)
+class Split:
+    """One split of a task: where it lives in each data layout and how many rows it has."""
+
+    name: str  # our name, the Hub's split name where there is one (validation_matched, …)
+    role: str  # train | dev | test
+    rows: int  # expected row count of the official release
+    hub: str  # the Hub's split name; "" when the Hub does not have it
+    file: str  # file name in the original glue_data layout
+    header: bool  # whether the TSV file starts with a header row
+    text_a: str | int  # column of the first text: a header name, or a 0-based position
+    text_b: str | int | None = None
+    label: str | int | None = None  # absent in test splits
+    idx: str | int | None = None  # absent: the row number is the index
+    submission: str = ""  # GLUE server file name, for test splits
+    extra_columns: tuple[str, ...] = ()  # kept as they are (e.g. AX's diagnostic categories)
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    glue_dir: str  # folder in the original glue_data layout
+    hub_config: str  # config of nyu-mll/glue
+    hub_columns: tuple[str, ...]  # text_a[, text_b] column names in the Hub's files
+    labels: tuple[str, ...]  # label strings of the original files, in label-id order; () if regression
+    regression: bool
+    metrics: tuple[str, ...]  # all dev metrics computed
+    score: tuple[str, ...]  # the task score: mean of these metrics, averaged over the dev splits
+    splits: dict[str, Split]
+    predicted_by: str = ""  # a task with no training data, predicted by this task's model (AX ← MNLI)
+    source_file: str = ""
+
+    @property
+    def is_pair(self) -> bool:
+        return len(self.hub_columns) == 2
+
+    @property
+    def num_labels(self) -> int:
+        return 1 if self.regression else len(self.labels)
+
+    def splits_with_role(self, role: str) -> list[Split]:
+        return [s for s in self.splits.values() if s.role == role]
+
+    @property
+    def train_split(self) -> Split | None:
+        train = self.splits_with_role("train")
+        return train[0] if train else None
+
+
+def _check_keys(table: dict, cls, where: str, required_names: set[str]) -> None:
+    allowed = {f.name for f in fields(cls)} - {"name", "splits", "source_file"}
+    for key in table:
+        if key not in allowed:
+            hint = difflib.get_close_matches(key, sorted(allowed), n=1)
+            extra = f" (did you mean '{hint[0]}'?)" if hint else f"; allowed keys: {', '.join(sorted(allowed))}"
+            raise UserError(f"{where}: unknown key '{key}'{extra}")
+    for key in sorted(required_names - set(table)):
+        raise UserError(f"{where}: missing required key '{key}'")
+
+
+def _expect(value, types, where: str, key: str):
+    if not isinstance(value, types) or isinstance(value, bool) and bool not in _as_tuple(types):
+        names = " or ".join(t.__name__ for t in _as_tuple(types))
+        raise UserError(f"{where}: key '{key}' must be {names}, got {value!r}")
+    return value
+
+
+def _as_tuple(types) -> tuple:
+    return types if isinstance(types, tuple) else (types,)
+
+
+_SPLIT_TYPES = {
+    "role": str, "rows": int, "hub": str, "file": str, "header": bool,
+    "text_a": (str, int), "text_b": (str, int), "label": (str, int), "idx": (str, int),
+    "submission": str, "extra_columns": list,
+}
+_TASK_TYPES = {
+    "glue_dir": str, "hub_config": str, "hub_columns": list, "labels": list, "regression": bool,
+    "metrics": list, "score": list, "predicted_by": str,
+}
+
+
+def _parse_split(name: str, table: dict, where: str) -> Split:
+    where = f"{where} [splits.{name}]"
+    if not isinstance(table, dict):
+        raise UserError(f"{where}: must be a table")
+    required = {"role", "rows", "hub", "file", "header", "text_a"}
+    _check_keys(table, Split, where, required)
+    for key, value in table.items():
+        _expect(value, _SPLIT_TYPES[key], where, key)
+    if table["role"] not in ROLES:
+        raise UserError(f"{where}: role must be one of {', '.join(ROLES)}, got '{table['role']}'")
+    if table["rows"] < 0:
+        raise UserError(f"{where}: rows must be >= 0, got {table['rows']}")
+    if table["role"] != "test" and "label" not in table:
+        raise UserError(f"{where}: a {table['role']} split needs a 'label' column")
+    values = dict(table)
+    values["extra_columns"] = tuple(values.get("extra_columns", ()))
+    return Split(name=name, **values)
+
+
+def parse_task(data: dict, where: str) -> Task:
+    """Build a Task from a parsed TOML table; every problem names the file and the key."""
+    required = {"glue_dir", "hub_config", "hub_columns", "labels", "regression", "metrics", "score", "splits"}
+    if "name" not in data:
+        raise UserError(f"{where}: missing required key 'name'")
+    body = {k: v for k, v in data.items() if k != "name"}
+    _check_keys({k: v for k, v in body.items() if k != "splits"}, Task, where, required - {"splits"})
+    if "splits" not in body or not isinstance(body["splits"], dict) or not body["splits"]:
+        raise UserError(f"{where}: missing required table [splits.<name>]")
+    for key, value in body.items():
+        if key != "splits":
+            _expect(value, _TASK_TYPES[key], where, key)
+    for key in ("hub_columns", "labels", "metrics", "score"):
+        if not all(isinstance(v, str) for v in body[key]):
+            raise UserError(f"{where}: key '{key}' must be a list of strings")
+    if len(body["hub_columns"]) not in (1, 2):
+        raise UserError(f"{where}: hub_columns must name 1 or 2 text columns")
+    for metric in body["metrics"]:
+        if metric not in KNOWN_METRICS:
+            raise UserError(f"{where}: unknown metric '{metric}'; known: {', '.join(KNOWN_METRICS)}")
+    if not body["score"] or not set(body["score"]) <= set(body["metrics"]):
+        raise UserError(f"{where}: score must list some of the task's metrics {body['metrics']}")
+    if body["regression"] == bool(body["labels"]):
+        raise UserError(f"{where}: a regression task has labels = [], a classification task lists its labels")
+    splits = {name: _parse_split(name, table, where) for name, table in body.pop("splits").items()}
+    if not any(s.role == "dev" for s in splits.values()):
+        raise UserError(f"{where}: a task needs at least one split with role = \"dev\"")
+    tuples = {k: tuple(body[k]) for k in ("hub_columns", "labels", "metrics", "score")}
+    return Task(name=data["name"], splits=splits, source_file=where, **{**body, **tuples})
+
+
+def load_task_file(path: Path) -> Task:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserError(f"{path}: cannot read task file ({e})") from None
+    except tomllib.TOMLDecodeError as e:
+        raise UserError(f"{path}: not valid TOML ({e})") from None
+    task = parse_task(data, str(path))
+    if task.name != path.stem:
+        raise UserError(f"{path}: name = '{task.name}' must match the file name '{path.stem}'")
+    return task
+
+
+def task_dir() -> Path:
+    """The shipped task files: inside the installed package (a wheel maps tasks/ to glue_bench/task_files/),
+    or tasks/ beside the package in a source checkout and an editable install."""
+    installed = Path(__file__).parent / "task_files"
+    return installed if installed.is_dir() else Path(__file__).parent.parent / "tasks"
+
+
+def _task_files() -> list[Path]:
+    return sorted(task_dir().glob("*.toml"))
+
+
+@cache
+def registry() -> dict[str, Task]:
+    """All shipped tasks by name."""
+    tasks = {p.stem: load_task_file(p) for p in _task_files()}
+    for task in tasks.values():
+        if task.predicted_by and task.predicted_by not in tasks:
+            raise UserError(f"{task.source_file}: predicted_by = '{task.predicted_by}' is not a task")
+    return tasks
+
+
+def get_task(name: str) -> Task:
+    """A task by name, or by the path of a user's own TOML file."""
+    if name.endswith(".toml"):
+        return load_task_file(Path(name))
+    tasks = registry()
+    key = name.lower().replace("-", "")
+    if key in tasks:
+        return tasks[key]
+    hint = difflib.get_close_matches(key, tasks, n=1)
+    suggestion = f"did you mean '{hint[0]}'? " if hint else ""
+    raise UserError(f"unknown task '{name}': {suggestion}known tasks: {', '.join(tasks)} "
+                    "(or the path of your own task .toml file)")
+
+
+def dependents(task: Task) -> list[Task]:
+    """Tasks predicted by this task's model (MNLI → AX)."""
+    return [t for t in registry().values() if t.predicted_by == task.name]

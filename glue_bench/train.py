@@ -1,0 +1,227 @@
+"""The fine-tune loop: the BERT recipe, top to bottom, in one function.
+
+AdamW (weight decay 0.01 except biases and LayerNorm), linear warmup over 10% of the steps then linear
+decay to 0, gradient clipping at 1.0, dynamic padding (each batch padded to its longest row), dev
+metrics on every dev split after every epoch, predictions for the test splits at the end.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+
+import datasets
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+from transformers import get_linear_schedule_with_warmup
+
+from . import metrics
+from .errors import UserError
+from .tasks import Task
+
+NAN_CHECK_EVERY = 20  # steps between looks at the loss: looking costs a host sync on a GPU
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Everything that can change a result. Recorded whole in every trial."""
+
+    batch_size: int
+    lr: float
+    epochs: int = 4
+    seed: int = 0
+    max_seq_length: int = 128
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    max_grad_norm: float = 1.0
+    max_train_samples: int = 0  # 0: the whole train split; else its first N rows (quick checks, CI)
+    group_by_length: bool = False  # batches of similar length: faster, changes the batch order
+    bf16: bool = False  # bf16 autocast on a GPU
+    tf32: bool = False  # TF32 matrix products on a GPU
+    eval_batch_size: int = 256
+
+    def __post_init__(self):
+        positive = {"batch_size": self.batch_size, "lr": self.lr, "epochs": self.epochs,
+                    "max_seq_length": self.max_seq_length, "eval_batch_size": self.eval_batch_size}
+        for name, value in positive.items():
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0 or not math.isfinite(value):
+                raise UserError(f"{name} must be a positive number, got {value!r}")
+        if not 0 <= self.warmup_ratio < 1:
+            raise UserError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio!r}")
+        if self.weight_decay < 0 or self.max_grad_norm < 0 or self.max_train_samples < 0:
+            raise UserError("weight_decay, max_grad_norm and max_train_samples must be >= 0")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class Diverged(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+    def __init__(self, step: int, loss: float):
+        super().__init__(f"loss became {loss} at step {step}")
+        self.step = step
+
+
+@dataclass
+class FineTuneResult:
+    dev: dict[str, dict[str, float]]  # split → metric → value, after the last epoch
+    curve: list[dict]  # one entry per epoch: train loss, dev metrics, seconds
+    predictions: dict[str, dict[str, list]]  # "task/split" → {"idx": […], "prediction": […]}
+    train_seconds: float = 0.0
+    eval_seconds: float = 0.0
+    train_examples: int = 0  # examples processed (epochs × rows)
+    steps: int = 0
+    device: str = ""
+    extra_metrics: dict[str, dict[str, float]] = field(default_factory=dict)  # labelled splits of other tasks
+
+
+class Packed:
+    """A tokenized split as flat arrays, so a padded batch is two numpy gathers, not a Python loop."""
+
+    def __init__(self, split: datasets.Dataset):
+        table = split.with_format("arrow")[:]  # a pyarrow Table, row selection applied
+        ids = table.column("input_ids").combine_chunks()
+        offsets = ids.offsets.to_numpy()
+        self.offsets = offsets[:-1].astype(np.int64)
+        self.lengths = np.diff(offsets).astype(np.int64)
+        self.input_ids = ids.values.to_numpy().astype(np.int64)
+        self.token_type_ids = table.column("token_type_ids").combine_chunks().values.to_numpy().astype(np.int64)
+        self.labels = table.column("label").to_numpy()
+        self.idx = table.column("idx").to_numpy()
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def batch(self, rows: np.ndarray, device) -> dict[str, torch.Tensor]:
+        lengths = self.lengths[rows]
+        positions = np.arange(lengths.max())
+        mask = positions[None, :] < lengths[:, None]
+        gather = np.where(mask, self.offsets[rows, None] + positions[None, :], 0)
+        batch = {
+            "input_ids": np.where(mask, self.input_ids[gather], 0),
+            "token_type_ids": np.where(mask, self.token_type_ids[gather], 0),
+            "attention_mask": mask.astype(np.int64),
+        }
+        return {k: torch.from_numpy(v).to(device, non_blocking=True) for k, v in batch.items()}
+
+
+def _batches(data: Packed, batch_size: int, generator: torch.Generator, group_by_length: bool) -> list[np.ndarray]:
+    order = torch.randperm(len(data), generator=generator).numpy()
+    if group_by_length:  # sort within mega-batches of 50 batches, as the HF Trainer's length grouping does
+        mega = 50 * batch_size
+        order = np.concatenate([chunk[np.argsort(-data.lengths[chunk], kind="stable")]
+                                for chunk in np.array_split(order, max(1, math.ceil(len(order) / mega)))])
+    batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    if group_by_length:  # shuffle batch order so long batches are not all at the start
+        batches = [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
+    return batches
+
+
+def _optimizer(model, recipe: Recipe, device: torch.device) -> torch.optim.Optimizer:
+    # Decay matrices only: biases and LayerNorm weights are the 1-D parameters.
+    decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]
+    groups = [{"params": decay, "weight_decay": recipe.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    fast = {"fused": True} if device.type == "cuda" else {"foreach": True}
+    return torch.optim.AdamW(groups, lr=recipe.lr, betas=(0.9, 0.999), eps=1e-8, **fast)
+
+
+@torch.no_grad()
+def predict(model, data: Packed, batch_size: int, device: torch.device, regression: bool, bf16: bool) -> np.ndarray:
+    """Predictions in the split's row order. Rows are batched by length so little is padded."""
+    model.eval()
+    order = np.argsort(data.lengths, kind="stable")
+    outputs = []
+    for start in range(0, len(order), batch_size):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            logits = model(**data.batch(order[start:start + batch_size], device)).logits.float()
+        outputs.append(logits.squeeze(-1) if regression else logits.argmax(-1))
+    result = torch.cat(outputs).cpu().numpy() if outputs else np.zeros(0)
+    predictions = np.empty_like(result)
+    predictions[order] = result
+    return predictions
+
+
+def fine_tune(model, task: Task, train: datasets.Dataset, dev: dict[str, datasets.Dataset],
+              to_predict: dict[str, tuple[Task, datasets.Dataset]], recipe: Recipe,
+              device: str = "auto", progress: bool = True) -> FineTuneResult:
+    """Fine-tune `model` on the tokenized `train` split; evaluate `dev` every epoch; predict `to_predict`.
+
+    `to_predict` maps "task/split" to (task, split): the test splits, and the splits of tasks predicted
+    by this task's model (AX from MNLI); those with labels are also scored.
+    """
+    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = recipe.tf32
+        torch.backends.cudnn.allow_tf32 = recipe.tf32
+    bf16 = recipe.bf16 and device.type == "cuda"
+    torch.manual_seed(recipe.seed)
+    generator = torch.Generator().manual_seed(recipe.seed)
+
+    if recipe.max_train_samples:
+        train = train.select(range(min(recipe.max_train_samples, len(train))))
+    train_data = Packed(train)
+    dev_data = {name: Packed(split) for name, split in dev.items()}
+    labels = torch.from_numpy(train_data.labels.astype(np.float32 if task.regression else np.int64))
+
+    model.to(device)
+    optimizer = _optimizer(model, recipe, device)
+    steps_per_epoch = math.ceil(len(train_data) / recipe.batch_size)
+    total_steps = steps_per_epoch * recipe.epochs
+    scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(total_steps * recipe.warmup_ratio), total_steps)
+
+    curve, train_seconds, eval_seconds, step = [], 0.0, 0.0, 0
+    bar = tqdm(total=total_steps, desc=f"{task.name} bs={recipe.batch_size} lr={recipe.lr:g}", unit="step",
+               disable=not progress, leave=False)
+    for epoch in range(1, recipe.epochs + 1):
+        model.train()
+        started = time.perf_counter()
+        loss_sum = torch.zeros((), device=device)
+        for rows in _batches(train_data, recipe.batch_size, generator, recipe.group_by_length):
+            batch = train_data.batch(rows, device)
+            batch["labels"] = labels[rows].to(device, non_blocking=True)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                loss = model(**batch).loss
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            loss_sum += loss.detach()
+            step += 1
+            if step % NAN_CHECK_EVERY == 0 or step == total_steps:
+                value = loss.item()
+                if not math.isfinite(value):
+                    bar.close()
+                    raise Diverged(step, value)
+                bar.set_postfix(loss=f"{value:.4f}", refresh=False)
+            bar.update()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        train_seconds += time.perf_counter() - started
+
+        started = time.perf_counter()
+        epoch_dev = {name: metrics.compute(task, predict(model, data, recipe.eval_batch_size, device,
+                                                         task.regression, bf16), data.labels)
+                     for name, data in dev_data.items()}
+        eval_seconds += time.perf_counter() - started
+        curve.append({"epoch": epoch, "train_loss": loss_sum.item() / steps_per_epoch, "dev": epoch_dev,
+                      "train_seconds": round(train_seconds, 3)})
+    bar.close()
+
+    started = time.perf_counter()
+    predictions, extra = {}, {}
+    for key, (other, split) in to_predict.items():
+        data = Packed(split)
+        values = predict(model, data, recipe.eval_batch_size, device, other.regression, bf16)
+        predictions[key] = {"idx": data.idx.tolist(), "prediction": values.tolist()}
+        if (data.labels >= 0).all() and len(data):  # a labelled split of another task (AX's diagnostic)
+            extra[key] = metrics.compute(other, values, data.labels)
+    eval_seconds += time.perf_counter() - started
+    return FineTuneResult(dev=curve[-1]["dev"], curve=curve, predictions=predictions,
+                          train_seconds=train_seconds, eval_seconds=eval_seconds,
+                          train_examples=len(train_data) * recipe.epochs, steps=step, device=str(device),
+                          extra_metrics=extra)

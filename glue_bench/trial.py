@@ -1,0 +1,143 @@
+"""One trial: load the task's data and the model, fine-tune, and record everything in the Optuna trial."""
+
+from __future__ import annotations
+
+import json
+import platform
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import optuna
+import torch
+import transformers
+
+from . import __version__, data, metrics, models
+from .errors import UserError
+from .storage import artifact_store
+from .tasks import Task, dependents, get_task
+from .train import Recipe, fine_tune
+
+# Optuna params: what a grid varies. The rest of the recipe is a user attribute.
+GRID_PARAMS = ("batch_size", "lr", "seed")
+
+
+@dataclass(frozen=True)
+class TrialSpec:
+    model: str  # a model reference (see models.py)
+    task: str
+    data: str  # "hub" or a folder
+    recipe: Recipe
+    check_rows: bool = True
+
+
+def study_name(sweep: str, model: str, task: str) -> str:
+    return f"{sweep}/{model}/{task}"
+
+
+def grid_distributions(batch_sizes, lrs, seeds) -> dict[str, optuna.distributions.BaseDistribution]:
+    return {"batch_size": optuna.distributions.CategoricalDistribution(list(batch_sizes)),
+            "lr": optuna.distributions.CategoricalDistribution(list(lrs)),
+            "seed": optuna.distributions.CategoricalDistribution(list(seeds))}
+
+
+_TOKENIZED: dict[tuple, dict] = {}  # kept for the life of the process: a worker's trials share them
+
+
+def load_tokenized(task: Task, source: data.DataSource, tokenizer, max_length: int, check_rows: bool,
+                   roles=("train", "dev", "test")) -> dict:
+    """The task's tokenized splits (test splits only where the source has them)."""
+    key = (task.source_file, source, data.tokenizer_fingerprint(tokenizer), max_length, check_rows, tuple(roles))
+    if key not in _TOKENIZED:
+        out = {}
+        for split in task.splits.values():
+            if split.role not in roles or split.role == "test" and not data.available(task, split, source):
+                continue
+            raw = data.load_split(task, split, source, check_rows)
+            rows_key = f"{task.name}/{split.name}/{data.data_fingerprint(task, split, source)}"
+            out[split.name] = data.tokenize(raw, tokenizer, max_length, rows_key)
+        _TOKENIZED[key] = out
+    return _TOKENIZED[key]
+
+
+def environment(device: str) -> dict:
+    return {"glue_bench": __version__, "torch": torch.__version__, "transformers": transformers.__version__,
+            "optuna": optuna.__version__, "python": platform.python_version(), "host": platform.node(),
+            "device": device, "gpu": torch.cuda.get_device_name() if device.startswith("cuda") else ""}
+
+
+@dataclass
+class Prepared:
+    """A trial's inputs, loaded and checked before anything is written to the storage."""
+
+    spec: TrialSpec
+    task: Task
+    model_ref: models.ModelRef
+    source: data.DataSource
+    model: object
+    train: object
+    dev: dict
+    to_predict: dict
+
+
+def prepare(spec: TrialSpec) -> Prepared:
+    """Resolve the task, model and data and tokenize: every error a user can cause surfaces here."""
+    task = get_task(spec.task)
+    ref = models.resolve(spec.model)
+    source = data.resolve_source(spec.data)
+    if task.train_split is None:
+        raise UserError(f"{task.name} has no training data: it is predicted by the '{task.predicted_by}' model; "
+                        f"run --task {task.predicted_by}")
+    model, tokenizer = models.load(ref, task, spec.recipe.seed)
+    splits = load_tokenized(task, source, tokenizer, spec.recipe.max_seq_length, spec.check_rows)
+    dev = {s.name: splits[s.name] for s in task.splits_with_role("dev")}
+    to_predict = {f"{task.name}/{s.name}": (task, splits[s.name])
+                  for s in task.splits_with_role("test") if s.name in splits}
+    for other in dependents(task):  # AX: predicted by the MNLI model, its labelled split scored too
+        for name, split in load_tokenized(other, source, tokenizer, spec.recipe.max_seq_length, spec.check_rows,
+                                          roles=("dev", "test")).items():
+            to_predict[f"{other.name}/{name}"] = (other, split)
+    return Prepared(spec, task, ref, source, model, splits[task.train_split.name], dev, to_predict)
+
+
+def execute(prepared: Prepared, trial: optuna.Trial, storage_url: str | None, progress: bool = True) -> float:
+    """Fine-tune and record everything in `trial`. Returns the task score (the trial's value)."""
+    task, recipe = prepared.task, prepared.spec.recipe
+    trial.set_user_attr("model", prepared.model_ref.ref)
+    trial.set_user_attr("task", task.name)
+    trial.set_user_attr("data", prepared.source.describe())
+    trial.set_user_attr("recipe", recipe.to_dict())
+    result = fine_tune(prepared.model, task, prepared.train, prepared.dev, prepared.to_predict, recipe,
+                       progress=progress)
+    score = metrics.task_score(task, result.dev)
+    trial.set_user_attr("metrics", result.dev)
+    trial.set_user_attr("extra_metrics", result.extra_metrics)
+    trial.set_user_attr("curve", result.curve)
+    trial.set_user_attr("train_seconds", round(result.train_seconds, 3))
+    trial.set_user_attr("eval_seconds", round(result.eval_seconds, 3))
+    trial.set_user_attr("train_examples", result.train_examples)
+    trial.set_user_attr("steps", result.steps)
+    trial.set_user_attr("examples_per_second", round(result.train_examples / max(result.train_seconds, 1e-9), 2))
+    trial.set_user_attr("env", environment(result.device))
+    trial.set_user_attr("predictions", _upload_predictions(trial, result.predictions, storage_url))
+    return score
+
+
+def _upload_predictions(trial: optuna.Trial, predictions: dict, storage_url: str | None) -> dict[str, str]:
+    """Each predicted split as a JSON artifact; returns "task/split" → artifact id."""
+    store, ids = artifact_store(storage_url), {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for key, values in predictions.items():
+            path = Path(tmp, key.replace("/", "__") + ".json")
+            path.write_text(json.dumps(values))
+            ids[key] = optuna.artifacts.upload_artifact(artifact_store=store, file_path=str(path),
+                                                        study_or_trial=trial, mimetype="application/json")
+    return ids
+
+
+def download_predictions(artifact_id: str, storage_url: str | None) -> dict[str, list]:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp, "predictions.json")
+        optuna.artifacts.download_artifact(artifact_store=artifact_store(storage_url), file_path=str(path),
+                                           artifact_id=artifact_id)
+        return json.loads(path.read_text())
