@@ -106,6 +106,18 @@ def _print_result(task, frozen, study_name: str, url: str) -> None:
           f"recorded as trial {frozen.number} of study {study_name} in {url}")
 
 
+def cmd_check(args) -> int:
+    from . import check
+    from .runs import read_runs, runs_table
+
+    tolerance = check.parse_tolerance(args.tolerance)
+    baseline = read_runs(args.baseline, option="--baseline")
+    new = read_runs(args.runs) if args.runs else runs_table(args.storage)
+    result = check.compare(baseline, new, tolerance, sweep=args.sweep)
+    print(check.render(result))
+    return 1 if len(result.regressions) else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="glue-bench", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -130,6 +142,19 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--storage", help="Optuna storage URL (env GLUE_BENCH_STORAGE; default sqlite:///results/glue-bench.db)")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.set_defaults(func=cmd_run)
+
+    check = sub.add_parser("check", help="CI gate: compare a new run with a baseline; exit 1 on a regression",
+                           description="Compare each (model, task, batch size, lr, metric) of a new run, "
+                           "averaged over seeds, with a baseline runs table (glue-bench export). Exit 0: no "
+                           "regression; 1: a regression; 2: the runs cannot be compared (the message says why).")
+    check.add_argument("--baseline", required=True, help="the baseline runs table (.csv or .parquet)")
+    new_runs = check.add_mutually_exclusive_group()
+    new_runs.add_argument("--storage", help="the new run's Optuna storage URL (env GLUE_BENCH_STORAGE)")
+    new_runs.add_argument("--runs", help="the new run as an exported runs table instead of a storage")
+    check.add_argument("--sweep", help="the new run's sweep name (default: the baseline's)")
+    check.add_argument("--tolerance", default="auto",
+                       help="allowed drop: auto (max(2, 3 x baseline seed std) points) or a number of points")
+    check.set_defaults(func=cmd_check)
     return parser
 
 

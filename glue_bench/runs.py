@@ -81,16 +81,16 @@ def export(table: pd.DataFrame, path: str) -> None:
         raise UserError(f"--out {path}: write .csv or .parquet")
 
 
-def read_runs(path: str) -> pd.DataFrame:
-    """A runs table exported earlier (CSV or Parquet)."""
+def read_runs(path: str, option: str = "--runs") -> pd.DataFrame:
+    """A runs table exported earlier (CSV or Parquet). `option` names the file in error messages."""
     file = Path(path)
     if not file.is_file():
-        raise UserError(f"--runs {path}: no such file; make one with glue-bench export --out {path}")
+        raise UserError(f"{option} {path}: no such file; make one with glue-bench export --out {path}")
     try:
         table = pd.read_parquet(file) if file.suffix == ".parquet" else pd.read_csv(file)
     except Exception as e:
-        raise UserError(f"--runs {path}: cannot read it as a runs table ({type(e).__name__}: {e})") from None
+        raise UserError(f"{option} {path}: cannot read it as a runs table ({type(e).__name__}: {e})") from None
     missing = [c for c in ID_COLUMNS if c not in table.columns]
     if missing:
-        raise UserError(f"--runs {path}: not a glue-bench runs table (missing columns {', '.join(missing)})")
+        raise UserError(f"{option} {path}: not a glue-bench runs table (missing columns {', '.join(missing)})")
     return table

@@ -1,0 +1,231 @@
+"""The CI regression gate: compare a new run's dev metrics with a committed baseline runs table.
+
+A cell is (model, task, batch size, lr); its value for a metric is the mean over seeds, in points. The new
+mean may fall below the baseline mean by at most the allowed drop, else the cell is a regression; a rise
+beyond it is an improvement. A grid point whose new trials all failed (a NaN loss) is a regression too.
+
+`auto` tolerance: allowed drop = max(FLOOR, K × the baseline's seed standard deviation) per cell and metric.
+K = 3: the difference of two 3-seed means has a spread of about 0.8 × the seed spread, and 3 seeds
+estimate that spread poorly (2 degrees of freedom), so 3 × keeps false alarms rare; a real break
+(shuffled labels, a diverged run) moves a metric by 10+ points. The FLOOR of 2 points covers a baseline
+whose seeds happen to agree and the run-to-run drift of another CPU: another CPU (or thread count)
+sums floats in another order, and after fine-tuning a handful of dev predictions flip.
+
+Refused (UserError, exit 2) rather than compared: runs whose models, tasks, grid points, recipes or metrics
+differ from the baseline's, an unfinished new run, a baseline with a grid point that never completed.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import pandas as pd
+
+from .errors import UserError
+from .runs import RECIPE_COLUMNS
+
+K = 3.0  # × the baseline's seed standard deviation (sample std over seeds)
+FLOOR = 2.0  # points: the smallest allowed drop under `auto`
+CELL = ["model", "task", "batch_size", "lr"]
+POINT = CELL + ["seed"]
+
+
+def parse_tolerance(text: str) -> float | None:
+    """`auto` → None; a number of points ≥ 0 → that number."""
+    if text == "auto":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not value >= 0 or math.isinf(value):
+        raise UserError(f"--tolerance {text}: pass auto or a number of points >= 0 (e.g. 1.5)")
+    return value
+
+
+def describe_tolerance(tolerance: float | None) -> str:
+    if tolerance is None:
+        return f"auto: allowed drop = max({FLOOR:g}, {K:g} x baseline seed std) points"
+    return f"{tolerance:g} points"
+
+
+def _normalised(table: pd.DataFrame) -> pd.DataFrame:
+    """Key columns made comparable across a storage and a CSV round trip (lr 5e-05 vs 4.99999…e-05)."""
+    table = table.copy()
+    table["sweep"] = table["sweep"].fillna("").astype(str)
+    table["lr"] = table["lr"].map(lambda v: float(f"{v:.12g}") if pd.notna(v) else v)
+    for column in ("batch_size", "seed"):
+        table[column] = pd.to_numeric(table[column])
+    return table.dropna(subset=POINT)
+
+
+def _metric_columns(table: pd.DataFrame) -> list[str]:
+    return sorted(c for c in table.columns if c.startswith(("dev/", "extra/")) and table[c].notna().any())
+
+
+def select_sweeps(new: pd.DataFrame, baseline: pd.DataFrame, sweep: str | None) -> pd.DataFrame:
+    """The new runs of `sweep`, or by default of the sweep(s) the baseline was made by."""
+    wanted = [sweep] if sweep else sorted(set(baseline["sweep"]))
+    chosen = new[new["sweep"].isin(wanted)]
+    if chosen.empty:
+        held = ", ".join(sorted(set(new["sweep"]))) or "none"
+        raise UserError(f"the new runs hold no trials of sweep {', '.join(wanted)} (they hold: {held}); "
+                        "run that sweep or pass --sweep NAME")
+    return chosen
+
+
+def _settle(table: pd.DataFrame, which: str) -> pd.DataFrame:
+    """One row per grid point: its latest completed trial, else its latest failed one (a retried point
+    has both). A point still running or waiting means the run is unfinished."""
+    table = table.sort_values("trial")
+    done = table[table["state"] == "COMPLETE"].groupby(POINT, sort=True).tail(1)
+    failed = table[table["state"] == "FAIL"].groupby(POINT, sort=True).tail(1)
+    failed = failed[~failed.set_index(POINT).index.isin(done.set_index(POINT).index)]
+    settled = pd.concat([done, failed])
+    unsettled = table[~table.set_index(POINT).index.isin(settled.set_index(POINT).index)]
+    if not unsettled.empty:
+        first = unsettled.iloc[0]
+        raise UserError(f"the {which} run is unfinished: {len(unsettled)} grid point(s) have no finished trial "
+                        f"(e.g. {first['task']} bs={first['batch_size']:g} lr={first['lr']:g} seed={first['seed']:g}, "
+                        f"{first['state']}); finish the sweep, then check")
+    return settled.sort_values(POINT, ignore_index=True)
+
+
+def _names(points: pd.DataFrame) -> str:
+    shown = [f"{r.model} {r.task} bs={r.batch_size:g} lr={r.lr:g} seed={r.seed:g}"
+             for r in points.head(3).itertuples()]
+    more = f" and {len(points) - 3} more" if len(points) > 3 else ""
+    return "; ".join(shown) + more
+
+
+def _check_same_grid(base: pd.DataFrame, new: pd.DataFrame) -> None:
+    base_keys, new_keys = base.set_index(POINT).index, new.set_index(POINT).index
+    only_base, only_new = base[~base_keys.isin(new_keys)], new[~new_keys.isin(base_keys)]
+    if only_base.empty and only_new.empty:
+        return
+    differences, pair = [], ["model", "task"]
+    for which, one, other in (("new run", base, new), ("baseline", new, base)):
+        # A (model, task) wholly missing on one side: name it, not each of its grid points.
+        lacking = one[pair].drop_duplicates()
+        lacking = lacking[~lacking.set_index(pair).index.isin(other.set_index(pair).index)]
+        if not lacking.empty:
+            differences.append(f"the {which} lacks " + ", ".join(f"{r.task} ({r.model})" for r in lacking.itertuples()))
+            only_base = only_base[~only_base.set_index(pair).index.isin(lacking.set_index(pair).index)]
+            only_new = only_new[~only_new.set_index(pair).index.isin(lacking.set_index(pair).index)]
+    if not only_base.empty:
+        differences.append(f"only in the baseline: {_names(only_base)}")
+    if not only_new.empty:
+        differences.append(f"only in the new run: {_names(only_new)}")
+    raise UserError(f"the grids differ: {'; '.join(differences)}; run the same sweep as the baseline, "
+                    "or make a new baseline")
+
+
+def _same(a, b) -> bool:
+    if pd.isna(a) and pd.isna(b):
+        return True
+    if isinstance(a, (bool, str)) or isinstance(b, (bool, str)):
+        return str(a) == str(b)
+    try:
+        return math.isclose(float(a), float(b), rel_tol=1e-9)
+    except (TypeError, ValueError):
+        return str(a) == str(b)
+
+
+def _check_same_recipe(base: pd.DataFrame, new: pd.DataFrame) -> None:
+    columns = [c for c in RECIPE_COLUMNS if c in base.columns]
+    for column in columns:
+        if column not in new.columns:
+            raise UserError(f"the recipes differ: the new runs have no {column} column; export them with this "
+                            "glue-bench version")
+        for key, group in new.groupby(["model", "task"], sort=True):
+            expected = base.loc[(base["model"] == key[0]) & (base["task"] == key[1]), column].iloc[0]
+            found = group[column].iloc[0]
+            if not all(_same(v, expected) for v in group[column]):
+                raise UserError(f"the recipes differ: {key[1]} ({key[0]}) has {column}={found} in the new run, "
+                                f"{expected} in the baseline; run the same sweep as the baseline, or make a new baseline")
+
+
+def _check_same_metrics(base: pd.DataFrame, new: pd.DataFrame, metrics: list[str]) -> None:
+    done = new[new["state"] == "COMPLETE"]
+    for task, group in base.groupby("task", sort=True):
+        expected = [m for m in metrics if group[m].notna().all()]
+        found = [m for m in metrics if m in done.columns and done.loc[done["task"] == task, m].notna().all()]
+        if set(expected) - set(found):
+            raise UserError(f"the metrics differ: {task} has no {', '.join(sorted(set(expected) - set(found)))} "
+                            "in the new run; the task definitions changed since the baseline: make a new baseline")
+
+
+@dataclass(frozen=True)
+class Comparison:
+    table: pd.DataFrame  # one row per (cell, metric): baseline, std, new, change, allowed (points), verdict
+    tolerance: str  # how the allowed drop was set
+
+    @property
+    def regressions(self) -> pd.DataFrame:
+        return self.table[self.table["verdict"].isin(["REGRESSION", "FAILED"])]
+
+
+def compare(baseline: pd.DataFrame, new: pd.DataFrame, tolerance: float | None = None,
+            sweep: str | None = None) -> Comparison:
+    """Compare each (model, task, batch size, lr, metric) of `new` with `baseline`. Both are runs tables."""
+    baseline, new = _normalised(baseline), _normalised(new)
+    new = select_sweeps(new, baseline, sweep)
+    base = _settle(baseline, "baseline")
+    failed_base = base[base["state"] != "COMPLETE"]
+    if not failed_base.empty:
+        raise UserError(f"the baseline has grid points that never completed ({_names(failed_base)}); "
+                        "make the baseline again from a run where every trial completed")
+    new = _settle(new, "new")
+    _check_same_grid(base, new)
+    _check_same_recipe(base, new)
+    metrics = _metric_columns(base)
+    _check_same_metrics(base, new, metrics)
+
+    rows = []
+    new_cells = dict(list(new.groupby(CELL, sort=True)))
+    for cell, base_cell in base.groupby(CELL, sort=True):
+        new_cell = new_cells[cell]  # present: the grids are the same
+        failures = new_cell[new_cell["state"] != "COMPLETE"]
+        for metric in metrics:
+            if base_cell[metric].isna().all():
+                continue
+            points = 100 * base_cell[metric]
+            mean, std = points.mean(), (points.std() if len(points) > 1 else 0.0)
+            allowed = max(FLOOR, K * std) if tolerance is None else tolerance
+            row = dict(zip(CELL, cell), metric=metric.split("/", 1)[1], seeds=len(points), baseline=mean,
+                       std=std, allowed=allowed)
+            if not failures.empty:
+                reason = failures["fail_reason"].dropna()
+                row.update(new=math.nan, change=math.nan, verdict="FAILED",
+                           note=str(reason.iloc[0]) if len(reason) else "trial failed")
+            else:
+                new_mean = 100 * new_cell[metric].mean()
+                change = new_mean - mean
+                verdict = "REGRESSION" if change < -allowed else "improved" if change > allowed else "unchanged"
+                row.update(new=new_mean, change=change, verdict=verdict, note="")
+            rows.append(row)
+    return Comparison(pd.DataFrame(rows), describe_tolerance(tolerance))
+
+
+def render(result: Comparison) -> str:
+    """The table, then one line per regression naming the task and metric, then the verdict."""
+    shown = result.table.copy()
+    for column in ("baseline", "std", "new", "change", "allowed"):
+        sign = "+" if column == "change" else ""
+        shown[column] = shown[column].map(lambda v: "-" if pd.isna(v) else f"{v:{sign}.2f}")
+    shown["batch_size"] = shown["batch_size"].map(lambda v: f"{v:g}")
+    shown["lr"] = shown["lr"].map(lambda v: f"{v:g}")
+    shown = shown.drop(columns="note")
+    lines = [shown.to_string(index=False), "", f"tolerance {result.tolerance}"]
+    counts = result.table["verdict"].value_counts()
+    lines.append(f"{counts.get('REGRESSION', 0) + counts.get('FAILED', 0)} regression(s), "
+                 f"{counts.get('improved', 0)} improvement(s), {counts.get('unchanged', 0)} unchanged")
+    for r in result.regressions.itertuples():
+        where = f"{r.task} {r.metric} (model {r.model}, bs={r.batch_size:g} lr={r.lr:g})"
+        if r.verdict == "FAILED":
+            lines.append(f"REGRESSION {where}: the new run failed: {r.note}")
+        else:
+            lines.append(f"REGRESSION {where}: {r.baseline:.2f} -> {r.new:.2f} ({r.change:+.2f} points, "
+                         f"allowed drop {r.allowed:.2f})")
+    return "\n".join(lines)
