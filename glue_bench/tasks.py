@@ -47,6 +47,7 @@ class Task:
     score: tuple[str, ...]  # the task score: mean of these metrics, averaged over the dev splits
     splits: dict[str, Split]
     predicted_by: str = ""  # a task with no training data, predicted by this task's model (AX ← MNLI)
+    label_range: tuple[float, ...] = ()  # a regression task's [low, high]: submissions are clipped to it
     source_file: str = ""
 
     @property
@@ -95,7 +96,7 @@ _SPLIT_TYPES = {
 }
 _TASK_TYPES = {
     "glue_dir": str, "hub_config": str, "hub_columns": list, "labels": list, "regression": bool,
-    "metrics": list, "score": list, "predicted_by": str,
+    "metrics": list, "score": list, "predicted_by": str, "label_range": list,
 }
 
 
@@ -142,6 +143,12 @@ def parse_task(data: dict, where: str) -> Task:
         raise UserError(f"{where}: score must list some of the task's metrics {body['metrics']}")
     if body["regression"] == bool(body["labels"]):
         raise UserError(f"{where}: a regression task has labels = [], a classification task lists its labels")
+    if "label_range" in body:
+        low_high = body["label_range"]
+        if (len(low_high) != 2 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in low_high)
+                or not low_high[0] < low_high[1] or not body["regression"]):
+            raise UserError(f"{where}: label_range must be [low, high] with low < high, for a regression task")
+        body["label_range"] = tuple(float(v) for v in low_high)
     splits = {name: _parse_split(name, table, where) for name, table in body.pop("splits").items()}
     if not any(s.role == "dev" for s in splits.values()):
         raise UserError(f"{where}: a task needs at least one split with role = \"dev\"")
