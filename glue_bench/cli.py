@@ -118,6 +118,48 @@ def cmd_check(args) -> int:
     return 1 if len(result.regressions) else 0
 
 
+def cmd_report(args) -> int:
+    from . import render, report
+
+    table = report.load_runs(args.storage, args.runs, args.sweep)
+    if args.grid:
+        result = report.grid(table, args.grid)
+    elif args.ax:
+        from .diagnostics import ax_report
+
+        result = ax_report(table, args.storage, args.ax, args.data)
+    else:
+        result = report.leaderboard(table, compare_paper=args.compare == "paper")
+    render.write(render.render(result, render.choose_format(args.format, args.out)), args.out)
+    if args.plot:
+        from . import plots
+
+        print(plots.plot(table, args.plot, task=args.plot_task, compare_paper=args.compare == "paper"), file=sys.stderr)
+    return 0
+
+
+def cmd_submit(args) -> int:
+    from . import submit
+    from .report import load_runs
+
+    if args.check:
+        for line in submit.check_zip(args.check):
+            print(line)
+        print(f"{args.check}: every file has the right rows, indices and labels for the GLUE server")
+        return 0
+    if not args.model or not args.out:
+        raise UserError("submit needs --model M --out FILE.zip (or --check FILE.zip to check a zip)")
+    sources, filled = submit.build(load_runs(args.storage, None, args.sweep), args.storage, args.model, args.out,
+                                   args.fill_missing)
+    for line in sources:
+        print(line)
+    for line in filled:
+        print(f"glue-bench: WARNING: {line}", file=sys.stderr)
+    print(f"wrote {args.out}: {len(submit.server_files())} files, rows and labels checked"
+          + (f"; {len(filled)} FILLED with a majority baseline" if filled else ""))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="glue-bench", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -155,6 +197,37 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--tolerance", default="auto",
                        help="allowed drop: auto (max(2, 3 x baseline seed std) points) or a number of points")
     check.set_defaults(func=cmd_check)
+
+    rep = sub.add_parser("report", help="the leaderboard (best configuration per task on dev), a grid, AX, plots",
+                         description="One row per model (smallest first), the columns of the paper's table; "
+                         "--compare paper puts the paper's numbers and the difference beside ours.")
+    source = rep.add_mutually_exclusive_group()
+    source.add_argument("--storage", help="Optuna storage URL (env GLUE_BENCH_STORAGE; default sqlite:///results/glue-bench.db)")
+    source.add_argument("--runs", help="an exported runs table (.csv or .parquet) instead of a storage")
+    rep.add_argument("--sweep", help="only this sweep's trials")
+    rep.add_argument("--format", choices=["markdown", "csv", "latex", "html"],
+                     help="default: from the --out suffix (.md .csv .tex .html), else markdown")
+    rep.add_argument("--compare", choices=["paper"], help="the paper's table (results/paper-miniatures.csv) beside ours")
+    rep.add_argument("--out", help="write to this file instead of stdout")
+    view = rep.add_mutually_exclusive_group()
+    view.add_argument("--grid", metavar="MODEL:TASK", help="one model's batch size x learning rate grid for one task")
+    view.add_argument("--ax", metavar="MODEL", help="AX scored locally, by category (needs --data with diagnostic-full.tsv)")
+    rep.add_argument("--data", help="for --ax: a folder holding diagnostic/diagnostic-full.tsv (env GLUE_BENCH_DATA)")
+    rep.add_argument("--plot", metavar="FILE.png", help="also draw the 6 x 4 grid of miniatures and score against size")
+    rep.add_argument("--plot-task", metavar="TASK", help="colour the plot by this task's score (default: the GLUE score)")
+    rep.set_defaults(func=cmd_report)
+
+    sbm = sub.add_parser("submit", help="the 11 files the GLUE server takes, zipped and checked",
+                         description="One model's test predictions (the best trial per task; AX from its MNLI "
+                         "trial) as the GLUE server's files; or --check an existing zip.")
+    sbm.add_argument("--storage", help="Optuna storage URL (env GLUE_BENCH_STORAGE); its prediction artifacts are read")
+    sbm.add_argument("--sweep", help="only this sweep's trials")
+    sbm.add_argument("--model", help="bert-tiny, L-2_H-128, random:L-2_H-128, … as the trials recorded it")
+    sbm.add_argument("--out", metavar="FILE.zip", help="the zip to write")
+    sbm.add_argument("--fill-missing", choices=["majority"],
+                     help="fill tasks without predictions with the majority dev class (said loudly)")
+    sbm.add_argument("--check", metavar="FILE.zip", help="check an existing submission zip and exit")
+    sbm.set_defaults(func=cmd_submit)
     return parser
 
 

@@ -1,0 +1,146 @@
+"""The figure: the 6 × 4 grid of miniatures (layers × hidden size) coloured by score, and score against size.
+
+Left, the miniatures' grid as the paper lays it out (rows L = 2 … 12, columns H = 128 … 768), each cell
+coloured by the GLUE score (or one task's score) of that shape; right, the same scores against the
+parameter count (models.parameter_count), the paper's four named models beside ours when asked.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: no display needed
+import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker as ticker  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from . import models, report  # noqa: E402
+from .errors import UserError  # noqa: E402
+from .tasks import get_task  # noqa: E402
+
+NAMES = {shape: "BERT-" + name.removeprefix("bert-").title() for name, shape in models.NAMED.items()}
+
+
+def _heatmap_models(scores: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """The models drawn in the grid: one per shape. Pretrained and random-init models of a shape are not
+    comparable, so the family with more shapes is drawn (pretrained on a tie); the scatter shows all."""
+    shaped = scores[[report.model_shape(m) in models.all_miniatures() for m in scores["model"]]].copy()
+    shaped["random"] = shaped["model"].str.startswith("random:")
+    counts = shaped.groupby("random").size()
+    random = bool(len(counts)) and counts.get(True, 0) > counts.get(False, 0)
+    chosen = shaped[shaped["random"] == random]
+    chosen = chosen.assign(shape=[report.model_shape(m) for m in chosen["model"]]).drop_duplicates("shape")
+    return chosen, "random-init weights" if random else "pretrained"
+
+
+def _paper_values(task: str | None) -> pd.DataFrame:
+    table = report.paper()
+    column = "score" if task is None else ("ax/test/mcc" if get_task(task).name == "ax" else get_task(task).name)
+    return pd.DataFrame({"model": table["model"], "shape": list(zip(table["layers"], table["hidden"])),
+                         "value": table[column].astype(float)})
+
+
+def plot(table: pd.DataFrame, path: str, task: str | None = None, compare_paper: bool = False) -> str:
+    """Draw the figure into `path` (.png, .pdf or .svg); returns a one-line description."""
+    if Path(path).suffix.lower() not in (".png", ".pdf", ".svg"):
+        raise UserError(f"--plot {path}: write .png, .pdf or .svg")
+    scores = report.model_scores(table, task)
+    if scores.empty:
+        raise UserError(f"--plot: no model has a {'GLUE' if task is None else task} score yet; run some trials first")
+    what = "GLUE score" if task is None else f"{get_task(task).name.upper()} score"
+    paper = _paper_values(task) if compare_paper else None
+    grid_models, family = _heatmap_models(scores)
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.8), gridspec_kw={"width_ratios": [1, 1.25]},
+                                      layout="constrained")
+    values = np.full((len(models.LAYERS), len(models.HIDDEN)), np.nan)
+    for _, row in grid_models.iterrows():
+        layers, hidden = row["shape"]
+        values[models.LAYERS.index(layers), models.HIDDEN.index(hidden)] = row["value"]
+    known = np.concatenate([values[~np.isnan(values)], paper["value"].to_numpy() if paper is not None else []])
+    low, high = (float(known.min()), float(known.max())) if len(known) else (0.0, 100.0)
+    if high - low < 1:
+        low, high = low - 1, high + 1
+    cmap = plt.get_cmap("viridis").copy()
+    cmap.set_bad("#eeeeee")
+    image = left.imshow(np.ma.masked_invalid(values), cmap=cmap, vmin=low, vmax=high, aspect="auto")
+    fig.colorbar(image, ax=left, label=f"{what} (dev, points)", shrink=0.9)
+    _annotate_grid(left, values, grid_models, paper, cmap, low, high)
+    left.set_xticks(range(len(models.HIDDEN)), [f"H={h}" for h in models.HIDDEN])
+    left.set_yticks(range(len(models.LAYERS)), [f"L={n}" for n in models.LAYERS])
+    left.set_xticks(np.arange(-0.5, len(models.HIDDEN)), minor=True)  # white lines between the cells
+    left.set_yticks(np.arange(-0.5, len(models.LAYERS)), minor=True)
+    left.grid(which="minor", color="white", linewidth=2)
+    left.tick_params(which="minor", length=0)
+    left.set_xlabel("hidden size")
+    left.set_ylabel("layers")
+    left.set_title(f"{what} of the 24 miniatures ({family})", fontsize=11)
+
+    _scatter(right, scores, paper, what)
+    fig.suptitle(f"{what}, best configuration per task on dev" + (" — paper (test) beside ours" if paper is not None else ""),
+                 fontsize=12)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=200)
+    plt.close(fig)
+    return f"{what}: {len(grid_models)} of 24 shapes in the grid, {len(scores)} models in the scatter → {path}"
+
+
+def _annotate_grid(ax, values, grid_models, paper, cmap, low, high) -> None:
+    partial = {row["shape"]: (row["tasks"], row["complete"]) for _, row in grid_models.iterrows()}
+    for i, layers in enumerate(models.LAYERS):
+        for j, hidden in enumerate(models.HIDDEN):
+            value = values[i, j]
+            name = NAMES.get(models.miniature_name(layers, hidden), "")
+            if not math.isnan(value):
+                dark = (value - low) / (high - low) < 0.6  # white text on the dark half of viridis
+                colour = "white" if dark else "black"
+                tasks, complete = partial[(layers, hidden)]
+                text = f"{value:.1f}" + ("" if complete else f"\n({tasks}/9 tasks)")
+                ax.text(j, i, text, ha="center", va="center", fontsize=9, color=colour, fontweight="bold")
+            else:
+                colour = "#888888"
+            if paper is not None:
+                match = paper[paper["shape"] == (layers, hidden)]
+                if len(match):
+                    ax.text(j, i + 0.36, f"paper {match['value'].iloc[0]:.1f}", ha="center", va="center",
+                            fontsize=7, color=colour)
+            if name:
+                ax.text(j - 0.46, i - 0.36, name, ha="left", va="center", fontsize=6.5, color=colour, style="italic")
+
+
+def _scatter(ax, scores: pd.DataFrame, paper: pd.DataFrame | None, what: str) -> None:
+    shapes = [report.model_shape(m) for m in scores["model"]]
+    sized = scores.assign(params=[models.parameter_count(*s) / 1e6 if s in models.all_miniatures() else np.nan
+                                  for s in shapes]).dropna(subset=["params"])
+    for random, marker, label in ((False, "o", "ours, pretrained"), (True, "D", "ours, random init")):
+        part = sized[sized["model"].str.startswith("random:") == random]
+        if len(part):
+            hollow = ~part["complete"].to_numpy()
+            ax.scatter(part["params"][~hollow], part["value"][~hollow], marker=marker, s=40, color="C0" if not random else "C2",
+                       label=label, zorder=3)
+            if hollow.any():
+                ax.scatter(part["params"][hollow], part["value"][hollow], marker=marker, s=40, facecolors="none",
+                           edgecolors="C0" if not random else "C2", label=f"{label} (partial)", zorder=3)
+            for _, row in part.iterrows():
+                ax.annotate(row["model"].removeprefix("random:"), (row["params"], row["value"]), fontsize=7,
+                            xytext=(4, 3), textcoords="offset points")
+    if paper is not None:
+        params = [models.parameter_count(*s) / 1e6 for s in paper["shape"]]
+        ax.plot(params, paper["value"], "s--", color="C3", label="paper (test)", zorder=2, markersize=6)
+        for x, (_, row) in zip(params, paper.iterrows()):
+            ax.annotate(row["model"], (x, row["value"]), fontsize=7, color="C3", xytext=(4, -10),
+                        textcoords="offset points")
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda x, _: f"{x:g}M"))
+    ax.xaxis.set_minor_formatter(ticker.NullFormatter())
+    ax.margins(x=0.12, y=0.08)
+    ax.set_xlabel("parameters (log scale)")
+    ax.set_ylabel(f"{what} (points)")
+    ax.set_title(f"{what} against model size", fontsize=11)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")

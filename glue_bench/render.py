@@ -1,0 +1,109 @@
+"""A report (title, intro, a table of strings, notes) as Markdown, CSV, LaTeX or HTML.
+
+The table's cells are already formatted (report.py decides what a cell says); this module only lays
+them out. CSV holds the table alone: prose does not belong in a CSV file.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from .errors import UserError
+
+FORMATS = ("markdown", "csv", "latex", "html")
+SUFFIXES = {".md": "markdown", ".csv": "csv", ".tex": "latex", ".html": "html", ".htm": "html"}
+
+
+@dataclass
+class Report:
+    title: str
+    table: pd.DataFrame  # every cell a string
+    intro: str = ""
+    notes: list[str] = field(default_factory=list)
+    text_columns: int = 1  # the leading columns that hold names (left-aligned); the rest hold numbers
+
+
+def choose_format(fmt: str | None, out: str | None) -> str:
+    """--format, else the --out file's suffix, else Markdown."""
+    if fmt:
+        return fmt
+    if out and Path(out).suffix.lower() in SUFFIXES:
+        return SUFFIXES[Path(out).suffix.lower()]
+    if out:
+        raise UserError(f"--out {out}: cannot tell the format from the suffix; pass --format {'|'.join(FORMATS)}")
+    return "markdown"
+
+
+def render(report: Report, fmt: str) -> str:
+    return {"markdown": markdown, "csv": csv, "latex": latex, "html": to_html}[fmt](report)
+
+
+def markdown(report: Report) -> str:
+    def row(cells) -> str:
+        return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
+
+    rule = ["---" if i < report.text_columns else "---:" for i in range(report.table.shape[1])]
+    lines = [f"## {report.title}", ""]
+    if report.intro:
+        lines += [report.intro, ""]
+    lines += [row(report.table.columns), row(rule)] + [row(r) for r in report.table.itertuples(index=False)]
+    if report.notes:
+        lines += [""] + [f"{note}  " if i < len(report.notes) - 1 else note for i, note in enumerate(report.notes)]
+    return "\n".join(lines) + "\n"
+
+
+def csv(report: Report) -> str:
+    return report.table.to_csv(index=False, lineterminator="\n")
+
+
+_LATEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+                  "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+_LATEX_SYMBOLS = {"±": r"$\pm$", "†": r"$^\dagger$", "—": "--", "Δ": r"$\Delta$", "×": r"$\times$",
+                  "−": "$-$", "→": r"$\to$"}
+
+
+def latex_text(text: str) -> str:
+    text = re.sub(r"(?<![\w.])-(?=\d)", "−", str(text))  # a minus sign, not a hyphen: -0.4, not L-2
+    return "".join(_LATEX_SYMBOLS.get(c, _LATEX_ESCAPES.get(c, c)) for c in text)
+
+
+def latex(report: Report) -> str:
+    """A booktabs table; the notes go below it in small type."""
+    spec = "l" * report.text_columns + "r" * (report.table.shape[1] - report.text_columns)
+    lines = [r"\begin{table}[t]", r"\centering", r"\small", f"\\caption{{{latex_text(report.title)}}}",
+             f"\\begin{{tabular}}{{{spec}}}", r"\toprule",
+             " & ".join(latex_text(c) for c in report.table.columns) + r" \\", r"\midrule"]
+    lines += [" & ".join(latex_text(c) for c in row) + r" \\" for row in report.table.itertuples(index=False)]
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    if report.intro or report.notes:
+        prose = " ".join(latex_text(p) for p in [report.intro, *report.notes] if p)
+        lines += [r"\par\smallskip\footnotesize", prose]
+    lines.append(r"\end{table}")
+    return "\n".join(lines) + "\n"
+
+
+def to_html(report: Report) -> str:
+    parts = [f"<h2>{html.escape(report.title)}</h2>"]
+    if report.intro:
+        parts.append(f"<p>{html.escape(report.intro)}</p>")
+    parts.append(report.table.to_html(index=False, border=0, escape=True).strip())
+    parts += [f"<p><small>{html.escape(note)}</small></p>" for note in report.notes]
+    return "\n".join(parts) + "\n"
+
+
+def write(text: str, out: str | None) -> None:
+    """To --out, or to stdout."""
+    if not out:
+        print(text, end="")
+        return
+    path = Path(out)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    except OSError as e:
+        raise UserError(f"--out {out}: cannot write it ({e.strerror})") from None
