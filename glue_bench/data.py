@@ -25,8 +25,9 @@ from .tasks import Split, Task
 
 HUB_DATASET = "nyu-mll/glue"
 UNIFORM_COLUMNS = ["text_a", "text_b", "label", "idx"]
-POINT_AT_LOCAL = ("point --data (or GLUE_BENCH_DATA) at a local copy: a folder in the original glue_data "
-                  "layout (CoLA/train.tsv, …) or in the Hub's parquet layout (cola/train-00000-of-00001.parquet, …)")
+LOCAL_LAYOUTS = ("a folder in the original glue_data layout (CoLA/train.tsv, …) or in the Hub's parquet layout "
+                 "(cola/train-00000-of-00001.parquet, …)")
+POINT_AT_LOCAL = f"point --data (or GLUE_BENCH_DATA) at a local copy: {LOCAL_LAYOUTS}"
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,7 @@ def resolve_source(data: str | None) -> DataSource:
         return DataSource("hub")
     folder = Path(value).expanduser()
     if not folder.is_dir():
-        raise UserError(f"--data {value}: no such folder; pass 'hub' or {POINT_AT_LOCAL[6:]}")
+        raise UserError(f"--data {value}: no such folder; pass 'hub' or {LOCAL_LAYOUTS}")
     return DataSource(str(folder.resolve()))
 
 
@@ -102,14 +103,38 @@ def load_splits(task: Task, source: DataSource, roles=("train", "dev", "test"),
 def _read_tsv(path: Path, split: Split) -> pd.DataFrame:
     try:
         # QUOTE_NONE: several GLUE files hold unbalanced quotes; utf-8-sig drops MRPC's byte-order mark.
-        return pd.read_csv(path, sep="\t", quoting=csv.QUOTE_NONE, header=0 if split.header else None,
-                           dtype=str, keep_default_na=False, encoding="utf-8-sig")
+        frame = pd.read_csv(path, sep="\t", quoting=csv.QUOTE_NONE, header=0 if split.header else None,
+                            dtype=str, keep_default_na=False, encoding="utf-8-sig")
     except pd.errors.EmptyDataError:
         raise UserError(f"{path}: the file is empty; replace it with the original GLUE file") from None
     except pd.errors.ParserError as e:
         raise UserError(f"{path}: malformed TSV ({str(e).strip()}); is it the original tab-separated GLUE file?") from None
     except UnicodeDecodeError as e:
-        raise UserError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason}); re-save it as UTF-8") from None
+        raise UserError(f"{path}: line {_first_undecodable_line(path)}: not UTF-8 text ({e.reason}); "
+                        "re-save the file as UTF-8") from None
+    _refuse_short_rows(path, frame.shape[1])
+    return frame
+
+
+def _first_undecodable_line(path: Path) -> int:
+    """pandas reports a byte offset inside its read buffer, not in the file: find the line instead."""
+    for number, line in enumerate(path.read_bytes().split(b"\n"), 1):
+        try:
+            line.decode("utf-8")
+        except UnicodeDecodeError:
+            return number
+    return 0
+
+
+def _refuse_short_rows(path: Path, width: int) -> None:
+    """pandas fills the missing fields of a short row with "", so a row cut short (a truncated download)
+    would pass as a row with an empty text or label."""
+    with open(path, encoding="utf-8-sig", newline="") as lines:
+        for number, line in enumerate(lines, 1):
+            fields = line.count("\t") + 1
+            if fields < width and line.strip("\r\n"):
+                raise UserError(f"{path}: line {number} has {fields} of {width} tab-separated fields: the file is "
+                                "cut short or damaged; replace it with the original GLUE file")
 
 
 def _read_parquet(files: list[Path], where: str) -> pd.DataFrame:

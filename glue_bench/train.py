@@ -174,6 +174,7 @@ def fine_tune(model, task: Task, train: datasets.Dataset, dev: dict[str, dataset
     scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(total_steps * recipe.warmup_ratio), total_steps)
 
     curve, train_seconds, eval_seconds, step = [], 0.0, 0.0, 0
+    unchecked = []  # losses of the steps since the last look, kept on the device
     bar = tqdm(total=total_steps, desc=f"{task.name} bs={recipe.batch_size} lr={recipe.lr:g}", unit="step",
                disable=not progress, leave=False)
     for epoch in range(1, recipe.epochs + 1):
@@ -191,13 +192,16 @@ def fine_tune(model, task: Task, train: datasets.Dataset, dev: dict[str, dataset
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             loss_sum += loss.detach()
+            unchecked.append(loss.detach())
             step += 1
             if step % NAN_CHECK_EVERY == 0 or step == total_steps:
-                value = loss.item()
-                if not math.isfinite(value):
+                losses = torch.stack(unchecked).float().cpu()
+                unchecked.clear()
+                bad = torch.nonzero(~torch.isfinite(losses)).flatten()
+                if len(bad):  # name the first step whose loss was NaN/inf, not the step that looked
                     bar.close()
-                    raise Diverged(step, value)
-                bar.set_postfix(loss=f"{value:.4f}", refresh=False)
+                    raise Diverged(step - len(losses) + 1 + int(bad[0]), losses[bad[0]].item())
+                bar.set_postfix(loss=f"{losses[-1].item():.4f}", refresh=False)
             bar.update()
         if device.type == "cuda":
             torch.cuda.synchronize()
