@@ -160,8 +160,15 @@ def cmd_submit(args) -> int:
     return 0
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse prints the whole usage before its error: print the error alone, on one line."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}; see {self.prog} --help\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="glue-bench", description=__doc__)
+    parser = _OneLineParser(prog="glue-bench", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
     sub.add_parser("tasks", help="list the GLUE tasks").set_defaults(func=cmd_tasks)
@@ -239,6 +246,10 @@ def main(argv: list[str] | None = None) -> int:
             from .hub import quiet_libraries
 
             quiet_libraries()
+            if getattr(args, "no_progress", False):  # tokenization's progress bars too
+                import datasets
+
+                datasets.disable_progress_bars()
         return args.func(args)
     except UserError as e:
         print(f"glue-bench: error: {e}", file=sys.stderr)
