@@ -80,7 +80,7 @@ def ax_report(table: pd.DataFrame, storage_url: str | None, model: str, data_opt
                           "MCC": [f"{100 * v:.1f}" for v in table_out["mcc"]]})
     recorded = row.get(f"extra/{ax.name}/{split.name}/mcc")
     intro = (f"{model}'s {ax.predicted_by} model (trial {winner['best_trial']} of sweep {winner['sweep']}, batch size "
-             f"{winner['batch_size']}, lr {winner['lr']:g}) on the {len(frame)} labelled {ax.name.upper()} examples "
+             f"{winner['batch_size']}, lr {report.lr_text(winner['lr'])}) on the {len(frame)} labelled {ax.name.upper()} examples "
              f"({split.file}): the Matthews correlation (R3 over the 3 classes), in points, overall and by category.")
     notes = ["(any): the examples with any fine-grained category in that coarse category; an example can be in several."]
     if recorded is not None and pd.notna(recorded) and not np.isclose(float(recorded), table_out["mcc"].iloc[0]):

@@ -65,8 +65,7 @@ def plot(table: pd.DataFrame, path: str, task: str | None = None, compare_paper:
     low, high = (float(known.min()), float(known.max())) if len(known) else (0.0, 100.0)
     if high - low < 1:
         low, high = low - 1, high + 1
-    cmap = plt.get_cmap("viridis").copy()
-    cmap.set_bad("#eeeeee")
+    cmap = plt.get_cmap("viridis").with_extremes(bad="#eeeeee")  # shapes not run: light grey
     image = left.imshow(np.ma.masked_invalid(values), cmap=cmap, vmin=low, vmax=high, aspect="auto")
     fig.colorbar(image, ax=left, label=f"{what} (dev, points)", shrink=0.9)
     _annotate_grid(left, values, grid_models, paper, cmap, low, high)

@@ -75,7 +75,7 @@ def latex_text(text: str) -> str:
 def latex(report: Report) -> str:
     """A booktabs table; the notes go below it in small type."""
     spec = "l" * report.text_columns + "r" * (report.table.shape[1] - report.text_columns)
-    lines = [r"\begin{table}[t]", r"\centering", r"\small", f"\\caption{{{latex_text(report.title)}}}",
+    lines = [r"% needs \usepackage{booktabs}", r"\begin{table}[t]", r"\centering", r"\small", f"\\caption{{{latex_text(report.title)}}}",
              f"\\begin{{tabular}}{{{spec}}}", r"\toprule",
              " & ".join(latex_text(c) for c in report.table.columns) + r" \\", r"\midrule"]
     lines += [" & ".join(latex_text(c) for c in row) + r" \\" for row in report.table.itertuples(index=False)]
@@ -91,9 +91,17 @@ def to_html(report: Report) -> str:
     parts = [f"<h2>{html.escape(report.title)}</h2>"]
     if report.intro:
         parts.append(f"<p>{html.escape(report.intro)}</p>")
-    parts.append(report.table.to_html(index=False, border=0, escape=True).strip())
+    def row(cells, tag) -> str:
+        return "<tr>" + "".join(f"<{tag}{_align(i, report)}>{html.escape(str(c))}</{tag}>" for i, c in enumerate(cells)) + "</tr>"
+
+    parts += ["<table>", "<thead>", row(report.table.columns, "th"), "</thead>", "<tbody>"]
+    parts += [row(r, "td") for r in report.table.itertuples(index=False)] + ["</tbody>", "</table>"]
     parts += [f"<p><small>{html.escape(note)}</small></p>" for note in report.notes]
     return "\n".join(parts) + "\n"
+
+
+def _align(column: int, report: Report) -> str:
+    return "" if column < report.text_columns else ' style="text-align: right"'
 
 
 def write(text: str, out: str | None) -> None:

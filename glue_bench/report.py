@@ -298,7 +298,7 @@ def _paper_rows(ref: str, mine: dict, scores: pd.Series, cols: list[Column]) -> 
 
 # --- one model's grid for one task ------------------------------------------------------------------
 
-def _lr(value: float) -> str:
+def lr_text(value: float) -> str:
     return np.format_float_scientific(value, trim="-", exp_digits=1)
 
 
@@ -336,7 +336,7 @@ def grid(table: pd.DataFrame, spec: str) -> Report:
         row["batch size"] = str(key[-1])
         for lr in lrs:
             tried = group[group["lr"] == lr]
-            row[f"lr {_lr(lr)}"] = cells.get(key + (lr,), "failed" if len(tried) else MISSING)
+            row[f"lr {lr_text(lr)}"] = cells.get(key + (lr,), "failed" if len(tried) else MISSING)
         rows.append(row)
     seeds = sorted(set(configs["seeds"])) if len(configs) else []
     score = "+".join(task.score) + (" (mean over the dev splits)" if len(task.splits_with_role("dev")) > 1 else "")

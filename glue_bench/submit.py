@@ -53,7 +53,7 @@ def to_text(file: ServerFile, idx, prediction) -> str:
         ids = values.astype(float)
         bad = np.flatnonzero((ids != np.round(ids)) | (ids < 0) | (ids >= len(file.predictor.labels)))
         if len(bad):
-            raise UserError(f"{file.name}: prediction {values[bad[0]]!r} (index {idx[bad[0]]}) is not a label id of "
+            raise UserError(f"{file.name}: prediction {values[bad[0]].item()!r} (index {idx[bad[0]]}) is not a label id of "
                             f"the {file.predictor.name} model (0 … {len(file.predictor.labels) - 1})")
         cells = [file.predictor.labels[int(i)] for i in ids[order]]
     return "\t".join(HEADER) + "\n" + "".join(f"{i}\t{c}\n" for i, c in zip(idx[order], cells))
@@ -124,7 +124,7 @@ def build(table: pd.DataFrame, storage_url: str | None, model: str, out: str,
         texts[file.name] = to_text(file, predictions["idx"], predictions["prediction"])
         check_text(file, texts[file.name])
         sources.append(f"{file.name}: {file.predictor.name} trial {winner['best_trial']} of sweep {winner['sweep']} "
-                       f"(batch size {winner['batch_size']}, lr {winner['lr']:g}, dev score {100 * winner['score']:.1f})")
+                       f"(batch size {winner['batch_size']}, lr {report.lr_text(winner['lr'])}, dev score {100 * winner['score']:.1f})")
     warnings = []
     if missing and fill_missing != "majority":
         names = ", ".join(f"{f.name} ({f.predictor.name})" for f in missing)
