@@ -229,3 +229,20 @@ def test_plot_draws_one_family_in_the_grid():
     chosen, family = _heatmap_models(scores.iloc[1:])  # one each: pretrained wins the tie
     assert family == "pretrained" and list(chosen["model"]) == ["L-2_H-128"]
     assert not math.isnan(chosen["value"].iloc[0])
+
+
+def test_the_flag_agrees_with_the_recorded_predictions_of_a_real_trial(glue_data, storage, capsys):
+    """A real tiny fine-tune: flagged from its dev metrics exactly when its test predictions are one class."""
+    import numpy as np
+
+    from glue_bench.trial import download_predictions
+
+    assert main(["run", "--model", "random:L-2_H-128", "--task", "wnli", "--data", str(glue_data), "--batch-size", "16",
+                 "--lr", "1e-4", "--epochs", "1", "--max-train-samples", "64", "--storage", storage,
+                 "--no-progress"]) == 0
+    capsys.readouterr()
+    row = report.load_runs(storage).iloc[0]
+    test = download_predictions(report.prediction_ids(row)["wnli/test"], storage)["prediction"]
+    flagged = report._degenerate(row.to_dict())
+    assert bool(flagged) == (len(np.unique(test)) == 1)
+    assert (flagged != "") == (row["dev/validation/accuracy"] in (40 / 71, 31 / 71))
