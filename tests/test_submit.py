@@ -182,3 +182,21 @@ def test_unknown_model_and_bad_out(full, tmp_path):
         submit.build(load_runs(full), full, "bert-mini", str(tmp_path / "s.zip"))
     with pytest.raises(UserError, match="takes a .zip file"):
         submit.build(load_runs(full), full, MODEL, str(tmp_path / "s.tar"))
+
+
+@pytest.mark.parametrize("suffix", ["csv", "parquet"])
+def test_reports_from_an_exported_runs_table_equal_those_from_the_storage(full, tmp_path, suffix):
+    from glue_bench import render, report
+    from glue_bench.runs import export, runs_table
+
+    path = tmp_path / f"runs.{suffix}"
+    export(runs_table(full), str(path))
+    exported = load_runs(runs=str(path))
+    assert isinstance(exported["predictions"].iloc[0], str)  # JSON columns come back as strings
+    for fmt in ("markdown", "csv"):
+        assert render.render(report.leaderboard(exported, True), fmt) == \
+            render.render(report.leaderboard(load_runs(full), True), fmt)
+    if suffix == "csv":  # the predictions column of an exported table still finds the artifacts
+        out = tmp_path / "s.zip"
+        submit.build(exported, full, MODEL, str(out))
+        assert len(submit.check_zip(str(out))) == 11
