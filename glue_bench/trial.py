@@ -36,22 +36,26 @@ def study_name(sweep: str, model: str, task: str) -> str:
 
 
 def grid_distributions(batch_sizes, lrs, seeds) -> dict[str, optuna.distributions.BaseDistribution]:
-    return {"batch_size": optuna.distributions.CategoricalDistribution(list(batch_sizes)),
-            "lr": optuna.distributions.CategoricalDistribution(list(lrs)),
-            "seed": optuna.distributions.CategoricalDistribution(list(seeds))}
+    """Ranges spanning the given values. Not categorical: Optuna refuses a categorical param whose choices
+    change within a study (a second `glue-bench run` with another lr, a sweep whose grid grew), while a
+    range may. Values are never sampled from them: a single value is fixed, a sweep enqueues its points."""
+    return {"batch_size": optuna.distributions.IntDistribution(min(batch_sizes), max(batch_sizes)),
+            "lr": optuna.distributions.FloatDistribution(min(lrs), max(lrs), log=True),
+            "seed": optuna.distributions.IntDistribution(min(seeds), max(seeds))}
 
 
 _TOKENIZED: dict[tuple, dict] = {}  # kept for the life of the process: a worker's trials share them
 
 
 def load_tokenized(task: Task, source: data.DataSource, tokenizer, max_length: int, check_rows: bool,
-                   roles=("train", "dev", "test")) -> dict:
-    """The task's tokenized splits (test splits only where the source has them)."""
-    key = (task.source_file, source, data.tokenizer_fingerprint(tokenizer), max_length, check_rows, tuple(roles))
+                   roles=("train", "dev", "test"), optional=("test",)) -> dict:
+    """The task's tokenized splits (those of an `optional` role only where the source has them)."""
+    key = (task.source_file, source, data.tokenizer_fingerprint(tokenizer), max_length, check_rows, tuple(roles),
+           tuple(optional))
     if key not in _TOKENIZED:
         out = {}
         for split in task.splits.values():
-            if split.role not in roles or split.role == "test" and not data.available(task, split, source):
+            if split.role not in roles or split.role in optional and not data.available(task, split, source):
                 continue
             raw = data.load_split(task, split, source, check_rows)
             rows_key = f"{task.name}/{split.name}/{data.data_fingerprint(task, split, source)}"
@@ -95,7 +99,7 @@ def prepare(spec: TrialSpec) -> Prepared:
                   for s in task.splits_with_role("test") if s.name in splits}
     for other in dependents(task):  # AX: predicted by the MNLI model, its labelled split scored too
         for name, split in load_tokenized(other, source, tokenizer, spec.recipe.max_seq_length, spec.check_rows,
-                                          roles=("dev", "test")).items():
+                                          roles=("dev", "test"), optional=("dev", "test")).items():
             to_predict[f"{other.name}/{name}"] = (other, split)
     return Prepared(spec, task, ref, source, model, splits[task.train_split.name], dev, to_predict)
 

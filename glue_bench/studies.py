@@ -1,0 +1,172 @@
+"""A sweep's Optuna studies in the storage: enqueue each grid point exactly once, and read where they stand.
+
+A grid point (batch_size, lr, seed) of a study is, from all the trials that ran it:
+  complete  a trial completed;
+  running   a worker has it (or had it, and died: its heartbeat will go stale and Optuna retries it);
+  waiting   enqueued, no worker has taken it yet;
+  failed    a trial failed for a reason of its own, recorded in user attr fail_reason (NaN loss, out of
+            memory, a bad batch): settled, not re-run unless --retry-failed;
+  pending   no trial yet, or only trials that failed without a reason of their own (a killed worker whose
+            retries ran out, an interrupt): the next `glue-bench sweep` enqueues it again.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from .errors import UserError
+from .storage import open_storage, plan_lock
+from .sweep import StudyPlan, Sweep
+from .trial import GRID_PARAMS
+
+POINT_STATES = ("complete", "failed", "running", "waiting", "pending")
+_RANK = {"complete": 4, "running": 3, "waiting": 2, "failed": 1}
+
+
+def grid_point(trial: FrozenTrial) -> tuple:
+    """(batch_size, lr, seed) of a trial; an enqueued trial holds them as fixed params until it runs."""
+    params = {**trial.system_attrs.get("fixed_params", {}), **trial.params}
+    return tuple(params.get(name) for name in GRID_PARAMS)
+
+
+def point_key(point: dict) -> tuple:
+    return tuple(point[name] for name in GRID_PARAMS)
+
+
+def _trial_state(trial: FrozenTrial) -> str | None:
+    if trial.state == TrialState.FAIL:
+        return "failed" if trial.user_attrs.get("fail_reason") else None
+    return {TrialState.COMPLETE: "complete", TrialState.RUNNING: "running", TrialState.WAITING: "waiting"}.get(trial.state)
+
+
+def point_states(trials: list[FrozenTrial]) -> dict[tuple, str]:
+    """Each grid point's state (see the module doc); points with no trial are absent (pending)."""
+    states: dict[tuple, str] = {}
+    for trial in trials:
+        state = _trial_state(trial)
+        point = grid_point(trial)
+        if state and _RANK[state] > _RANK.get(states.get(point), 0):
+            states[point] = state
+    return states
+
+
+def _study_attrs(sweep: Sweep, plan: StudyPlan) -> dict:
+    return {"sweep": sweep.name, "model": plan.model, "task": plan.task, "recipe": sweep.base_recipe(),
+            "covers": list(plan.covers)}
+
+
+def enqueue(sweep: Sweep, plans: list[StudyPlan], url: str, retry_failed: bool = False) -> int:
+    """Create the studies and enqueue every pending grid point (and failed ones with retry_failed).
+
+    Returns how many trials were enqueued. Exactly once, even with many launchers on many machines: the
+    whole look-then-enqueue runs under storage.plan_lock, and a worker's trial that dies is re-queued by
+    Optuna's RetryHeartbeatStaleTrialCallback (run by exactly one process, which wins the RUNNING → FAIL
+    update), never here while it is still running or waiting.
+    """
+    added = 0
+    with plan_lock(url):
+        storage = open_storage(url, heartbeat=True)
+        for plan in plans:
+            study = optuna.create_study(storage=storage, study_name=plan.name, direction="maximize",
+                                        load_if_exists=True)
+            _check_same_recipe(study, sweep, plan, url)
+            states = point_states(study.get_trials(deepcopy=False))
+            for point in sweep.grid():
+                state = states.get(point_key(point), "pending")
+                if state == "pending" or retry_failed and state == "failed":
+                    study.enqueue_trial(point, user_attrs={"model": plan.model, "task": plan.task})
+                    added += 1
+    return added
+
+
+def _check_same_recipe(study: optuna.Study, sweep: Sweep, plan: StudyPlan, url: str) -> None:
+    """A study holds one recipe: a sweep file edited after its first run must not mix two in one study."""
+    attrs = _study_attrs(sweep, plan)
+    if not study.user_attrs:
+        for key, value in attrs.items():
+            study.set_user_attr(key, value)
+        return
+    before = study.user_attrs.get("recipe", {})
+    if before != attrs["recipe"]:
+        changed = sorted(k for k in set(before) | set(attrs["recipe"]) if before.get(k) != attrs["recipe"].get(k))
+        shown = ", ".join(f"{k} {before.get(k)!r} → {attrs['recipe'].get(k)!r}" for k in changed)
+        raise UserError(f"{sweep.path}: study {plan.name} in {url} was run with another recipe ({shown}); "
+                        f"give the sweep a new name (name = \"{sweep.name}-2\") or use another --storage")
+
+
+# --- where a sweep stands -----------------------------------------------------------------------------
+
+@dataclass
+class StudyStatus:
+    plan: StudyPlan
+    states: dict = field(default_factory=dict)  # grid point → one of POINT_STATES
+    points: Counter = field(default_factory=Counter)  # POINT_STATES → count, over the sweep's grid
+    retried: int = 0  # trials failed by a missed heartbeat (a killed worker) and re-queued
+    best: FrozenTrial | None = None
+    reasons: list[str] = field(default_factory=list)  # fail_reason of failed points
+
+    @property
+    def finished(self) -> int:
+        return self.points["complete"] + self.points["failed"]
+
+
+def read_status(sweep: Sweep, plans: list[StudyPlan], url: str) -> list[StudyStatus]:
+    """Each study's grid points by state; a storage or study that does not exist yet: all pending."""
+    try:
+        storage = open_storage(url, create=False)
+        existing = set(optuna.get_all_study_names(storage))
+    except UserError:
+        storage, existing = None, set()
+    statuses = []
+    grid = [point_key(p) for p in sweep.grid()]
+    for plan in plans:
+        status = StudyStatus(plan)
+        trials = []
+        if plan.name in existing:
+            trials = optuna.load_study(study_name=plan.name, storage=storage).get_trials(deepcopy=False)
+        states = point_states(trials)
+        status.states = {point: states.get(point, "pending") for point in grid}
+        status.points.update(status.states.values())
+        status.retried = sum(1 for t in trials if t.state == TrialState.FAIL and not t.user_attrs.get("fail_reason"))
+        status.reasons = [t.user_attrs["fail_reason"] for t in trials
+                          if _trial_state(t) == "failed" and states[grid_point(t)] == "failed"]
+        complete = [t for t in trials if t.state == TrialState.COMPLETE]
+        status.best = max(complete, key=lambda t: t.value) if complete else None
+        statuses.append(status)
+    return statuses
+
+
+def _best(trial: FrozenTrial | None) -> str:
+    if trial is None:
+        return "-"
+    params = ", ".join(f"{k} {v:g}" for k, v in zip(GRID_PARAMS, grid_point(trial)) if v is not None)
+    return f"{100 * trial.value:.2f} ({params})"
+
+
+def format_status(sweep: Sweep, statuses: list[StudyStatus], url: str) -> str:
+    """The `glue-bench status` table: one line per study, then the totals and the covered tasks."""
+    import pandas as pd
+
+    grid = len(sweep.grid())
+    rows = [{"model": s.plan.model, "task": s.plan.task, "done": f"{s.points['complete']}/{grid}",
+             "running": s.points["running"], "waiting": s.points["waiting"], "failed": s.points["failed"],
+             "not queued": s.points["pending"], "retried": s.retried, "best dev score": _best(s.best)}
+            for s in statuses]
+    total = Counter()
+    for s in statuses:
+        total.update(s.points)
+    lines = [f"sweep {sweep.name} ({sweep.path}) in {url}", pd.DataFrame(rows).to_string(index=False), "",
+             f"{total['complete']} of {grid * len(statuses)} trials complete, {total['failed']} failed, "
+             f"{total['running']} running, {total['waiting']} waiting, {total['pending']} not queued"]
+    for task, by in sweep.covered.items():
+        mine = [s for s in statuses if s.plan.task == by]
+        lines.append(f"{task}: covered by the {by} trials ({sum(s.points['complete'] for s in mine)} complete); "
+                     f"never trained: each {by} trial predicts it, its metrics are the runs table's extra/{task}/* columns")
+    reasons = Counter(r for s in statuses for r in s.reasons)
+    for reason, count in reasons.most_common(5):
+        lines.append(f"failed ×{count}: {reason}")
+    return "\n".join(lines)

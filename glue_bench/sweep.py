@@ -1,0 +1,278 @@
+"""Sweep files (sweeps/*.toml) → a checked plan of Optuna studies, one per (sweep, model, task).
+
+A sweep file names models, tasks, the grid (batch sizes × learning rates × seeds), epochs, the data source,
+recipe overrides and the storage; see sweeps/cpu-smoke.toml. Loading is strict: an unknown key, a wrong
+type or a bad value is a UserError naming the file and the key. `preflight` then checks that every model
+and every task's data can be had, before anything is written, so a user error costs one line, not N
+failed trials. `enqueue` puts every grid point that has no trial yet into its study, exactly once.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import re
+import tomllib
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from . import data, hub, models
+from .errors import UserError
+from .storage import open_storage, plan_lock, storage_url
+from .tasks import Task, get_task
+from .train import Recipe
+from .trial import GRID_PARAMS, study_name
+
+GRID_KEYS = ("batch_size", "lr")
+SET_ELSEWHERE = {"batch_size": "[grid]", "lr": "[grid]", "seed": "seeds", "epochs": "epochs"}
+RECIPE_KEYS = tuple(f.name for f in fields(Recipe) if f.name not in SET_ELSEWHERE)
+TOP_KEYS = ("name", "models", "tasks", "grid", "epochs", "seeds", "data", "storage", "recipe")
+
+
+@dataclass(frozen=True)
+class StudyPlan:
+    """One (sweep, model, task): an Optuna study holding one trial per grid point."""
+
+    name: str
+    model: str  # the normalised model reference
+    task: str
+    covers: tuple[str, ...] = ()  # tasks predicted by this task's model (MNLI → AX)
+
+
+@dataclass(frozen=True)
+class Sweep:
+    name: str
+    path: str
+    models: tuple[str, ...]  # normalised references (bert-tiny → L-2_H-128)
+    tasks: tuple[str, ...]  # tasks to train, in file order
+    covered: dict[str, str]  # tasks never trained, predicted by another one's model: {"ax": "mnli"}
+    batch_sizes: tuple[int, ...]
+    lrs: tuple[float, ...]
+    seeds: tuple[int, ...]
+    epochs: int
+    data: str | None
+    storage: str | None
+    recipe: dict  # overrides of Recipe defaults (not batch_size, lr, seed, epochs)
+
+    def grid(self) -> list[dict]:
+        """Every grid point as Optuna params, in a stable order."""
+        return [{"batch_size": b, "lr": lr, "seed": s} for b in self.batch_sizes for lr in self.lrs for s in self.seeds]
+
+    def base_recipe(self) -> dict:
+        """The recipe every trial shares; a trial adds its grid point. Recorded on each study."""
+        return {**self.recipe, "epochs": self.epochs}
+
+    def recipe_for(self, point: dict) -> Recipe:
+        return Recipe(**self.base_recipe(), **point)
+
+    def studies(self) -> list[StudyPlan]:
+        return [StudyPlan(study_name(self.name, model, task), model, task,
+                          tuple(t for t, by in self.covered.items() if by == task))
+                for model in self.models for task in self.tasks]
+
+
+# --- loading a sweep file --------------------------------------------------------------------------
+
+def _unknown(key: str, allowed, where: str) -> UserError:
+    hint = difflib.get_close_matches(key, list(allowed), n=1)
+    extra = f" (did you mean '{hint[0]}'?)" if hint else f"; allowed keys: {', '.join(allowed)}"
+    return UserError(f"{where}: unknown key '{key}'{extra}")
+
+
+def _number(value, integer: bool) -> bool:
+    kinds = (int,) if integer else (int, float)
+    return isinstance(value, kinds) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _positive_list(table: dict, key: str, where: str, integer: bool, required: bool = True) -> tuple:
+    if key not in table:
+        if required:
+            raise UserError(f"{where}: missing required key '{key}'")
+        return ()
+    values = table[key]
+    kind = "whole numbers" if integer else "numbers"
+    if not isinstance(values, list) or not values or not all(_number(v, integer) and v > 0 for v in values):
+        raise UserError(f"{where}: '{key}' must be a non-empty list of positive {kind}, got {values!r}")
+    if len(set(values)) != len(values):
+        raise UserError(f"{where}: '{key}' lists a value twice: {values!r}")
+    return tuple(values)
+
+
+def _strings(table: dict, key: str, where: str) -> list[str]:
+    values = table.get(key)
+    if not isinstance(values, list) or not values or not all(isinstance(v, str) and v.strip() for v in values):
+        raise UserError(f"{where}: '{key}' must be a non-empty list of strings, got {values!r}")
+    return values
+
+
+def _recipe_overrides(table, where: str) -> dict:
+    where = f"{where} [recipe]"
+    if not isinstance(table, dict):
+        raise UserError(f"{where}: must be a table")
+    types = {f.name: f.type for f in fields(Recipe)}
+    for key, value in table.items():
+        if key in SET_ELSEWHERE:
+            raise UserError(f"{where}: '{key}' is set by the sweep's {SET_ELSEWHERE[key]}, not in [recipe]")
+        if key not in RECIPE_KEYS:
+            raise _unknown(key, RECIPE_KEYS, where)
+        kind = types[key]
+        ok = isinstance(value, bool) if kind == "bool" else _number(value, integer=kind == "int")
+        if not ok:
+            raise UserError(f"{where}: '{key}' must be {'true or false' if kind == 'bool' else f'a {kind}'}, got {value!r}")
+    return dict(table)
+
+
+def _models(values: list[str], where: str) -> tuple[str, ...]:
+    refs = []
+    for value in values:
+        try:
+            refs.append(models.resolve(value).ref)
+        except UserError as e:
+            raise UserError(f"{where}: models: {e}") from None
+    if len(set(refs)) != len(refs):
+        raise UserError(f"{where}: models: a model is listed twice ({', '.join(values)})")
+    return tuple(refs)
+
+
+def _tasks(values: list[str], where: str) -> tuple[tuple[str, ...], dict[str, str]]:
+    """(tasks to train, tasks covered by another task's model). AX is never trained: MNLI's model predicts it."""
+    try:
+        tasks = [get_task(v) for v in values]
+    except UserError as e:
+        raise UserError(f"{where}: tasks: {e}") from None
+    names = [t.name for t in tasks]
+    if len(set(names)) != len(names):
+        raise UserError(f"{where}: tasks: a task is listed twice ({', '.join(values)})")
+    covered = {t.name: t.predicted_by for t in tasks if t.predicted_by}
+    for task, by in covered.items():
+        if by not in names:
+            raise UserError(f"{where}: tasks: '{task}' has no training data; the '{by}' model predicts it: "
+                            f"add '{by}' to tasks")
+    trained = tuple(n for n in names if n not in covered)
+    if not trained:
+        raise UserError(f"{where}: tasks: nothing to train")
+    return trained, covered
+
+
+def load(path: str | Path) -> Sweep:
+    """Parse and check a sweep file. Every problem names the file and the key."""
+    file = Path(path)
+    if not file.is_file():
+        shipped = ", ".join(sorted(str(p) for p in Path("sweeps").glob("*.toml"))) or "none here"
+        raise UserError(f"{path}: no such sweep file (shipped sweeps: {shipped})")
+    where = str(file)
+    try:
+        table = tomllib.loads(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserError(f"{where}: cannot read the sweep file ({e})") from None
+    except tomllib.TOMLDecodeError as e:
+        raise UserError(f"{where}: not valid TOML ({e})") from None
+    for key in table:
+        if key not in TOP_KEYS:
+            raise _unknown(key, TOP_KEYS, where)
+    for key in ("models", "tasks", "grid"):
+        if key not in table:
+            raise UserError(f"{where}: missing required key '{key}'")
+
+    name = table.get("name", file.stem)
+    if not isinstance(name, str) or not re.fullmatch(r"[\w.-]+", name):
+        raise UserError(f"{where}: 'name' must be letters, digits, '.', '-' or '_' (it names the studies), got {name!r}")
+    grid = table["grid"]
+    if not isinstance(grid, dict):
+        raise UserError(f"{where}: 'grid' must be a table: [grid] batch_size = [...] lr = [...]")
+    for key in grid:
+        if key not in GRID_KEYS:
+            raise _unknown(key, GRID_KEYS, f"{where} [grid]")
+    batch_sizes = _positive_list(grid, "batch_size", f"{where} [grid]", integer=True)
+    lrs = _positive_list(grid, "lr", f"{where} [grid]", integer=False)
+    epochs = table.get("epochs", Recipe.epochs)
+    if not _number(epochs, integer=True) or epochs <= 0:
+        raise UserError(f"{where}: 'epochs' must be a positive whole number, got {epochs!r}")
+    seeds = table.get("seeds", [0])
+    if not isinstance(seeds, list) or not seeds or not all(_number(s, integer=True) and s >= 0 for s in seeds) \
+            or len(set(seeds)) != len(seeds):
+        raise UserError(f"{where}: 'seeds' must be a list of distinct whole numbers >= 0, got {seeds!r}")
+    for key in ("data", "storage"):
+        if key in table and (not isinstance(table[key], str) or not table[key].strip()):
+            raise UserError(f"{where}: '{key}' must be a non-empty string, got {table[key]!r}")
+    recipe = _recipe_overrides(table.get("recipe", {}), where)
+    tasks, covered = _tasks(_strings(table, "tasks", where), where)
+    sweep = Sweep(name=name, path=where, models=_models(_strings(table, "models", where), where), tasks=tasks,
+                  covered=covered, batch_sizes=batch_sizes, lrs=tuple(float(v) for v in lrs), seeds=tuple(seeds),
+                  epochs=epochs, data=table.get("data"), storage=table.get("storage"), recipe=recipe)
+    try:
+        for point in sweep.grid():
+            sweep.recipe_for(point)  # the Recipe's own checks (warmup_ratio in [0, 1), …)
+    except UserError as e:
+        raise UserError(f"{where}: {e}") from None
+    return sweep
+
+
+def select(sweep: Sweep, only: list[str] | None) -> list[StudyPlan]:
+    """The sweep's studies, or those whose model or task is named in --only (comma-separated, repeatable)."""
+    studies = sweep.studies()
+    names = [n.strip() for item in only or [] for n in item.split(",") if n.strip()]
+    if not names:
+        return studies
+    tasks, refs = set(), set()
+    for name in names:
+        key = name.lower().replace("-", "")
+        if key in sweep.tasks or key in sweep.covered:
+            tasks.add(sweep.covered.get(key, key))
+            continue
+        try:
+            ref = models.resolve(name).ref
+        except UserError:
+            ref = None
+        if ref not in sweep.models:
+            choices = list(sweep.tasks) + list(sweep.covered) + list(sweep.models)
+            hint = difflib.get_close_matches(name, choices, n=1)
+            did = f"did you mean '{hint[0]}'? " if hint else ""
+            raise UserError(f"--only {name}: not a task or model of sweep {sweep.name}; {did}"
+                            f"it has {', '.join(choices)}")
+        refs.add(ref)
+    return [s for s in studies if (not tasks or s.task in tasks) and (not refs or s.model in refs)]
+
+
+def resolve_storage(sweep: Sweep, cli_storage: str | None) -> str:
+    """--storage, else the sweep file's storage, else GLUE_BENCH_STORAGE, else the default."""
+    return storage_url(cli_storage or sweep.storage)
+
+
+# --- pre-flight: everything a user can get wrong, before any trial starts ------------------------------
+
+def preflight(sweep: Sweep, studies: list[StudyPlan], data_option: str | None = None) -> data.DataSource:
+    """Check the data source, every task's train and dev splits and every model; return the data source."""
+    source = data.resolve_source(data_option or sweep.data)
+    for name in dict.fromkeys(s.task for s in studies):
+        task = get_task(name)
+        _check_splits(task, [task.train_split, *task.splits_with_role("dev")], source, sweep)
+    for ref in dict.fromkeys(s.model for s in studies):
+        _check_model(models.resolve(ref), sweep)
+    return source
+
+
+def _check_splits(task: Task, splits, source: data.DataSource, sweep: Sweep) -> None:
+    if source.is_hub:
+        # Loading one split fetches the task's whole config into the datasets cache once, here, rather than
+        # in every worker; offline it fails at once unless the cache has it.
+        data.load_split(task, task.splits_with_role("dev")[0], source)
+        return
+    missing = [s.name for s in splits if not data.available(task, s, source)]
+    if missing:
+        raise UserError(f"{sweep.path}: {task.name} {' and '.join(missing)} not found in {source.location}; "
+                        f"remove '{task.name}' from tasks, or point data (or --data) at a source that has it")
+
+
+def _check_model(ref: models.ModelRef, sweep: Sweep) -> None:
+    if ref.kind in ("random", "local") or hub.reachable():
+        return
+    from huggingface_hub import try_to_load_from_cache
+
+    if not isinstance(try_to_load_from_cache(ref.location, "config.json"), str):
+        raise UserError(f"{sweep.path}: model {ref.ref} ({ref.location}) is not in the local Hugging Face cache and "
+                        "the Hub is unreachable; run once where the Hub can be reached, or use a local folder "
+                        "(package:<module>/<folder> or a path) or random:<shape>")
