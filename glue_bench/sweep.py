@@ -22,7 +22,7 @@ from optuna.trial import FrozenTrial, TrialState
 from . import data, hub, models
 from .errors import UserError
 from .storage import open_storage, plan_lock, storage_url
-from .tasks import Task, get_task
+from .tasks import Task, dependents, get_task
 from .train import Recipe
 from .trial import GRID_PARAMS, study_name
 
@@ -265,6 +265,12 @@ def _check_splits(task: Task, splits, source: data.DataSource, sweep: Sweep) -> 
     if missing:
         raise UserError(f"{sweep.path}: {task.name} {' and '.join(missing)} not found in {source.location}; "
                         f"remove '{task.name}' from tasks, or point data (or --data) at a source that has it")
+    # Read and check every split a trial reads (a second for all of GLUE): a damaged file is one line
+    # here, not one failed trial per grid point, each settled until --retry-failed.
+    for checked in (task, *dependents(task)):
+        for split in checked.splits.values():
+            if data.available(checked, split, source):
+                data.load_split(checked, split, source)
 
 
 def _check_model(ref: models.ModelRef, sweep: Sweep) -> None:

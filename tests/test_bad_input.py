@@ -308,6 +308,61 @@ def test_the_recorded_trial_survives_every_bad_input(recorded):
     assert trials[0].user_attrs["metrics"]["validation"]["accuracy"] == trials[0].value
 
 
+# --- sweep files ------------------------------------------------------------------------------------------------
+
+SWEEP = """name = "mine"
+models = ["random:L-2_H-128"]
+tasks = ["wnli"]
+epochs = 1
+seeds = [0]
+data = "{data}"
+
+[grid]
+batch_size = [32]
+lr = [1e-4]
+
+[recipe]
+max_train_samples = 32
+"""
+SWEEP_CASES = [  # (what, text replaced, replacement, the one stderr line)
+    ("sweep TOML: misspelt key", "epochs = 1", "epoch = 1",
+     "glue-bench: error: {tmp}/mine.toml: unknown key 'epoch' (did you mean 'epochs'?)"),
+    ("sweep TOML: wrong type", "epochs = 1", 'epochs = "1"',
+     "glue-bench: error: {tmp}/mine.toml: 'epochs' must be a positive whole number, got '1'"),
+    ("sweep TOML: misspelt recipe key", "max_train_samples", "max_train_sample",
+     "glue-bench: error: {tmp}/mine.toml [recipe]: unknown key 'max_train_sample' (did you mean 'max_train_samples'?)"),
+    ("sweep TOML: zero learning rate", "lr = [1e-4]", "lr = [0]",
+     "glue-bench: error: {tmp}/mine.toml [grid]: 'lr' must be a non-empty list of positive numbers, got [0]"),
+    ("sweep TOML: negative batch size", "batch_size = [32]", "batch_size = [-8]",
+     "glue-bench: error: {tmp}/mine.toml [grid]: 'batch_size' must be a non-empty list of positive whole numbers, "
+     "got [-8]"),
+    ("sweep TOML: unknown task", '["wnli"]', '["wnlii"]',
+     "glue-bench: error: {tmp}/mine.toml: tasks: unknown task 'wnlii': did you mean 'wnli'? known tasks: ax, cola, "
+     "mnli, mrpc, qnli, qqp, rte, sst2, stsb, wnli (or the path of your own task .toml file)"),
+    ("sweep over a truncated TSV", "", "",
+     "glue-bench: error: {data}/WNLI/train.tsv: line 636 has 3 of 4 tab-separated fields: the file is cut short or "
+     f"damaged; {REPLACE}"),
+]
+
+
+@pytest.mark.parametrize("what, old, new, expected", SWEEP_CASES, ids=[c[0] for c in SWEEP_CASES])
+def test_a_bad_sweep_ends_in_one_line_and_exit_2(what, old, new, expected, recorded, glue_data, tmp_path,
+                                                 monkeypatch, capsys):
+    """Against the storage that holds a trial: no study is created, nothing recorded changes. A damaged data
+    file is caught by the pre-flight, before any grid point becomes a failed trial."""
+    url, db, before = recorded
+    offline_env(monkeypatch, tmp_path)
+    data = tmp_path / "glue_data"
+    shutil.copytree(glue_data / "WNLI", data / "WNLI")
+    if what == "sweep over a truncated TSV":
+        cut_bytes("WNLI/train.tsv", lambda size: size - 30)(data)
+    (tmp_path / "mine.toml").write_text(SWEEP.replace("{data}", str(data)).replace(old, new, 1))
+    code, err = run_main(["sweep", str(tmp_path / "mine.toml"), "--storage", url, "--no-progress"], capsys)
+    assert (code, err) == (2, _fill(expected, {"tmp": tmp_path, "data": data}) + "\n")
+    assert storage_digest(db) == before
+    assert [s.study_name for s in optuna.get_all_study_summaries(url)] == ["adhoc/random:L-2_H-128/wnli"]
+
+
 # --- through the installed console script: what a user's terminal shows ---------------------------------------
 
 def _script() -> str:
