@@ -64,7 +64,8 @@ def _recipe(args):
 
     return Recipe(batch_size=args.batch_size, lr=args.lr, epochs=args.epochs, seed=args.seed,
                   max_seq_length=args.max_seq_length, max_train_samples=args.max_train_samples,
-                  group_by_length=args.group_by_length, bf16=args.bf16, tf32=args.tf32)
+                  group_by_length=args.group_by_length, bf16=args.bf16, tf32=args.tf32,
+                  fused_adamw=args.fused_adamw, sparse_embeddings=args.sparse_embeddings)
 
 
 def cmd_run(args) -> int:
@@ -235,6 +236,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--group-by-length", action="store_true", help="batches of similar length (changes results)")
     run.add_argument("--bf16", action="store_true", help="bf16 autocast on a GPU (changes results)")
     run.add_argument("--tf32", action="store_true", help="TF32 matrix products on a GPU (changes results)")
+    run.add_argument("--fused-adamw", action="store_true",
+                     help="the fused AdamW kernel on a CPU too, ~4x faster steps (changes the last bits)")
+    run.add_argument("--sparse-embeddings", action="store_true",
+                     help="sparse word-embedding gradients with lazy Adam (changes results: no weight decay on them)")
     run.add_argument("--data", help="hub, or a folder in the glue_data or Hub parquet layout (env GLUE_BENCH_DATA)")
     run.add_argument("--storage", help="Optuna storage URL (env GLUE_BENCH_STORAGE; default sqlite:///results/glue-bench.db)")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")

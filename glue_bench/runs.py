@@ -21,7 +21,8 @@ from .errors import UserError
 from .storage import open_storage
 
 RECIPE_COLUMNS = ("epochs", "max_seq_length", "weight_decay", "warmup_ratio", "max_grad_norm",
-                  "max_train_samples", "group_by_length", "bf16", "tf32")
+                  "max_train_samples", "group_by_length", "bf16", "tf32", "fused_adamw", "sparse_embeddings")
+ADDED_RECIPE_FIELDS = {"fused_adamw": False, "sparse_embeddings": False}  # absent in older trials: they ran the default
 ID_COLUMNS = ["sweep", "model", "task", "study", "trial", "state", "batch_size", "lr", "seed", "score"]
 
 
@@ -42,7 +43,7 @@ def _row(study: optuna.study.StudySummary | optuna.Study, trial: optuna.trial.Fr
         for name, value in values.items():
             row[f"extra/{key}/{name}"] = value
     recipe = attrs.get("recipe", {})
-    row.update({name: recipe.get(name) for name in RECIPE_COLUMNS})
+    row.update({name: recipe.get(name, ADDED_RECIPE_FIELDS.get(name)) for name in RECIPE_COLUMNS})
     for name in ("train_seconds", "eval_seconds", "train_examples", "steps", "examples_per_second", "data",
                  "fail_reason"):
         row[name] = attrs.get(name)

@@ -67,7 +67,8 @@ def load_tokenized(task: Task, source: data.DataSource, tokenizer, max_length: i
 def environment(device: str) -> dict:
     return {"glue_bench": __version__, "torch": torch.__version__, "transformers": transformers.__version__,
             "optuna": optuna.__version__, "python": platform.python_version(), "host": platform.node(),
-            "device": device, "gpu": torch.cuda.get_device_name() if device.startswith("cuda") else ""}
+            "device": device, "gpu": torch.cuda.get_device_name() if device.startswith("cuda") else "",
+            "threads": torch.get_num_threads()}
 
 
 @dataclass
