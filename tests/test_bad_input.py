@@ -399,3 +399,17 @@ def test_a_diverging_run_stops_and_is_recorded_as_failed_with_its_step(glue_data
     trials = optuna.load_study(study_name="adhoc/random:L-2_H-128/wnli", storage=storage).trials
     assert [(t.state.name, t.params, t.user_attrs["fail_reason"]) for t in trials] == [
         ("FAIL", {"batch_size": 8, "lr": 1e10, "seed": 0}, "diverged: loss became nan at step 3")]
+
+
+@pytest.mark.slow
+def test_a_sweep_records_the_diverging_trial_and_goes_on(glue_data, tmp_path, storage, monkeypatch, capsys):
+    """Real divergence in a real sweep (worker processes): lr 1e10 fails at step 3, lr 1e-4 still runs."""
+    offline_env(monkeypatch, tmp_path)
+    sweep = (SWEEP.replace("{data}", str(glue_data)).replace("lr = [1e-4]", "lr = [1e10, 1e-4]")
+             .replace("batch_size = [32]", "batch_size = [8]").replace("samples = 32", "samples = 64"))
+    (tmp_path / "mine.toml").write_text(sweep)
+    code, _ = run_main(["sweep", str(tmp_path / "mine.toml"), "--storage", storage, "--no-progress"], capsys)
+    assert code == 1  # some trial failed
+    trials = optuna.load_study(study_name="mine/random:L-2_H-128/wnli", storage=storage).trials
+    assert sorted((t.params["lr"], t.state.name, t.user_attrs.get("fail_reason")) for t in trials) == [
+        (1e-4, "COMPLETE", None), (1e10, "FAIL", "diverged: loss became nan at step 3")]
