@@ -76,8 +76,8 @@ def cmd_run(args) -> int:
     from .train import Diverged
 
     spec = trials.TrialSpec(model=args.model, task=args.task, data=args.data, recipe=_recipe(args))
-    prepared = trials.prepare(spec)  # all user errors surface before the storage is touched
-    storage = open_storage(args.storage)
+    storage = open_storage(args.storage)  # a bad URL fails fast; opening records nothing
+    prepared = trials.prepare(spec)  # every other user error surfaces before a trial is created
     name = trials.study_name("adhoc", prepared.model_ref.ref, prepared.task.name)
     study = optuna.create_study(storage=storage, study_name=name, direction="maximize", load_if_exists=True)
     trial = study.ask(trials.grid_distributions([args.batch_size], [args.lr], [args.seed]))
