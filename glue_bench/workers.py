@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import platform
 import signal
 import subprocess
 import sys
@@ -110,6 +111,7 @@ def run_trial(study: optuna.Study, trial: optuna.Trial, spec: dict, storage_url:
     from .train import Diverged, Recipe
 
     point = _grid_point(trial, spec["grid"])
+    trial.set_user_attr("worker", f"{platform.node()}:{os.getpid()}")  # which process ran it, for the curious
     try:
         recipe = Recipe(**spec["recipe"], **point)
         prepared = trials.prepare(trials.TrialSpec(spec["model"], spec["task"], spec["data"], recipe))
@@ -147,7 +149,9 @@ def work(plan: dict) -> int:
     while True:
         taken, busy = None, False
         for study, spec in studies:
-            optuna.storages.fail_stale_trials(study)  # a dead worker's trial → FAIL, and a retry is queued
+            with warnings.catch_warnings():  # "experimental" in Optuna since 2.9
+                warnings.simplefilter("ignore", ExperimentalWarning)
+                optuna.storages.fail_stale_trials(study)  # a dead worker's trial → FAIL, and a retry is queued
             trial = take_waiting(study, storage)
             if trial is not None:
                 taken = (study, trial, spec)
@@ -174,7 +178,6 @@ def main(argv: list[str]) -> int:
     quiet_libraries()
     datasets.disable_progress_bars()
     transformers.utils.logging.disable_progress_bar()
-    warnings.simplefilter("ignore", ExperimentalWarning)
     with open(argv[0]) as f:
         plan = json.load(f)
     try:
