@@ -7,7 +7,6 @@ parameter count (models.parameter_count), the paper's four named models beside o
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import matplotlib
@@ -54,61 +53,58 @@ def plot(table: pd.DataFrame, path: str, task: str | None = None, compare_paper:
     what = "GLUE score" if task is None else f"{get_task(task).name.upper()} score"
     paper = _paper_values(task) if compare_paper else None
     grid_models, family = _heatmap_models(scores)
+    ours = {row["shape"]: (row["value"], "" if row["complete"] else f"({row['tasks']}/9 tasks)")
+            for _, row in grid_models.iterrows()}
+    theirs = {row["shape"]: (row["value"], "") for _, row in paper.iterrows()} if paper is not None else {}
 
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.8), gridspec_kw={"width_ratios": [1, 1.25]},
-                                      layout="constrained")
-    values = np.full((len(models.LAYERS), len(models.HIDDEN)), np.nan)
-    for _, row in grid_models.iterrows():
-        layers, hidden = row["shape"]
-        values[models.LAYERS.index(layers), models.HIDDEN.index(hidden)] = row["value"]
-    known = np.concatenate([values[~np.isnan(values)], paper["value"].to_numpy() if paper is not None else []])
-    low, high = (float(known.min()), float(known.max())) if len(known) else (0.0, 100.0)
+    panels = 3 if paper is not None else 2
+    fig, axes = plt.subplots(1, panels, figsize=(5.6 * panels, 4.8), layout="constrained",
+                             gridspec_kw={"width_ratios": [1] * (panels - 1) + [1.3]})
+    known = [v for v, _ in [*ours.values(), *theirs.values()]]
+    low, high = min(known), max(known)
     if high - low < 1:
         low, high = low - 1, high + 1
-    cmap = plt.get_cmap("viridis").with_extremes(bad="#eeeeee")  # shapes not run: light grey
-    image = left.imshow(np.ma.masked_invalid(values), cmap=cmap, vmin=low, vmax=high, aspect="auto")
-    fig.colorbar(image, ax=left, label=f"{what} (dev, points)", shrink=0.9)
-    _annotate_grid(left, values, grid_models, paper, cmap, low, high)
-    left.set_xticks(range(len(models.HIDDEN)), [f"H={h}" for h in models.HIDDEN])
-    left.set_yticks(range(len(models.LAYERS)), [f"L={n}" for n in models.LAYERS])
-    left.set_xticks(np.arange(-0.5, len(models.HIDDEN)), minor=True)  # white lines between the cells
-    left.set_yticks(np.arange(-0.5, len(models.LAYERS)), minor=True)
-    left.grid(which="minor", color="white", linewidth=2)
-    left.tick_params(which="minor", length=0)
-    left.set_xlabel("hidden size")
-    left.set_ylabel("layers")
-    left.set_title(f"{what} of the 24 miniatures ({family})", fontsize=11)
-
-    _scatter(right, scores, paper, what)
-    fig.suptitle(f"{what}, best configuration per task on dev" + (" — paper (test) beside ours" if paper is not None else ""),
-                 fontsize=12)
+    image = _grid_panel(axes[0], ours, low, high, f"ours: dev, {family}")
+    if paper is not None:
+        _grid_panel(axes[1], theirs, low, high, "paper: GLUE test sets")
+        axes[1].set_ylabel("")
+    fig.colorbar(image, ax=list(axes[:-1]), label=f"{what} (points)", shrink=0.9)
+    _scatter(axes[-1], scores, paper, what)
+    fig.suptitle(f"{what} of the BERT miniatures by layers × hidden size; best configuration per task", fontsize=12)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=200)
     plt.close(fig)
     return f"{what}: {len(grid_models)} of 24 shapes in the grid, {len(scores)} models in the scatter → {path}"
 
 
-def _annotate_grid(ax, values, grid_models, paper, cmap, low, high) -> None:
-    partial = {row["shape"]: (row["tasks"], row["complete"]) for _, row in grid_models.iterrows()}
+def _grid_panel(ax, cells: dict, low: float, high: float, title: str):
+    """The 6 × 4 grid (rows L = 2 … 12, columns H = 128 … 768); `cells` maps (L, H) → (value, note)."""
+    values = np.full((len(models.LAYERS), len(models.HIDDEN)), np.nan)
+    for (layers, hidden), (value, _) in cells.items():
+        values[models.LAYERS.index(layers), models.HIDDEN.index(hidden)] = value
+    cmap = plt.get_cmap("viridis").with_extremes(bad="#eeeeee")  # shapes not run: light grey
+    image = ax.imshow(np.ma.masked_invalid(values), cmap=cmap, vmin=low, vmax=high, aspect="auto")
     for i, layers in enumerate(models.LAYERS):
         for j, hidden in enumerate(models.HIDDEN):
-            value = values[i, j]
-            name = NAMES.get(models.miniature_name(layers, hidden), "")
-            if not math.isnan(value):
-                dark = (value - low) / (high - low) < 0.6  # white text on the dark half of viridis
-                colour = "white" if dark else "black"
-                tasks, complete = partial[(layers, hidden)]
-                text = f"{value:.1f}" + ("" if complete else f"\n({tasks}/9 tasks)")
-                ax.text(j, i, text, ha="center", va="center", fontsize=9, color=colour, fontweight="bold")
-            else:
-                colour = "#888888"
-            if paper is not None:
-                match = paper[paper["shape"] == (layers, hidden)]
-                if len(match):
-                    ax.text(j, i + 0.36, f"paper {match['value'].iloc[0]:.1f}", ha="center", va="center",
-                            fontsize=7, color=colour)
+            colour = "#888888"
+            if (layers, hidden) in cells:
+                value, note = cells[(layers, hidden)]
+                colour = "white" if (value - low) / (high - low) < 0.6 else "black"  # readable on viridis
+                ax.text(j, i, f"{value:.1f}" + (f"\n{note}" if note else ""), ha="center", va="center",
+                        fontsize=9, color=colour, fontweight="bold")
+            name = NAMES.get(models.miniature_name(layers, hidden))
             if name:
                 ax.text(j - 0.46, i - 0.36, name, ha="left", va="center", fontsize=6.5, color=colour, style="italic")
+    ax.set_xticks(range(len(models.HIDDEN)), [f"H={h}" for h in models.HIDDEN])
+    ax.set_yticks(range(len(models.LAYERS)), [f"L={n}" for n in models.LAYERS])
+    ax.set_xticks(np.arange(-0.5, len(models.HIDDEN)), minor=True)  # white lines between the cells
+    ax.set_yticks(np.arange(-0.5, len(models.LAYERS)), minor=True)
+    ax.grid(which="minor", color="white", linewidth=2)
+    ax.tick_params(which="minor", length=0)
+    ax.set_xlabel("hidden size")
+    ax.set_ylabel("layers")
+    ax.set_title(title, fontsize=11)
+    return image
 
 
 def _scatter(ax, scores: pd.DataFrame, paper: pd.DataFrame | None, what: str) -> None:
@@ -119,8 +115,9 @@ def _scatter(ax, scores: pd.DataFrame, paper: pd.DataFrame | None, what: str) ->
         part = sized[sized["model"].str.startswith("random:") == random]
         if len(part):
             hollow = ~part["complete"].to_numpy()
-            ax.scatter(part["params"][~hollow], part["value"][~hollow], marker=marker, s=40, color="C0" if not random else "C2",
-                       label=label, zorder=3)
+            if not hollow.all():
+                ax.scatter(part["params"][~hollow], part["value"][~hollow], marker=marker, s=40,
+                           color="C0" if not random else "C2", label=label, zorder=3)
             if hollow.any():
                 ax.scatter(part["params"][hollow], part["value"][hollow], marker=marker, s=40, facecolors="none",
                            edgecolors="C0" if not random else "C2", label=f"{label} (partial)", zorder=3)
@@ -137,7 +134,7 @@ def _scatter(ax, scores: pd.DataFrame, paper: pd.DataFrame | None, what: str) ->
     ax.xaxis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
     ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda x, _: f"{x:g}M"))
     ax.xaxis.set_minor_formatter(ticker.NullFormatter())
-    ax.margins(x=0.12, y=0.08)
+    ax.margins(x=0.2, y=0.08)  # room for the point labels
     ax.set_xlabel("parameters (log scale)")
     ax.set_ylabel(f"{what} (points)")
     ax.set_title(f"{what} against model size", fontsize=11)
