@@ -39,6 +39,16 @@ def constant_metrics(task: Task, split: str) -> dict[str, dict[str, float]]:
 
     A regression task's constant prediction has no correlation with anything: one entry, "constant".
     """
+    key = (task.source_file, task.name, split)
+    if key not in _CONSTANT:  # a report checks every trial: compute each split's once
+        _CONSTANT[key] = _constant_metrics(task, split)
+    return _CONSTANT[key]
+
+
+_CONSTANT: dict[tuple, dict] = {}
+
+
+def _constant_metrics(task: Task, split: str) -> dict[str, dict[str, float]]:
     if task.regression:
         return {"constant": metrics.compute(task, np.zeros(2), np.array([0.0, 1.0]))}
     counts = dev_labels().get(task.name, {}).get(split, {}).get("counts")
