@@ -133,7 +133,8 @@ def build(table: pd.DataFrame, storage_url: str | None, model: str, out: str,
     for file in missing:
         texts[file.name] = _majority_text(file)
         check_text(file, texts[file.name])
-        warnings.append(f"{file.name} FILLED with the majority class '{baselines.majority(file.predictor)}' on all "
+        what = "the mean dev label" if file.task.regression else "the majority class"
+        warnings.append(f"{file.name} FILLED with {what} '{baselines.majority(file.predictor)}' on all "
                         f"{file.split.rows} rows: model {model} has no {file.predictor.name} test predictions")
     _write_zip(out, texts)
     return sources, warnings
