@@ -114,10 +114,11 @@ class StudyStatus:
         return self.points["complete"] + self.points["failed"]
 
 
-def read_status(sweep: Sweep, plans: list[StudyPlan], url: str) -> list[StudyStatus]:
-    """Each study's grid points by state; a storage or study that does not exist yet: all pending."""
+def read_status(sweep: Sweep, plans: list[StudyPlan], url: str, storage=None) -> list[StudyStatus]:
+    """Each study's grid points by state; a storage or study that does not exist yet: all pending.
+    Pass an open `storage` to read it again and again (the launcher's progress bar)."""
     try:
-        storage = open_storage(url, create=False)
+        storage = storage or open_storage(url, create=False)
         existing = set(optuna.get_all_study_names(storage))
     except UserError:
         storage, existing = None, set()

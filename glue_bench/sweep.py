@@ -4,7 +4,7 @@ A sweep file names models, tasks, the grid (batch sizes × learning rates × see
 recipe overrides and the storage; see sweeps/cpu-smoke.toml. Loading is strict: an unknown key, a wrong
 type or a bad value is a UserError naming the file and the key. `preflight` then checks that every model
 and every task's data can be had, before anything is written, so a user error costs one line, not N
-failed trials. `enqueue` puts every grid point that has no trial yet into its study, exactly once.
+failed trials. studies.enqueue then puts every grid point that has no trial yet into its study, once.
 """
 
 from __future__ import annotations
@@ -16,15 +16,12 @@ import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-import optuna
-from optuna.trial import FrozenTrial, TrialState
-
 from . import data, hub, models
 from .errors import UserError
-from .storage import open_storage, plan_lock, storage_url
+from .storage import storage_url
 from .tasks import Task, dependents, get_task
 from .train import Recipe
-from .trial import GRID_PARAMS, study_name
+from .trial import study_name
 
 GRID_KEYS = ("batch_size", "lr")
 SET_ELSEWHERE = {"batch_size": "[grid]", "lr": "[grid]", "seed": "seeds", "epochs": "epochs"}

@@ -223,10 +223,10 @@ def worker_plan(studies, url: str, source_location: str, sweep) -> dict:
                          "recipe": sweep.base_recipe(), "grid": grid} for s in studies]}
 
 
-def _finished(sweep, studies, url) -> int:
+def _finished(sweep, studies, url, storage) -> int:
     from .studies import read_status
 
-    return sum(s.finished for s in read_status(sweep, studies, url))
+    return sum(s.finished for s in read_status(sweep, studies, url, storage))
 
 
 def launch(sweep, studies, url: str, source_location: str, workers: int, progress: bool = True) -> list[int]:
@@ -242,7 +242,8 @@ def launch(sweep, studies, url: str, source_location: str, workers: int, progres
     print(f"glue-bench: {describe_placement(workers, gpus)}: pids {' '.join(str(p.pid) for p in procs)}",
           file=sys.stderr)
     total = len(sweep.grid()) * len(studies)
-    done = _finished(sweep, studies, url)
+    storage = open_storage(url)
+    done = _finished(sweep, studies, url, storage)
     poll = max(POLL_SECONDS, len(studies) / 20)  # a big sweep: read the storage less often
     bar = tqdm(total=total, initial=done, desc=f"sweep {sweep.name}", unit="trial", disable=not progress,
                dynamic_ncols=True)
@@ -250,7 +251,7 @@ def launch(sweep, studies, url: str, source_location: str, workers: int, progres
     try:
         while any(p.poll() is None for p in procs):
             time.sleep(poll)
-            now = _finished(sweep, studies, url)
+            now = _finished(sweep, studies, url, storage)
             bar.update(now - done)
             done = now
             for i, p in enumerate(procs):
@@ -259,8 +260,13 @@ def launch(sweep, studies, url: str, source_location: str, workers: int, progres
                     bar.write(f"glue-bench: worker {i} (pid {p.pid}) was killed by "
                               f"{signal.Signals(-p.returncode).name}; its trial is retried once its heartbeat "
                               "goes stale", file=sys.stderr)
-        bar.update(_finished(sweep, studies, url) - done)
+        bar.update(_finished(sweep, studies, url, storage) - done)
     except KeyboardInterrupt:
+        # Ctrl-C reached the workers too (one process group): give them a moment to record their trials
+        # as interrupted; a SIGINT sent to this launcher alone is passed on to them.
+        deadline = time.monotonic() + 5
+        while any(p.poll() is None for p in procs) and time.monotonic() < deadline:
+            time.sleep(0.1)
         for p in procs:
             if p.poll() is None:
                 p.send_signal(signal.SIGINT)
@@ -269,6 +275,7 @@ def launch(sweep, studies, url: str, source_location: str, workers: int, progres
         raise
     finally:
         bar.close()
+        storage.engine.dispose()
         os.unlink(f.name)
     return [p.returncode for p in procs]
 
