@@ -340,8 +340,10 @@ def grid(table: pd.DataFrame, spec: str) -> Report:
         rows.append(row)
     seeds = sorted(set(configs["seeds"])) if len(configs) else []
     score = "+".join(task.score) + (" (mean over the dev splits)" if len(task.splits_with_role("dev")) > 1 else "")
-    notes = [f"{MISSING} not run; failed: every trial of that configuration failed (see glue-bench export).",
-             "(best): the selected configuration, by the mean over its seeds."]
+    shown = {cell for row in rows for cell in row.values()}
+    notes = [note for cell, note in ((MISSING, f"{MISSING} not run."), ("failed", "failed: every trial of that "
+             "configuration failed (glue-bench export shows why).")) if cell in shown]
+    notes.append("(best): the selected configuration, by the mean over its seeds.")
     if any(n > 1 for n in seeds):
         notes.append("±: the sample standard deviation over the seeds.")
     if len(configs) and configs["degenerate"].any():

@@ -152,6 +152,7 @@ def test_golden_leaderboard_beside_the_paper(runs):
 def test_golden_grid(runs):
     golden("grid-rte.md", render.render(report.grid(runs, "bert-tiny:rte"), "markdown"))
     golden("grid-cola.md", render.render(report.grid(runs, "L-4_H-256:cola"), "markdown"))
+    golden("grid-mrpc.md", render.render(report.grid(runs, "L-2_H-128:mrpc"), "markdown"))  # a failed cell
 
 
 def test_hand_checked_cells(runs):
