@@ -110,9 +110,9 @@ def run_trial(study: optuna.Study, trial: optuna.Trial, spec: dict, storage_url:
     from . import trial as trials
     from .train import Diverged, Recipe
 
-    point = _grid_point(trial, spec["grid"])
-    trial.set_user_attr("worker", f"{platform.node()}:{os.getpid()}")  # which process ran it, for the curious
     try:
+        point = _grid_point(trial, spec["grid"])
+        trial.set_user_attr("worker", f"{platform.node()}:{os.getpid()}")  # which process ran it
         recipe = Recipe(**spec["recipe"], **point)
         prepared = trials.prepare(trials.TrialSpec(spec["model"], spec["task"], spec["data"], recipe))
         score = trials.execute(prepared, trial, storage_url, progress=False)
@@ -144,6 +144,10 @@ def run_trial(study: optuna.Study, trial: optuna.Trial, spec: dict, storage_url:
 
 def work(plan: dict) -> int:
     """Take and run waiting trials of the plan's studies until none is waiting or running."""
+    import torch  # noqa: F401  the slow imports, before a trial is taken: an interrupt in them loses none
+
+    from . import trial  # noqa: F401
+
     storage = open_storage(plan["storage"], heartbeat=True)
     studies = [(optuna.load_study(study_name=spec["name"], storage=storage), spec) for spec in plan["studies"]]
     while True:
