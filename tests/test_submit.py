@@ -200,3 +200,18 @@ def test_reports_from_an_exported_runs_table_equal_those_from_the_storage(full, 
         out = tmp_path / "s.zip"
         submit.build(exported, full, MODEL, str(out))
         assert len(submit.check_zip(str(out))) == 11
+
+
+def test_label_range_is_a_regression_tasks_low_high():
+    import tomllib
+
+    from glue_bench.tasks import parse_task, task_dir
+
+    assert get_task("stsb").label_range == (0.0, 5.0) and get_task("rte").label_range == ()
+    stsb = tomllib.loads((task_dir() / "stsb.toml").read_text(encoding="utf-8"))
+    for bad in ([5.0, 0.0], [0.0], ["0", "5"]):
+        with pytest.raises(UserError, match="label_range must be \\[low, high\\] with low < high"):
+            parse_task({**stsb, "label_range": bad}, "stsb.toml")
+    rte = tomllib.loads((task_dir() / "rte.toml").read_text(encoding="utf-8"))
+    with pytest.raises(UserError, match="for a regression task"):
+        parse_task({**rte, "label_range": [0, 1]}, "rte.toml")
