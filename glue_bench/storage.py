@@ -9,6 +9,7 @@ from __future__ import annotations
 import fcntl
 import importlib.util
 import os
+import time
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
@@ -115,8 +116,18 @@ def open_storage(url: str | None, heartbeat: bool = False, create: bool = True) 
         with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna since 2.9
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES) if heartbeat else None
-            storage = optuna.storages.RDBStorage(engine_url(url), engine_kwargs=engine, heartbeat_interval=interval,
-                                                 grace_period=grace, heartbeat_stale_trial_callback=retry)
+            for attempt in range(3):
+                try:
+                    storage = optuna.storages.RDBStorage(engine_url(url), engine_kwargs=engine,
+                                                         heartbeat_interval=interval, grace_period=grace,
+                                                         heartbeat_stale_trial_callback=retry)
+                    break
+                except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.OperationalError) as e:
+                    # Another process made the same new tables at the same moment: they are there now.
+                    racing = isinstance(e, sqlalchemy.exc.IntegrityError) or "already exists" in str(e)
+                    if not racing or attempt == 2:
+                        raise
+                    time.sleep(1)
     except ImportError as e:
         raise UserError(f"--storage {url}: a database driver is missing ({e}); for PostgreSQL: "
                         "pip install 'glue-bench[postgres]'") from None

@@ -119,18 +119,20 @@ def test_workers_killed_at_random_moments_then_resumed(tmp_path, glue_data):
     seed = int(os.environ.get("GLUE_BENCH_KILL_SEED", time.time_ns() % 1_000_000))
     rng = random.Random(seed)
     grid = {"batch_size": [16, 32], "lr": [1e-4, 5e-5], "seed": [0, 1]}  # 8 grid points
-    path, url, log = write_sweep(tmp_path, glue_data, grid), f"sqlite:///{tmp_path / 'runs.db'}", tmp_path / "log"
+    path, url = write_sweep(tmp_path, glue_data, grid), f"sqlite:///{tmp_path / 'runs.db'}"
+    logs = [tmp_path / f"round-{i}.log" for i in range(4)]
     recorded: dict[int, tuple] = {}  # every trial finished before a kill, as it was then
     kills = 0
-    for round_ in range(3):
+    for round_, log in enumerate(logs[:3]):
+        before = {t.number for t in all_trials(url) if t.state == TrialState.RUNNING}  # maybe a dead worker's
         launcher = launch(path, url, 2, tmp_path, log)
         if round_ == 0:  # anywhere: planning, imports, a trial
             time.sleep(rng.uniform(1.0, 8.0))
-        else:  # mid-trial: once a worker has taken one
-            _wait_for(lambda: any(t.state == TrialState.RUNNING for t in all_trials(url)), 120)
+        else:  # mid-trial: once one of this launcher's workers has taken one
+            assert _wait_for(lambda: any(t.state == TrialState.RUNNING and t.number not in before
+                                         for t in all_trials(url)), 300), log.read_text()
             time.sleep(rng.uniform(0.0, 3.0))
-            pids = _workers_of(log)
-            if round_ == 1 and pids:  # one worker alone; the other goes on, then everything
+            if round_ == 1 and (pids := _workers_of(log)):  # one worker alone; the other goes on, then all
                 os.kill(rng.choice(pids), signal.SIGKILL)
                 kills += 1
                 time.sleep(rng.uniform(0.5, 3.0))
@@ -144,15 +146,16 @@ def test_workers_killed_at_random_moments_then_resumed(tmp_path, glue_data):
                 recorded.setdefault(trial.number, snapshot(trial))
     assert kills >= 3, f"seed {seed}: the sweep finished before it could be killed"
 
-    final = launch(path, url, 2, tmp_path, log)
-    assert final.wait(timeout=900) == 0, f"seed {seed}:\n{log.read_text()[-3000:]}"
+    final = launch(path, url, 2, tmp_path, logs[3])
+    text = "\n".join(log.read_text() for log in logs)
+    assert final.wait(timeout=900) == 0, f"seed {seed}:\n{logs[3].read_text()[-3000:]}"
     done = assert_each_point_complete_exactly_once(url, grid)
     after = {t.number: snapshot(t) for t in done}
     assert all(after[number] == before for number, before in recorded.items()), f"seed {seed}"
     # The kills hit running trials: Optuna failed them on their stale heartbeat and ran them again.
     retried = [t for t in all_trials(url) if t.state == TrialState.FAIL]
     assert retried and all("fail_reason" not in t.user_attrs for t in retried), f"seed {seed}"
-    assert "database is locked" not in log.read_text()
+    assert "database is locked" not in text + logs[3].read_text()
 
 
 # --- concurrent workers --------------------------------------------------------------------------------------
