@@ -21,8 +21,8 @@ from .errors import UserError
 from .storage import open_storage
 
 RECIPE_COLUMNS = ("epochs", "max_seq_length", "weight_decay", "warmup_ratio", "max_grad_norm",
-                  "max_train_samples", "group_by_length", "bf16", "tf32", "fused_adamw", "sparse_embeddings")
-ADDED_RECIPE_FIELDS = {"fused_adamw": False, "sparse_embeddings": False}  # absent in older trials: they ran the default
+                  "max_train_samples", "group_by_length", "bf16", "tf32", "fused_adamw")
+ADDED_RECIPE_FIELDS = {"fused_adamw": False}  # absent in older trials: they ran the default
 ID_COLUMNS = ["sweep", "model", "task", "study", "trial", "state", "batch_size", "lr", "seed", "score"]
 
 

@@ -43,7 +43,6 @@ class Recipe:
     eval_batch_size: int = 256
     # Speed options that change results (each measured in benchmarks/README.md):
     fused_adamw: bool = False  # the fused AdamW kernel on a CPU too (a GPU always uses it): other last bits
-    sparse_embeddings: bool = False  # word embeddings get sparse gradients and lazy Adam: no weight decay on them
 
     def __post_init__(self):
         positive = {"batch_size": self.batch_size, "lr": self.lr, "epochs": self.epochs,
@@ -124,39 +123,12 @@ def _batches(data: Packed, batch_size: int, generator: torch.Generator, group_by
 
 
 def _optimizer(model, recipe: Recipe, device: torch.device) -> torch.optim.Optimizer:
-    """AdamW over the trainable parameters (but the word embeddings under sparse_embeddings)."""
-    lazy = model.get_input_embeddings().weight if recipe.sparse_embeddings else None
-    params = [p for p in model.parameters() if p.requires_grad and p is not lazy]
     # Decay matrices only: biases and LayerNorm weights are the 1-D parameters.
-    decay = [p for p in params if p.ndim >= 2]
-    no_decay = [p for p in params if p.ndim < 2]
+    decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]
     groups = [{"params": decay, "weight_decay": recipe.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     fast = {"fused": True} if device.type == "cuda" or recipe.fused_adamw else {"foreach": True}
     return torch.optim.AdamW(groups, lr=recipe.lr, betas=(0.9, 0.999), eps=1e-8, **fast)
-
-
-def _sparse_embedding_optimizer(model, recipe: Recipe) -> torch.optim.Optimizer:
-    """sparse_embeddings: the word embeddings' backward gives only the rows a batch uses, and lazy Adam
-    (SparseAdam) updates only those rows, instead of a dense vocabulary × hidden gradient and AdamW pass
-    over every row each step. Changes results: rows absent from a batch keep their moments, no weight decay."""
-    embeddings = model.get_input_embeddings()
-    embeddings.sparse = True
-    return torch.optim.SparseAdam([embeddings.weight], lr=recipe.lr, betas=(0.9, 0.999), eps=1e-8)
-
-
-def _clip_grad_norm(model, max_norm: float) -> None:
-    """clip_grad_norm_ over every gradient, the sparse one (sparse_embeddings) by its stored rows."""
-    params = [p for p in model.parameters() if p.grad is not None]
-    if not any(p.grad.is_sparse for p in params):
-        torch.nn.utils.clip_grad_norm_(params, max_norm)
-        return
-    for p in params:
-        if p.grad.is_sparse:
-            p.grad = p.grad.coalesce()  # one entry per row, so its values' norm is the gradient's norm
-    grads = [p.grad.values() if p.grad.is_sparse else p.grad for p in params]
-    scale = (max_norm / (torch.nn.utils.get_total_norm(grads) + 1e-6)).clamp(max=1.0)  # as clip_grad_norm_
-    for grad in grads:
-        grad.mul_(scale)
 
 
 @torch.inference_mode()
@@ -198,13 +170,10 @@ def fine_tune(model, task: Task, train: datasets.Dataset, dev: dict[str, dataset
     labels = torch.from_numpy(train_data.labels.astype(np.float32 if task.regression else np.int64))
 
     model.to(device)
-    optimizers = [_optimizer(model, recipe, device)]
-    if recipe.sparse_embeddings:
-        optimizers.append(_sparse_embedding_optimizer(model, recipe))
+    optimizer = _optimizer(model, recipe, device)
     steps_per_epoch = math.ceil(len(train_data) / recipe.batch_size)
     total_steps = steps_per_epoch * recipe.epochs
-    schedulers = [get_linear_schedule_with_warmup(o, math.ceil(total_steps * recipe.warmup_ratio), total_steps)
-                  for o in optimizers]
+    scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(total_steps * recipe.warmup_ratio), total_steps)
 
     curve, train_seconds, eval_seconds, step = [], 0.0, 0.0, 0
     unchecked = []  # losses of the steps since the last look, kept on the device
@@ -220,11 +189,10 @@ def fine_tune(model, task: Task, train: datasets.Dataset, dev: dict[str, dataset
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
                 loss = model(**batch).loss
             loss.backward()
-            _clip_grad_norm(model, recipe.max_grad_norm)
-            for optimizer, scheduler in zip(optimizers, schedulers):
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
             loss_sum += loss.detach()
             unchecked.append(loss.detach())
             step += 1
