@@ -65,7 +65,7 @@ def _recipe(args):
     return Recipe(batch_size=args.batch_size, lr=args.lr, epochs=args.epochs, seed=args.seed,
                   max_seq_length=args.max_seq_length, max_train_samples=args.max_train_samples,
                   group_by_length=args.group_by_length, bf16=args.bf16, tf32=args.tf32,
-                  fused_adamw=args.fused_adamw, sparse_embeddings=args.sparse_embeddings)
+                  fused_adamw=args.fused_adamw)
 
 
 def cmd_run(args) -> int:
@@ -171,7 +171,7 @@ def cmd_sweep(args) -> int:
     if args.dry_run:  # the plan first, then the pre-flight's verdict on this machine's data and models
         from .cost import dry_run
 
-        print(dry_run(sweep, studies, url, args.workers))
+        print(dry_run(sweep, studies, url, args.workers, args.device))
         sweeps.preflight(sweep, studies, args.data)
         print("pre-flight: every task's data and every model is available here")
         return 0
@@ -238,8 +238,6 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--tf32", action="store_true", help="TF32 matrix products on a GPU (changes results)")
     run.add_argument("--fused-adamw", action="store_true",
                      help="the fused AdamW kernel on a CPU too, ~4x faster steps (changes the last bits)")
-    run.add_argument("--sparse-embeddings", action="store_true",
-                     help="sparse word-embedding gradients with lazy Adam (changes results: no weight decay on them)")
     run.add_argument("--data", help="hub, or a folder in the glue_data or Hub parquet layout (env GLUE_BENCH_DATA)")
     run.add_argument("--storage", help="Optuna storage URL (env GLUE_BENCH_STORAGE; default sqlite:///results/glue-bench.db)")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -301,6 +299,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="run only these tasks and/or models of the sweep (repeatable)")
     swp.add_argument("--dry-run", action="store_true",
                      help="print the plan: trials, examples to process and an estimated time; run nothing")
+    swp.add_argument("--device", choices=("cpu", "cuda"),
+                     help="with --dry-run: estimate the time on this kind of device (default: this machine's)")
     swp.add_argument("--data", help="override the file's data source (a folder on this machine, or hub)")
     swp.add_argument("--retry-failed", action="store_true",
                      help="run again the trials that failed (NaN loss, out of memory, …)")

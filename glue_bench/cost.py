@@ -4,15 +4,19 @@ Small on purpose, so speed work can refine it. A trial trains on epochs × train
 every dev split after every epoch, and predicts the test splits (and the splits of the tasks its model
 covers: AX for MNLI) once at the end. Throughput, in training examples per second, is measured where the
 storage holds completed trials of the same model (the median of their examples_per_second, same task
-first: sequence lengths differ by task), else `default_throughput` guesses it from the architecture.
+first: sequence lengths differ by task), else comes from the speed benchmark's table of the architecture on
+this kind of device (`benchmark_throughput`), else `default_throughput` guesses it from the architecture.
+Tokens are padded tokens: a batch is as long as its longest row (results/padded-lengths.csv).
 """
 
 from __future__ import annotations
 
 import json
 import math
+from functools import cache
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from . import models
@@ -30,6 +34,42 @@ def default_throughput(layers: int, hidden: int, batch_size: int, device: str) -
     """Training examples per second: 6 FLOPs per encoder parameter (12·L·H²) per token, at EFFECTIVE_FLOPS."""
     flops_per_example = 6 * 12 * layers * hidden ** 2 * TOKENS_PER_EXAMPLE
     return min(EFFECTIVE_FLOPS[device] / flops_per_example, MAX_STEPS_PER_SECOND[device] * batch_size)
+
+
+@cache
+def _reference_table(name: str) -> pd.DataFrame:
+    from .baselines import reference_dir
+
+    path = reference_dir() / name
+    return pd.read_csv(path, keep_default_na=False) if path.is_file() else pd.DataFrame()
+
+
+def padded_length(task: str, batch_size: int) -> float:
+    """Tokens per training example of `task` at `batch_size` with dynamic padding (the expected longest row of
+    a random batch, from results/padded-lengths.csv; benchmarks/padded_lengths.py), else TOKENS_PER_EXAMPLE."""
+    table = _reference_table("padded-lengths.csv")
+    rows = table[table["task"] == task] if len(table) else table
+    if not len(rows):
+        return float(TOKENS_PER_EXAMPLE)
+    return float(np.interp(batch_size, rows["batch_size"], rows["padded_length"]))
+
+
+def benchmark_throughput(model: str, batch_size: int, tokens_per_example: float, device: str) -> float | None:
+    """Training examples per second from results/throughput.csv (benchmarks/throughput.py): the seconds of a
+    step of this model on this kind of device, fitted as a fixed cost per step plus a cost per token over the
+    measured batch sizes. None if the table has no row for them."""
+    table = _reference_table("throughput.csv")
+    rows = table[(table["device"] == device) & (table["model"] == model)] if len(table) else table
+    if not len(rows):
+        return None
+    tokens = rows["batch_size"] * rows["length"]
+    if len(rows) >= 2 and tokens.nunique() >= 2:
+        per_token, per_step = np.polyfit(tokens, rows["seconds_per_step"], 1)
+    else:
+        per_token, per_step = float((rows["seconds_per_step"] / tokens).mean()), 0.0
+    if per_token <= 0 or per_step < 0:  # a noisy fit: proportional to the tokens instead
+        per_token, per_step = float((rows["seconds_per_step"] / tokens).mean()), 0.0
+    return batch_size / (per_step + per_token * batch_size * tokens_per_example)
 
 
 def trial_examples(task: Task, recipe: Recipe, covered: list[Task]) -> tuple[int, int]:
@@ -76,15 +116,21 @@ def estimate(sweep, statuses, runs: pd.DataFrame, device: str) -> pd.DataFrame:
         covered = [get_task(t) for t in plan.covers]
         left = [p for p in sweep.grid() if status.states[point_key(p)] in ("pending", "waiting", "running")]
         measured = measured_throughput(runs, plan.model, plan.task)
-        train = evals = seconds = 0
+        train = evals = tokens = seconds = 0
+        source = "measured" if measured else "estimated"
         for point in left:
             recipe = sweep.recipe_for(point)
             t, e = trial_examples(task, recipe, covered)
-            speed = measured or default_throughput(*shape(ref), recipe.batch_size, device)
+            length = padded_length(plan.task, recipe.batch_size)
+            benchmark = None if measured else benchmark_throughput(plan.model.removeprefix("random:"),
+                                                                   recipe.batch_size, length, device)
+            source = "benchmark" if benchmark else source
+            speed = measured or benchmark or default_throughput(*shape(ref), recipe.batch_size, device)
             train, evals, seconds = train + t, evals + e, seconds + trial_seconds(t, e, speed)
+            tokens += round(t * length)
         rows.append({"model": plan.model, "task": plan.task, "trials": len(sweep.grid()), "to run": len(left),
-                     "train examples": train, "eval examples": evals,
-                     "speed": "measured" if measured else "estimated", "seconds": seconds})
+                     "train examples": train, "eval examples": evals, "train tokens": tokens,
+                     "speed": source, "seconds": seconds})
     return pd.DataFrame(rows)
 
 
@@ -107,15 +153,17 @@ def report(sweep, statuses, runs: pd.DataFrame, device: str, workers: int, url: 
              f"{sweep.epochs} epoch{'s' if sweep.epochs != 1 else ''}",
              shown.to_string(index=False), "",
              f"{table['to run'].sum()} of {table['trials'].sum()} trials to run: {table['train examples'].sum():,} "
-             f"training and {table['eval examples'].sum():,} evaluated examples; about {duration(total)} of {device} "
+             f"training and {table['eval examples'].sum():,} evaluated examples, {table['train tokens'].sum():,} "
+             f"training tokens; about {duration(total)} ({total / 3600:,.1f} hours) of {device} "
              f"time, {duration(total / workers)} with {workers} worker(s) that do not slow each other"]
     for task, by in sweep.covered.items():
         lines.append(f"{task}: covered by the {by} trials (predicted by each {by} model, never trained)")
     return "\n".join(lines)
 
 
-def dry_run(sweep, studies, url: str, workers: int) -> str:
-    """The plan of `glue-bench sweep --dry-run`, with speeds measured in the storage where it has some."""
+def dry_run(sweep, studies, url: str, workers: int, device: str | None = None) -> str:
+    """The plan of `glue-bench sweep --dry-run` on `device` (default: this machine's), with speeds measured in
+    the storage where it has some."""
     import torch
 
     from .errors import UserError
@@ -126,5 +174,7 @@ def dry_run(sweep, studies, url: str, workers: int) -> str:
         runs = runs_table(url)
     except UserError:  # no storage yet: nothing measured
         runs = pd.DataFrame()
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if len(runs) and "env" in runs:  # only speeds measured on that kind of device
+        runs = runs[runs["env"].map(lambda env: json.loads(env or "{}").get("device", "").startswith(device))]
     return report(sweep, read_status(sweep, studies, url), runs, device, workers, url)
