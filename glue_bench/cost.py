@@ -176,5 +176,7 @@ def dry_run(sweep, studies, url: str, workers: int, device: str | None = None) -
         runs = pd.DataFrame()
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     if len(runs) and "env" in runs:  # only speeds measured on that kind of device
-        runs = runs[runs["env"].map(lambda env: json.loads(env or "{}").get("device", "").startswith(device))]
+        # A trial that never ran (waiting, failed early) has no env: NaN in the table.
+        runs = runs[runs["env"].map(lambda env: isinstance(env, str)
+                                    and json.loads(env).get("device", "").startswith(device))]
     return report(sweep, read_status(sweep, studies, url), runs, device, workers, url)
