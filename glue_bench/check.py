@@ -170,6 +170,8 @@ def compare(baseline: pd.DataFrame, new: pd.DataFrame, tolerance: float | None =
             sweep: str | None = None) -> Comparison:
     """Compare each (model, task, batch size, lr, metric) of `new` with `baseline`. Both are runs tables."""
     baseline, new = _normalised(baseline), _normalised(new)
+    if baseline.empty:
+        raise UserError("the baseline holds no trials; export it from a finished sweep (glue-bench export)")
     new = select_sweeps(new, baseline, sweep)
     base = _settle(baseline, "baseline")
     failed_base = base[base["state"] != "COMPLETE"]

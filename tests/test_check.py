@@ -126,6 +126,11 @@ def test_runs_that_differ_are_refused_naming_the_difference(new, message):
     assert message in str(error.value)
 
 
+def test_an_empty_baseline_is_refused():
+    with pytest.raises(UserError, match="the baseline holds no trials"):
+        check.compare(BASELINE.iloc[:0], BASELINE)
+
+
 def test_a_baseline_with_a_failed_point_is_refused():
     baseline = table(*rte([0.6, 0.62]), trial("rte", 2, {}, state="FAIL"), *mrpc([(0.8, 0.7)] * 3))
     with pytest.raises(UserError, match="the baseline has grid points that never completed"):
