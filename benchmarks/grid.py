@@ -1,0 +1,90 @@
+"""The wall time of a whole grid: glue-bench's sweep against running the Trainer once per configuration.
+
+glue-bench runs the sweep file (benchmarks/grid-wnli.toml: 20 configurations, 4 epochs) with `glue-bench
+sweep`: one worker process takes every trial, tokenizes once and records each trial (dev scores every
+epoch, test predictions) in a fresh SQLite storage. The Trainer arms start one process per configuration,
+as one runs run_glue.py per configuration: load, tokenize, train, evaluate on dev
+(benchmarks/run_glue_style.py). Every process gets the same threads; the tokenization cache starts empty.
+
+    python benchmarks/grid.py --data ../shared/glue_data --threads 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def glue_bench_sweep(sweep_file: Path, data: str, env: dict, options: list[str]) -> dict:
+    from glue_bench.runs import runs_table
+
+    with tempfile.TemporaryDirectory() as tmp:
+        url = f"sqlite:///{tmp}/grid.db"
+        started = time.perf_counter()
+        subprocess.run(["glue-bench", "sweep", str(sweep_file), "--storage", url, "--data", data, "--no-progress",
+                        *options], env={**env, "GLUE_BENCH_CACHE": f"{tmp}/cache"}, check=True,
+                       stdout=subprocess.DEVNULL)
+        wall = time.perf_counter() - started
+        table = runs_table(url)
+    done = table[table["state"] == "COMPLETE"]
+    return {"wall_seconds": wall, "trials": len(done), "train_seconds": done["train_seconds"].sum(),
+            "best_score": done["score"].max()}
+
+
+def trainer_per_configuration(sweep, data: str, env: dict, dynamic: bool) -> dict:
+    started, train, scores = time.perf_counter(), 0.0, []
+    for point in sweep.grid():
+        command = [sys.executable, str(HERE / "run_glue_style.py"), "--model", sweep.models[0], "--task",
+                   sweep.tasks[0], "--data", data, "--batch-size", str(point["batch_size"]), "--lr",
+                   str(point["lr"]), "--epochs", str(sweep.epochs), "--seed", str(point["seed"])]
+        out = subprocess.run(command + (["--dynamic"] if dynamic else []), env=env, check=True,
+                             capture_output=True, text=True)
+        result = json.loads(out.stdout.strip().splitlines()[-1])
+        train += result["train_seconds"]
+        scores.append(result["score"])
+    return {"wall_seconds": time.perf_counter() - started, "trials": len(scores), "train_seconds": train,
+            "best_score": max(scores)}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sweep", default=str(HERE / "grid-wnli.toml"))
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--arms", default="glue-bench,trainer-128,trainer-dynamic")
+    args = parser.parse_args(argv)
+    import pandas as pd
+
+    from glue_bench import sweep as sweeps
+
+    sweep = sweeps.load(args.sweep)
+    data = str(Path(args.data).resolve())
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads),
+           "TOKENIZERS_PARALLELISM": "false"}
+    arms = {"glue-bench": lambda: glue_bench_sweep(Path(args.sweep), data, env, []),
+            "glue-bench+fused": lambda: glue_bench_sweep(HERE / "grid-wnli-fused.toml", data, env, []),
+            "trainer-128": lambda: trainer_per_configuration(sweep, data, env, dynamic=False),
+            "trainer-dynamic": lambda: trainer_per_configuration(sweep, data, env, dynamic=True)}
+    rows = []
+    for arm in args.arms.split(","):
+        rows.append({"arm": arm, **arms[arm]()})
+        print(f"{arm}: {rows[-1]['wall_seconds']:.0f} s", file=sys.stderr, flush=True)
+    table = pd.DataFrame(rows).set_index("arm")
+    table["× glue-bench"] = table["wall_seconds"] / table["wall_seconds"].iloc[0]
+    table["best_score"] = 100 * table["best_score"]
+    print(f"{sweep.name}: {len(sweep.grid())} configurations of {sweep.models[0]} on {sweep.tasks[0]}, "
+          f"{sweep.epochs} epochs, {args.threads} thread(s) per process")
+    print(table.round(2).to_string())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

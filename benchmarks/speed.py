@@ -1,0 +1,188 @@
+"""Train speed, side by side: glue-bench's loop against the Hugging Face Trainer set up as run_glue.py.
+
+Every arm trains the same model (same initial weights) on the same rows (the first steps × batch-size rows
+of the task's train split) for the same number of steps, one epoch, with the same recipe and the same
+number of threads. Each arm runs in its own process (clean peak memory, no warm caches shared); the arms
+are interleaved and repeated (the order rotates every round) and the table shows the median, because the
+machine may be shared.
+
+    python benchmarks/speed.py --data ../shared/glue_data --task sst2 --batch-size 32 --steps 150 \
+        --threads 1 --repeats 3
+
+Arms: glue-bench (the default recipe), glue-bench+<options> (recorded Recipe options that change results),
+trainer-128 (run_glue.py's default: rows padded to 128 at tokenization), trainer-dynamic
+(DataCollatorWithPadding). examples/s is train examples over the wall time of the whole training call
+(optimizer set-up included, tokenization and model loading excluded); cpu ms/step is the process's CPU
+time per step, which other processes' load disturbs much less than the wall time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+
+ARMS = {  # name → (loop, Recipe options)
+    "glue-bench": ("glue-bench", {}),
+    "glue-bench+fused": ("glue-bench", {"fused_adamw": True}),
+    "glue-bench+grouped": ("glue-bench", {"group_by_length": True}),
+    "glue-bench+fused+grouped": ("glue-bench", {"fused_adamw": True, "group_by_length": True}),
+    "glue-bench+bf16": ("glue-bench", {"bf16": True}),  # GPU only (on a CPU the option does nothing)
+    "glue-bench+bf16+tf32": ("glue-bench", {"bf16": True, "tf32": True}),  # GPU only
+    "trainer-128": ("trainer", {"dynamic": False}),
+    "trainer-dynamic": ("trainer", {"dynamic": True}),
+    "trainer-dynamic+bf16": ("trainer", {"dynamic": True, "bf16": True}),  # GPU only
+}
+DEFAULT_ARMS = ("glue-bench", "glue-bench+fused", "trainer-128", "trainer-dynamic")
+BASELINE = "trainer-128"
+
+
+def _reset_peak_memory() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+        return
+    try:  # Linux: "5" resets the process's peak resident set size (VmHWM)
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+
+
+def _peak_memory_mib() -> float:
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2**20
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _timed(train) -> dict:
+    import torch
+
+    _reset_peak_memory()
+    cpu, wall = _cpu_seconds(), time.perf_counter()
+    train()
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    return {"seconds": time.perf_counter() - wall, "cpu_seconds": _cpu_seconds() - cpu,
+            "peak_mib": _peak_memory_mib()}
+
+
+def run_arm(arm: str, args) -> dict:
+    """One arm in this process: load and tokenize (untimed), then train (timed)."""
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from glue_bench import data, models, trial
+    from glue_bench.tasks import get_task
+    from glue_bench.train import Recipe, fine_tune
+
+    loop, options = ARMS[arm]
+    rows = args.steps * args.batch_size
+    if loop == "glue-bench":
+        recipe = Recipe(batch_size=args.batch_size, lr=args.lr, epochs=1, seed=args.seed, max_train_samples=rows,
+                        **options)
+        prepared = trial.prepare(trial.TrialSpec(args.model, args.task, args.data, recipe))
+        measured = _timed(lambda: fine_tune(prepared.model, prepared.task, prepared.train, {}, {}, recipe,
+                                            progress=False))
+    else:
+        sys.path.insert(0, str(Path(__file__).parent))
+        import run_glue_style
+
+        task = get_task(args.task)
+        model, tokenizer = models.load(models.resolve(args.model), task, args.seed)
+        split = data.load_split(task, task.train_split, data.resolve_source(args.data))
+        train = run_glue_style.tokenized(task, split.select(range(min(rows, len(split)))), tokenizer, 128,
+                                         options["dynamic"])
+        recipe = {"batch_size": args.batch_size, "lr": args.lr, "epochs": 1, "seed": args.seed,
+                  "bf16": options.get("bf16", False)}
+        with tempfile.TemporaryDirectory() as out:
+            hf = run_glue_style.trainer(model, tokenizer, train, recipe, options["dynamic"], out)
+            measured = _timed(hf.train)
+            assert hf.state.global_step == args.steps, hf.state.global_step
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    return {"arm": arm, "examples": rows, "steps": args.steps, "threads": args.threads, "device": device, **measured}
+
+
+def summarize(results: list[dict]) -> pd.DataFrame:
+    frame = pd.DataFrame(results)
+    frame["examples_per_second"] = frame["examples"] / frame["seconds"]
+    frame["cpu_ms_per_step"] = 1000 * frame["cpu_seconds"] / frame["steps"]
+    table = frame.groupby("arm", sort=False).agg(
+        examples_per_second=("examples_per_second", "median"), slowest=("examples_per_second", "min"),
+        fastest=("examples_per_second", "max"), cpu_ms_per_step=("cpu_ms_per_step", "median"),
+        peak_mib=("peak_mib", "median"), runs=("seconds", "size"))
+    for base in (BASELINE, "trainer-dynamic"):
+        if base in table.index:
+            table[f"× {base}"] = table["examples_per_second"] / table.loc[base, "examples_per_second"]
+    return table.round(2)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="random:L-2_H-128")
+    parser.add_argument("--task", default="sst2")
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=1e-4)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--steps", type=int, default=150)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--arms", default=",".join(DEFAULT_ARMS), help=f"comma-separated, from {', '.join(ARMS)}")
+    parser.add_argument("--raw", help="also write every single run to this CSV file")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)  # run one arm in this process, print JSON
+    args = parser.parse_args(argv)
+    if args.worker:
+        print(json.dumps(run_arm(args.worker, args)))
+        return 0
+
+    arms = args.arms.split(",")
+    unknown = [a for a in arms if a not in ARMS]
+    if unknown:
+        parser.error(f"unknown arm(s) {unknown}; choose from {list(ARMS)}")
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads),
+           "TOKENIZERS_PARALLELISM": "false"}
+    passthrough = [f"--{k.replace('_', '-')}={v}" for k, v in vars(args).items()
+                   if k in ("model", "task", "data", "batch_size", "lr", "seed", "steps", "threads")]
+    results = []
+    for round_ in range(args.repeats):
+        order = arms[round_ % len(arms):] + arms[:round_ % len(arms)]  # rotate: no arm always runs first
+        for arm in order:
+            out = subprocess.run([sys.executable, __file__, "--worker", arm, *passthrough], env=env,
+                                 capture_output=True, text=True)
+            if out.returncode:
+                sys.exit(f"{arm} failed:\n{out.stderr[-3000:]}")
+            results.append(json.loads(out.stdout.strip().splitlines()[-1]))
+            r = results[-1]
+            print(f"round {round_ + 1} {arm}: {r['examples'] / r['seconds']:.0f} examples/s, "
+                  f"{r['peak_mib']:.0f} MiB peak", file=sys.stderr, flush=True)
+    if args.raw:
+        pd.DataFrame(results).to_csv(args.raw, index=False)
+    first = results[0]
+    print(f"{args.model} on {args.task}, batch size {args.batch_size}, {args.steps} steps, "
+          f"{first['threads']} thread(s), {first['device']}; median of {args.repeats} interleaved runs")
+    print(summarize(results).to_string())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
