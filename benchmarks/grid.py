@@ -5,6 +5,7 @@ sweep`: one worker process takes every trial, tokenizes once and records each tr
 epoch, test predictions) in a fresh SQLite storage. The Trainer arms start one process per configuration,
 as one runs run_glue.py per configuration: load, tokenize, train, evaluate on dev
 (benchmarks/run_glue_style.py). Every process gets the same threads; the tokenization cache starts empty.
+Besides the wall time, each arm's CPU time (all its processes) is shown: other jobs' load disturbs it less.
 
     python benchmarks/grid.py --data ../shared/glue_data --threads 1
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -75,10 +77,15 @@ def main(argv=None) -> int:
             "trainer-dynamic": lambda: trainer_per_configuration(sweep, data, env, dynamic=True)}
     rows = []
     for arm in args.arms.split(","):
-        rows.append({"arm": arm, **arms[arm]()})
-        print(f"{arm}: {rows[-1]['wall_seconds']:.0f} s", file=sys.stderr, flush=True)
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        result = arms[arm]()
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+        rows.append({"arm": arm, **result, "cpu_seconds": cpu})
+        print(f"{arm}: {result['wall_seconds']:.0f} s wall, {cpu:.0f} s CPU", file=sys.stderr, flush=True)
     table = pd.DataFrame(rows).set_index("arm")
-    table["× glue-bench"] = table["wall_seconds"] / table["wall_seconds"].iloc[0]
+    table["wall / first arm"] = table["wall_seconds"] / table["wall_seconds"].iloc[0]
+    table["cpu / first arm"] = table["cpu_seconds"] / table["cpu_seconds"].iloc[0]
     table["best_score"] = 100 * table["best_score"]
     print(f"{sweep.name}: {len(sweep.grid())} configurations of {sweep.models[0]} on {sweep.tasks[0]}, "
           f"{sweep.epochs} epochs, {args.threads} thread(s) per process")
