@@ -26,7 +26,7 @@ HERE = Path(__file__).resolve().parent
 
 
 def glue_bench_sweep(sweep_file: Path, data: str, env: dict, options: list[str]) -> dict:
-    from glue_bench.runs import runs_table
+    from glue_bench.sweeping.runs import runs_table
 
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite:///{tmp}/grid.db"
@@ -65,7 +65,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     import pandas as pd
 
-    from glue_bench import sweep as sweeps
+    from glue_bench.sweeping import sweep_file as sweeps
 
     sweep = sweeps.load(args.sweep)
     data = str(Path(args.data).resolve())

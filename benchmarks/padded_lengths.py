@@ -23,7 +23,7 @@ BATCH_SIZES = (8, 16, 32, 64, 128)
 
 
 def lengths(task, source, tokenizer, max_length: int) -> tuple[np.ndarray, str]:
-    from glue_bench import data
+    from glue_bench.inputs import data
 
     splits = [task.train_split] if task.train_split and data.available(task, task.train_split, source) else []
     splits = splits or [s for s in task.splits_with_role("dev") if data.available(task, s, source)]
@@ -50,8 +50,9 @@ def main(argv=None) -> int:
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--out", default=str(OUT))
     args = parser.parse_args(argv)
-    from glue_bench import data, models
-    from glue_bench.tasks import registry
+    from glue_bench.inputs import data
+    from glue_bench.inputs import models
+    from glue_bench.inputs.tasks import registry
 
     tokenizer = models.bundled_tokenizer()
     sources = [data.resolve_source(args.data)] + ([data.resolve_source(args.fallback)] if args.fallback else [])

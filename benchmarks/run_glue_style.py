@@ -24,8 +24,12 @@ import numpy as np
 import torch
 from transformers import DataCollatorWithPadding, Trainer, TrainingArguments, default_data_collator
 
-from glue_bench import data, metrics, models
-from glue_bench.tasks import Task, get_task
+from glue_bench.inputs import data
+
+from glue_bench.training import metrics
+
+from glue_bench.inputs import models
+from glue_bench.inputs.tasks import Task, get_task
 
 
 def tokenized(task: Task, split, tokenizer, max_length: int, dynamic: bool):

@@ -22,7 +22,6 @@ import argparse
 import json
 import os
 import resource
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -91,9 +90,11 @@ def run_arm(arm: str, args) -> dict:
     import torch
 
     torch.set_num_threads(args.threads)
-    from glue_bench import data, models, trial
-    from glue_bench.tasks import get_task
-    from glue_bench.train import Recipe, fine_tune
+    from glue_bench.inputs import data
+    from glue_bench.inputs import models
+    from glue_bench.sweeping import trial
+    from glue_bench.inputs.tasks import get_task
+    from glue_bench.training.loop import Recipe, fine_tune
 
     loop, options = ARMS[arm]
     rows = args.steps * args.batch_size

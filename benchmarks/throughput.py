@@ -3,7 +3,7 @@
 Each architecture (random weights: speed does not depend on them) trains on synthetic rows of a fixed
 length at two batch sizes; the seconds per step at the two sizes give the cost model's two numbers per
 architecture and device: a fixed cost per step (optimizer, clipping, launches) and a cost per token
-(glue_bench/cost.py fits them). Rows are written to results/throughput.csv, replacing earlier rows of the
+(glue_bench/sweeping/cost.py fits them). Rows are written to results/throughput.csv, replacing earlier rows of the
 same device, model, batch size, length and threads; the file ships with the package.
 
     python benchmarks/throughput.py --threads 1                       # all 24 miniatures on this device
@@ -43,9 +43,9 @@ def seconds_per_step(model_name: str, batch_size: int, length: int, steps: int) 
 
     import torch
 
-    from glue_bench import models
-    from glue_bench.tasks import get_task
-    from glue_bench.train import Recipe, fine_tune
+    from glue_bench.inputs import models
+    from glue_bench.inputs.tasks import get_task
+    from glue_bench.training.loop import Recipe, fine_tune
 
     task = get_task("sst2")
     model, _ = models.load(models.resolve(f"random:{model_name}"), task, 0)
@@ -79,7 +79,7 @@ def main(argv=None) -> int:
     import datasets
     import torch
 
-    from glue_bench import models
+    from glue_bench.inputs import models
 
     datasets.disable_progress_bars()
     torch.set_num_threads(args.threads)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .errors import UserError
+from glue_bench.errors import UserError
 
 
 def _positive_int(text: str) -> int:
@@ -31,7 +31,7 @@ def _positive_float(text: str) -> float:
 def cmd_tasks(args) -> int:
     import pandas as pd
 
-    from .tasks import registry
+    from glue_bench.inputs.tasks import registry
 
     rows = []
     for task in registry().values():
@@ -48,7 +48,7 @@ def cmd_tasks(args) -> int:
 def cmd_models(args) -> int:
     import pandas as pd
 
-    from . import models
+    from glue_bench.inputs import models
 
     named = {v: k for k, v in models.NAMED.items()}
     rows = [{"model": models.miniature_name(layers, hidden), "alias": named.get(models.miniature_name(layers, hidden), ""),
@@ -60,7 +60,7 @@ def cmd_models(args) -> int:
 
 
 def _recipe(args):
-    from .train import Recipe
+    from glue_bench.training.loop import Recipe
 
     return Recipe(batch_size=args.batch_size, lr=args.lr, epochs=args.epochs, seed=args.seed,
                   max_seq_length=args.max_seq_length, max_train_samples=args.max_train_samples,
@@ -71,9 +71,9 @@ def _recipe(args):
 def cmd_run(args) -> int:
     import optuna
 
-    from . import trial as trials
-    from .storage import open_storage, storage_url
-    from .train import Diverged
+    from glue_bench.sweeping import trial as trials
+    from glue_bench.sweeping.storage import open_storage, storage_url
+    from glue_bench.training.loop import Diverged
 
     spec = trials.TrialSpec(model=args.model, task=args.task, data=args.data, recipe=_recipe(args))
     storage = open_storage(args.storage)  # a bad URL fails fast; opening records nothing
@@ -108,8 +108,8 @@ def _print_result(task, frozen, study_name: str, url: str) -> None:
 
 
 def cmd_check(args) -> int:
-    from . import check
-    from .runs import read_runs, runs_table
+    from glue_bench.reporting import check
+    from glue_bench.sweeping.runs import read_runs, runs_table
 
     tolerance = check.parse_tolerance(args.tolerance)
     baseline = read_runs(args.baseline, option="--baseline")
@@ -120,28 +120,33 @@ def cmd_check(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from . import render, report
+    from glue_bench.reporting import render
+    from glue_bench.reporting.selection import load_runs
 
-    table = report.load_runs(args.storage, args.runs, args.sweep)
+    table = load_runs(args.storage, args.runs, args.sweep)
     if args.grid:
-        result = report.grid(table, args.grid)
+        from glue_bench.reporting.grid import grid
+
+        result = grid(table, args.grid)
     elif args.ax:
-        from .diagnostics import ax_report
+        from glue_bench.reporting.diagnostics import ax_report
 
         result = ax_report(table, args.storage, args.ax, args.data)
     else:
-        result = report.leaderboard(table, compare_paper=args.compare == "paper")
+        from glue_bench.reporting.leaderboard import leaderboard
+
+        result = leaderboard(table, compare_paper=args.compare == "paper")
     render.write(render.render(result, render.choose_format(args.format, args.out)), args.out)
     if args.plot:
-        from . import plots
+        from glue_bench.reporting import plots
 
         print(plots.plot(table, args.plot, task=args.plot_task, compare_paper=args.compare == "paper"), file=sys.stderr)
     return 0
 
 
 def cmd_submit(args) -> int:
-    from . import submit
-    from .report import load_runs
+    from glue_bench.reporting import submit
+    from glue_bench.reporting.selection import load_runs
 
     if args.check:
         for line in submit.check_zip(args.check):
@@ -162,14 +167,14 @@ def cmd_submit(args) -> int:
 
 
 def cmd_sweep(args) -> int:
-    from . import sweep as sweeps
-    from .workers import run_sweep
+    from glue_bench.sweeping import sweep_file as sweeps
+    from glue_bench.sweeping.launcher import run_sweep
 
     sweep = sweeps.load(args.file)
     studies = sweeps.select(sweep, args.only)
     url = sweeps.resolve_storage(sweep, args.storage)
     if args.dry_run:  # the plan first, then the pre-flight's verdict on this machine's data and models
-        from .cost import dry_run
+        from glue_bench.sweeping.cost import dry_run
 
         print(dry_run(sweep, studies, url, args.workers, args.device))
         sweeps.preflight(sweep, studies, args.data)
@@ -181,8 +186,8 @@ def cmd_sweep(args) -> int:
 
 
 def cmd_status(args) -> int:
-    from . import sweep as sweeps
-    from .studies import format_status, read_status
+    from glue_bench.sweeping import sweep_file as sweeps
+    from glue_bench.sweeping.studies import format_status, read_status
 
     sweep = sweeps.load(args.file)
     studies = sweeps.select(sweep, args.only)
@@ -192,11 +197,11 @@ def cmd_status(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from .runs import export, runs_table
+    from glue_bench.sweeping.runs import export, runs_table
 
     name, url = args.sweep, args.storage
     if name and name.endswith(".toml"):  # a sweep file: its name and its storage
-        from . import sweep as sweeps
+        from glue_bench.sweeping import sweep_file as sweeps
 
         sweep = sweeps.load(name)
         name, url = sweep.name, sweeps.resolve_storage(sweep, args.storage)
@@ -327,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)  # argparse itself exits 2 with one line on a bad option
     try:
         if args.command not in ("tasks", "models"):
-            from .hub import quiet_libraries
+            from glue_bench.inputs.hub import quiet_libraries
 
             quiet_libraries()
             if getattr(args, "no_progress", False):  # tokenization's progress bars too

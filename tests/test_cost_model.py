@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from glue_bench import cost
+from glue_bench.sweeping import cost
 from glue_bench.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -7,8 +7,8 @@ import re
 import numpy as np
 import pytest
 
-from glue_bench import data
-from glue_bench.tasks import registry
+from glue_bench.inputs import data
+from glue_bench.inputs.tasks import registry
 
 
 def _pairs_in_both(glue_data, glue_hub):

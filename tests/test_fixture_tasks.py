@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import pytest
 
-from glue_bench import data, trial
-from glue_bench.tasks import registry
-from glue_bench.train import Recipe
+from glue_bench.inputs import data
+
+from glue_bench.sweeping import trial
+from glue_bench.inputs.tasks import registry
+from glue_bench.training.loop import Recipe
 
 from conftest import FIXTURES
 
@@ -57,7 +59,7 @@ def test_mnli_trial_predicts_both_test_splits_and_ax(tmp_path):
     prepared = trial.prepare(spec)
     assert set(prepared.dev) == {"validation_matched", "validation_mismatched"}
     assert set(prepared.to_predict) == {"mnli/test_matched", "mnli/test_mismatched", "ax/test", "ax/diagnostic"}
-    from glue_bench.train import fine_tune
+    from glue_bench.training.loop import fine_tune
 
     result = fine_tune(prepared.model, prepared.task, prepared.train, prepared.dev, prepared.to_predict,
                        spec.recipe, progress=False)

@@ -8,9 +8,9 @@ import zipfile
 
 import pytest
 
-from glue_bench import models
+from glue_bench.inputs import models
 from glue_bench.errors import UserError
-from glue_bench.tasks import get_task, load_task_file, registry
+from glue_bench.inputs.tasks import get_task, load_task_file, registry
 
 from conftest import ROOT, SHARED
 
@@ -112,6 +112,9 @@ def test_a_wheel_ships_the_tasks_and_the_vocabulary(tmp_path):
     target = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)],
                    check=True, capture_output=True)
-    out = subprocess.run([sys.executable, "-c", "import glue_bench.tasks as t; print(t.task_dir(), len(t.registry()))"],
+    script = ("from glue_bench.inputs import shipped, tasks; from glue_bench.reporting import leaderboard; "
+              "print(shipped.task_dir(), len(tasks.registry()), shipped.reference_dir(), len(leaderboard.paper()))")
+    out = subprocess.run([sys.executable, "-c", script],
                          check=True, capture_output=True, text=True, cwd=tmp_path, env={"PYTHONPATH": str(target)})
-    assert out.stdout.split() == [str(target / "glue_bench" / "task_files"), "10"]
+    assert out.stdout.split() == [str(target / "glue_bench" / "task_files"), "10",
+                                  str(target / "glue_bench" / "reference"), "4"]

@@ -13,10 +13,20 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from glue_bench import baselines, metrics, plots, render, report
+from glue_bench.reporting import baselines
+
+from glue_bench.training import metrics
+
+from glue_bench.reporting import plots
+
+from glue_bench.reporting import render
+
+from glue_bench.inputs import models, shipped
+from glue_bench.reporting import leaderboard, selection
+from glue_bench.reporting.grid import grid
 from glue_bench.cli import main
 from glue_bench.errors import UserError
-from glue_bench.tasks import get_task
+from glue_bench.inputs.tasks import get_task
 
 FIXTURES = Path(__file__).parent / "fixtures" / "report"
 RUNS = FIXTURES / "runs.csv"
@@ -31,13 +41,13 @@ def golden(name: str, text: str) -> None:
 
 @pytest.fixture(scope="module")
 def runs() -> pd.DataFrame:
-    return report.load_runs(runs=str(RUNS))
+    return selection.load_runs(runs=str(RUNS))
 
 
 # --- the paper's table and the GLUE score -----------------------------------------------------------
 
 def test_paper_glue_scores_recomputed_from_its_task_numbers():
-    paper = report.paper().set_index("model")
+    paper = leaderboard.paper().set_index("model")
     recomputed = {name: 100 * metrics.glue_score({t: row[t] / 100 for t in metrics.GLUE_TASKS})[0]
                   for name, row in paper.iterrows()}
     # By hand: CoLA + SST-2 + (MRPC F1+acc)/2 + (STS-B P+S)/2 + (QQP F1+acc)/2 + (MNLI m+mm)/2 + QNLI + RTE + WNLI
@@ -70,7 +80,7 @@ def _trial(task, bs, lr, seed, dev, **extra):
 
 
 def test_best_configuration_is_the_best_mean_over_seeds_not_the_best_seed(runs):
-    chosen = report.best(runs).set_index(["model", "task"])
+    chosen = selection.best(runs).set_index(["model", "task"])
     rte = chosen.loc[("L-2_H-128", "rte")]
     # (16, 1e-4): 55, 57, 56 → 56.0; (32, 1e-4): 60, 50 (and a running trial) → 55.0
     assert (rte["batch_size"], rte["lr"], rte["seeds"]) == (16, 1e-4, 3)
@@ -84,12 +94,12 @@ def test_mnli_selects_on_the_mean_of_matched_and_mismatched():
     a = {"validation_matched": {"accuracy": 0.76}, "validation_mismatched": {"accuracy": 0.70}}  # mean .73
     b = {"validation_matched": {"accuracy": 0.74}, "validation_mismatched": {"accuracy": 0.75}}  # mean .745
     table = pd.DataFrame([_trial("mnli", 16, 1e-4, 0, a), _trial("mnli", 32, 1e-4, 1, b)])
-    winner = report.best(table).iloc[0]
+    winner = selection.best(table).iloc[0]
     assert winner["batch_size"] == 32 and winner["score"] == pytest.approx(0.745)
 
 
 def test_models_are_ordered_by_size_and_unknown_shapes_last():
-    assert report.by_size(["someorg/x", "L-4_H-256", "random:L-2_H-128", "L-12_H-768", "L-2_H-128"]) == \
+    assert models.by_size(["someorg/x", "L-4_H-256", "random:L-2_H-128", "L-12_H-768", "L-2_H-128"]) == \
         ["L-2_H-128", "random:L-2_H-128", "L-4_H-256", "L-12_H-768", "someorg/x"]
 
 
@@ -126,12 +136,12 @@ def test_majority_labels():
 
 
 def test_dev_label_counts_match_the_real_data(glue_data, glue_hub):
-    shipped = (baselines.reference_dir() / "dev-labels.toml").read_text(encoding="utf-8")
-    assert baselines.dev_label_toml([str(glue_data), str(glue_hub)]) == shipped
+    committed = (shipped.reference_dir() / "dev-labels.toml").read_text(encoding="utf-8")
+    assert baselines.dev_label_toml([str(glue_data), str(glue_hub)]) == committed
 
 
 def test_collapsed_runs_are_marked_not_silently_ranked(runs):
-    board = report.leaderboard(runs).table.set_index("Model")
+    board = leaderboard.leaderboard(runs).table.set_index("Model")
     assert board.loc["L-2_H-128 (bert-tiny)", "CoLA"] == "0.0 †"
     assert board.loc["L-4_H-256 (bert-mini)", "WNLI"] == "56.3 †"
     assert board.loc["L-4_H-256 (bert-mini)", "CoLA"] == "11.0±1.4"  # its collapsed (16, 3e-4) run lost
@@ -142,22 +152,22 @@ def test_collapsed_runs_are_marked_not_silently_ranked(runs):
 @pytest.mark.parametrize("fmt, name", [("markdown", "leaderboard.md"), ("csv", "leaderboard.csv"),
                                        ("latex", "leaderboard.tex"), ("html", "leaderboard.html")])
 def test_golden_leaderboard(runs, fmt, name):
-    golden(name, render.render(report.leaderboard(runs), fmt))
+    golden(name, render.render(leaderboard.leaderboard(runs), fmt))
 
 
 def test_golden_leaderboard_beside_the_paper(runs):
-    golden("leaderboard-paper.md", render.render(report.leaderboard(runs, compare_paper=True), "markdown"))
+    golden("leaderboard-paper.md", render.render(leaderboard.leaderboard(runs, compare_paper=True), "markdown"))
 
 
 def test_golden_grid(runs):
-    golden("grid-rte.md", render.render(report.grid(runs, "bert-tiny:rte"), "markdown"))
-    golden("grid-cola.md", render.render(report.grid(runs, "L-4_H-256:cola"), "markdown"))
-    golden("grid-mrpc.md", render.render(report.grid(runs, "L-2_H-128:mrpc"), "markdown"))  # a failed cell
+    golden("grid-rte.md", render.render(grid(runs, "bert-tiny:rte"), "markdown"))
+    golden("grid-cola.md", render.render(grid(runs, "L-4_H-256:cola"), "markdown"))
+    golden("grid-mrpc.md", render.render(grid(runs, "L-2_H-128:mrpc"), "markdown"))  # a failed cell
 
 
 def test_hand_checked_cells(runs):
     """A few cells of the golden table recomputed by hand from the fixture."""
-    board = report.leaderboard(runs, compare_paper=True).table
+    board = leaderboard.leaderboard(runs, compare_paper=True).table
     mini = board[board["Model"] == "L-4_H-256 (bert-mini)"].iloc[0]
     assert mini["MRPC"] == "81.0±1.4/71.0±1.4"  # F1 82, 80; accuracy 72, 70: sample std √2 = 1.41
     # 11 + 85.5 + 76 + 75.5 + 75.5 + 74.5 + 84 + 58 + 100·40/71 = 596.34 → / 9
@@ -193,7 +203,7 @@ def test_cli_errors_are_one_line(argv, message, capsys, tmp_path, monkeypatch):
 
 
 def test_empty_storage_is_a_clear_error(storage, capsys):
-    from glue_bench.storage import open_storage
+    from glue_bench.sweeping.storage import open_storage
 
     open_storage(storage)  # creates the (empty) database
     assert main(["report", "--storage", storage]) == 2
@@ -211,17 +221,17 @@ def test_plots_are_pngs(runs, tmp_path):
 
 
 def test_plot_values(runs):
-    glue = report.model_scores(runs).set_index("model")
+    glue = leaderboard.model_scores(runs).set_index("model")
     assert glue.loc["L-2_H-128", "value"] == pytest.approx(50.5) and glue.loc["L-2_H-128", "tasks"] == 4
     assert not glue.loc["L-2_H-128", "complete"] and glue.loc["L-4_H-256", "complete"]
-    ax = report.model_scores(runs, "ax").set_index("model")["value"]
+    ax = leaderboard.model_scores(runs, "ax").set_index("model")["value"]
     assert ax.to_dict() == {"L-2_H-128": pytest.approx(20.0), "L-4_H-256": pytest.approx(25.0)}
     with pytest.raises(UserError, match="unknown task 'nope'"):
-        report.model_scores(runs, "nope")
+        leaderboard.model_scores(runs, "nope")
 
 
 def test_plot_draws_one_family_in_the_grid():
-    from glue_bench.plots import _heatmap_models
+    from glue_bench.reporting.plots import _heatmap_models
 
     scores = pd.DataFrame({"model": ["random:L-2_H-128", "random:L-4_H-256", "L-2_H-128", "x/y"],
                            "value": [1.0, 2.0, 3.0, 4.0], "tasks": 9, "complete": True})
@@ -236,14 +246,14 @@ def test_the_flag_agrees_with_the_recorded_predictions_of_a_real_trial(glue_data
     """A real tiny fine-tune: flagged from its dev metrics exactly when its test predictions are one class."""
     import numpy as np
 
-    from glue_bench.trial import download_predictions
+    from glue_bench.sweeping.trial import download_predictions
 
     assert main(["run", "--model", "random:L-2_H-128", "--task", "wnli", "--data", str(glue_data), "--batch-size", "16",
                  "--lr", "1e-4", "--epochs", "1", "--max-train-samples", "64", "--storage", storage,
                  "--no-progress"]) == 0
     capsys.readouterr()
-    row = report.load_runs(storage).iloc[0]
-    test = download_predictions(report.prediction_ids(row)["wnli/test"], storage)["prediction"]
-    flagged = report._degenerate(row.to_dict())
+    row = selection.load_runs(storage).iloc[0]
+    test = download_predictions(selection.prediction_ids(row)["wnli/test"], storage)["prediction"]
+    flagged = selection._degenerate(row.to_dict())
     assert bool(flagged) == (len(np.unique(test)) == 1)
     assert (flagged != "") == (row["dev/validation/accuracy"] in (40 / 71, 31 / 71))

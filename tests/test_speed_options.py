@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from glue_bench import trial
-from glue_bench.train import Recipe, _optimizer, fine_tune
+from glue_bench.sweeping import trial
+from glue_bench.training.loop import Recipe, _optimizer, fine_tune
 
 TINY = dict(batch_size=16, lr=1e-4, epochs=2, max_train_samples=96)  # tests/test_train.py's pinned run
 

@@ -12,12 +12,14 @@ import numpy as np
 import optuna
 import pytest
 
-from glue_bench import metrics, submit
-from glue_bench import trial as trials
+from glue_bench.training import metrics
+
+from glue_bench.reporting import submit
+from glue_bench.sweeping import trial as trials
 from glue_bench.cli import main
 from glue_bench.errors import UserError
-from glue_bench.report import load_runs
-from glue_bench.tasks import dependents, get_task
+from glue_bench.reporting.selection import load_runs
+from glue_bench.inputs.tasks import dependents, get_task
 
 MODEL = "L-2_H-128"
 
@@ -186,16 +188,17 @@ def test_unknown_model_and_bad_out(full, tmp_path):
 
 @pytest.mark.parametrize("suffix", ["csv", "parquet"])
 def test_reports_from_an_exported_runs_table_equal_those_from_the_storage(full, tmp_path, suffix):
-    from glue_bench import render, report
-    from glue_bench.runs import export, runs_table
+    from glue_bench.reporting import render
+    from glue_bench.reporting.leaderboard import leaderboard
+    from glue_bench.sweeping.runs import export, runs_table
 
     path = tmp_path / f"runs.{suffix}"
     export(runs_table(full), str(path))
     exported = load_runs(runs=str(path))
     assert isinstance(exported["predictions"].iloc[0], str)  # JSON columns come back as strings
     for fmt in ("markdown", "csv"):
-        assert render.render(report.leaderboard(exported, True), fmt) == \
-            render.render(report.leaderboard(load_runs(full), True), fmt)
+        assert render.render(leaderboard(exported, True), fmt) == \
+            render.render(leaderboard(load_runs(full), True), fmt)
     if suffix == "csv":  # the predictions column of an exported table still finds the artifacts
         out = tmp_path / "s.zip"
         submit.build(exported, full, MODEL, str(out))
@@ -205,7 +208,8 @@ def test_reports_from_an_exported_runs_table_equal_those_from_the_storage(full, 
 def test_label_range_is_a_regression_tasks_low_high():
     import tomllib
 
-    from glue_bench.tasks import parse_task, task_dir
+    from glue_bench.inputs.shipped import task_dir
+    from glue_bench.inputs.tasks import parse_task
 
     assert get_task("stsb").label_range == (0.0, 5.0) and get_task("rte").label_range == ()
     stsb = tomllib.loads((task_dir() / "stsb.toml").read_text(encoding="utf-8"))

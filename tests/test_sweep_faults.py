@@ -26,7 +26,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from glue_bench.storage import open_storage
+from glue_bench.sweeping.storage import open_storage
 
 pytestmark = pytest.mark.slow
 

@@ -10,13 +10,19 @@ import pandas as pd
 import pytest
 from optuna.trial import TrialState
 
-from glue_bench import cost, models, storage, studies
-from glue_bench import trial as trials
-from glue_bench import sweep as sweeps
+from glue_bench.sweeping import cost
+
+from glue_bench.inputs import models
+
+from glue_bench.sweeping import storage
+
+from glue_bench.sweeping import studies
+from glue_bench.sweeping import trial as trials
+from glue_bench.sweeping import sweep_file as sweeps
 from glue_bench.cli import main
 from glue_bench.errors import UserError
-from glue_bench.tasks import get_task
-from glue_bench.train import Recipe
+from glue_bench.inputs.tasks import get_task
+from glue_bench.training.loop import Recipe
 
 from conftest import ROOT, minilm_dir
 
@@ -265,7 +271,7 @@ def test_status_shows_counts_best_and_the_covered_task(tmp_path, glue_data, stor
     assert "ax: covered by the mnli trials (1 complete); never trained" in out
     assert "failed ×1: out of memory: CUDA out of memory" in out
     # The runs table shows it too: every MNLI row covers ax; waiting rows carry their grid point.
-    from glue_bench.runs import runs_table
+    from glue_bench.sweeping.runs import runs_table
 
     table = runs_table(storage, sweep="my")
     assert set(table["covers"]) == {"ax"} and set(table["task"]) == {"mnli"}

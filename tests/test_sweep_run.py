@@ -8,11 +8,13 @@ import pytest
 import torch
 from optuna.trial import TrialState
 
-from glue_bench import studies, workers
-from glue_bench import sweep as sweeps
-from glue_bench import trial as trials
+from glue_bench.sweeping import studies
+
+from glue_bench.sweeping import launcher, worker
+from glue_bench.sweeping import sweep_file as sweeps
+from glue_bench.sweeping import trial as trials
 from glue_bench.cli import main
-from glue_bench.train import Diverged, fine_tune
+from glue_bench.training.loop import Diverged, fine_tune
 
 TINY = """# glue-bench sweep tiny.toml
 name = "tiny"
@@ -91,7 +93,7 @@ def test_failing_trials_are_recorded_with_their_reason_and_the_sweep_goes_on(tmp
     monkeypatch.setattr(trials, "fine_tune", faulty)
     plans = sweep.studies()
     assert studies.enqueue(sweep, plans, storage) == 4
-    assert workers.work(workers.worker_plan(plans, storage, str(glue_data), sweep)) == 0
+    assert worker.work(launcher.worker_plan(plans, storage, str(glue_data), sweep)) == 0
     study = optuna.load_study(study_name=plans[0].name, storage=storage)
     outcome = {(t.params["batch_size"], t.params["lr"]): (t.state, t.user_attrs.get("fail_reason"))
                for t in study.trials}
@@ -115,16 +117,16 @@ def test_failing_trials_are_recorded_with_their_reason_and_the_sweep_goes_on(tmp
 ])
 def test_workers_are_spread_over_the_gpus(monkeypatch, count, placement):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
-    gpus = workers.visible_gpus()
+    gpus = launcher.visible_gpus()
     assert gpus == ["0", "1"]
-    assert [workers.worker_env(i, count, gpus)["CUDA_VISIBLE_DEVICES"] for i in range(count)] == placement
-    assert workers.describe_placement(4, gpus) == "4 worker(s) on GPU 0 (×2), 1 (×2)"
+    assert [launcher.worker_env(i, count, gpus)["CUDA_VISIBLE_DEVICES"] for i in range(count)] == placement
+    assert launcher.describe_placement(4, gpus) == "4 worker(s) on GPU 0 (×2), 1 (×2)"
 
 
 def test_cpu_workers_share_the_cores(monkeypatch):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.setattr("os.cpu_count", lambda: 8)
-    assert workers.visible_gpus() == []
-    assert [workers.worker_env(i, 4, [])["OMP_NUM_THREADS"] for i in range(4)] == ["2"] * 4
-    assert workers.describe_placement(4, []) == "4 worker(s) on the CPU (2 thread(s) each)"
+    assert launcher.visible_gpus() == []
+    assert [launcher.worker_env(i, 4, [])["OMP_NUM_THREADS"] for i in range(4)] == ["2"] * 4
+    assert launcher.describe_placement(4, []) == "4 worker(s) on the CPU (2 thread(s) each)"

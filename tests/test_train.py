@@ -7,8 +7,10 @@ import optuna
 import pytest
 import torch
 
-from glue_bench import cli, trial
-from glue_bench.train import Packed, Recipe, _optimizer, fine_tune, predict
+from glue_bench import cli
+
+from glue_bench.sweeping import trial
+from glue_bench.training.loop import Packed, Recipe, _optimizer, fine_tune, predict
 
 TINY = dict(batch_size=16, lr=1e-4, epochs=2, max_train_samples=96)
 # Measured on this project's CPU machines (torch 2.13.0, 2 cores) with the default recipe.

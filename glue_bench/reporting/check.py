@@ -22,8 +22,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from .errors import UserError
-from .runs import RECIPE_COLUMNS
+from glue_bench.errors import UserError
+from glue_bench.sweeping.runs import RECIPE_COLUMNS
 
 K = 3.0  # × the baseline's seed standard deviation (sample std over seeds)
 FLOOR = 2.0  # points: the smallest allowed drop under `auto`

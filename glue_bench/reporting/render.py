@@ -1,6 +1,6 @@
 """A report (title, intro, a table of strings, notes) as Markdown, CSV, LaTeX or HTML.
 
-The table's cells are already formatted (report.py decides what a cell says); this module only lays
+The table's cells are already formatted (the leaderboard and grid views decide what a cell says); this module only lays
 them out. CSV holds the table alone: prose does not belong in a CSV file.
 """
 
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .errors import UserError
+from glue_bench.errors import UserError
 
 FORMATS = ("markdown", "csv", "latex", "html")
 SUFFIXES = {".md": "markdown", ".csv": "csv", ".tex": "latex", ".html": "html", ".htm": "html"}

@@ -12,11 +12,17 @@ import optuna
 import torch
 import transformers
 
-from . import __version__, data, metrics, models
-from .errors import UserError
-from .storage import artifact_store
-from .tasks import Task, dependents, get_task
-from .train import Recipe, fine_tune
+from glue_bench import __version__
+
+from glue_bench.inputs import data
+
+from glue_bench.training import metrics
+
+from glue_bench.inputs import models
+from glue_bench.errors import UserError
+from glue_bench.sweeping.storage import artifact_store
+from glue_bench.inputs.tasks import Task, dependents, get_task
+from glue_bench.training.loop import Recipe, fine_tune
 
 # Optuna params: what a grid varies. The rest of the recipe is a user attribute.
 GRID_PARAMS = ("batch_size", "lr", "seed")

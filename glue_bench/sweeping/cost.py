@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import models
-from .studies import point_key
-from .tasks import Task, get_task
-from .train import Recipe
+from glue_bench.inputs import models
+from glue_bench.sweeping.studies import point_key
+from glue_bench.inputs.tasks import Task, get_task
+from glue_bench.training.loop import Recipe
 
 TOKENS_PER_EXAMPLE = 64  # GLUE rows average about 30-60 WordPiece tokens; a batch pads to its longest row
 EFFECTIVE_FLOPS = {"cpu": 2e10, "cuda": 2e13}  # training FLOP/s small BERTs reach (rough: 2 CPU cores, one GPU)
@@ -38,7 +38,7 @@ def default_throughput(layers: int, hidden: int, batch_size: int, device: str) -
 
 @cache
 def _reference_table(name: str) -> pd.DataFrame:
-    from .baselines import reference_dir
+    from glue_bench.inputs.shipped import reference_dir
 
     path = reference_dir() / name
     return pd.read_csv(path, keep_default_na=False) if path.is_file() else pd.DataFrame()
@@ -166,9 +166,9 @@ def dry_run(sweep, studies, url: str, workers: int, device: str | None = None) -
     the storage where it has some."""
     import torch
 
-    from .errors import UserError
-    from .runs import runs_table
-    from .studies import read_status
+    from glue_bench.errors import UserError
+    from glue_bench.sweeping.runs import runs_table
+    from glue_bench.sweeping.studies import read_status
 
     try:
         runs = runs_table(url)

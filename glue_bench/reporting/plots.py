@@ -17,9 +17,11 @@ import matplotlib.ticker as ticker  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from . import models, report  # noqa: E402
-from .errors import UserError  # noqa: E402
-from .tasks import get_task  # noqa: E402
+from glue_bench.inputs import models  # noqa: E402
+
+from glue_bench.reporting import leaderboard  # noqa: E402
+from glue_bench.errors import UserError  # noqa: E402
+from glue_bench.inputs.tasks import get_task  # noqa: E402
 
 NAMES = {shape: "BERT-" + name.removeprefix("bert-").title() for name, shape in models.NAMED.items()}
 
@@ -27,17 +29,17 @@ NAMES = {shape: "BERT-" + name.removeprefix("bert-").title() for name, shape in 
 def _heatmap_models(scores: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     """The models drawn in the grid: one per shape. Pretrained and random-init models of a shape are not
     comparable, so the family with more shapes is drawn (pretrained on a tie); the scatter shows all."""
-    shaped = scores[[report.model_shape(m) in models.all_miniatures() for m in scores["model"]]].copy()
+    shaped = scores[[models.model_shape(m) in models.all_miniatures() for m in scores["model"]]].copy()
     shaped["random"] = shaped["model"].str.startswith("random:")
     counts = shaped.groupby("random").size()
     random = bool(len(counts)) and counts.get(True, 0) > counts.get(False, 0)
     chosen = shaped[shaped["random"] == random]
-    chosen = chosen.assign(shape=[report.model_shape(m) for m in chosen["model"]]).drop_duplicates("shape")
+    chosen = chosen.assign(shape=[models.model_shape(m) for m in chosen["model"]]).drop_duplicates("shape")
     return chosen, "random-init weights" if random else "pretrained"
 
 
 def _paper_values(task: str | None) -> pd.DataFrame:
-    table = report.paper()
+    table = leaderboard.paper()
     column = "score" if task is None else ("ax/test/mcc" if get_task(task).name == "ax" else get_task(task).name)
     return pd.DataFrame({"model": table["model"], "shape": list(zip(table["layers"], table["hidden"])),
                          "value": table[column].astype(float)})
@@ -47,7 +49,7 @@ def plot(table: pd.DataFrame, path: str, task: str | None = None, compare_paper:
     """Draw the figure into `path` (.png, .pdf or .svg); returns a one-line description."""
     if Path(path).suffix.lower() not in (".png", ".pdf", ".svg"):
         raise UserError(f"--plot {path}: write .png, .pdf or .svg")
-    scores = report.model_scores(table, task)
+    scores = leaderboard.model_scores(table, task)
     if scores.empty:
         raise UserError(f"--plot: no model has a {'GLUE' if task is None else task} score yet; run some trials first")
     what = "GLUE score" if task is None else f"{get_task(task).name.upper()} score"
@@ -108,7 +110,7 @@ def _grid_panel(ax, cells: dict, low: float, high: float, title: str):
 
 
 def _scatter(ax, scores: pd.DataFrame, paper: pd.DataFrame | None, what: str) -> None:
-    shapes = [report.model_shape(m) for m in scores["model"]]
+    shapes = [models.model_shape(m) for m in scores["model"]]
     sized = scores.assign(params=[models.parameter_count(*s) / 1e6 if s in models.all_miniatures() else np.nan
                                   for s in shapes]).dropna(subset=["params"])
     for random, marker, label in ((False, "o", "ours, pretrained"), (True, "D", "ours, random init")):

@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from .errors import UserError
-from .storage import open_storage, plan_lock
-from .sweep import StudyPlan, Sweep
-from .trial import GRID_PARAMS
+from glue_bench.errors import UserError
+from glue_bench.sweeping.storage import open_storage, plan_lock
+from glue_bench.sweeping.sweep_file import StudyPlan, Sweep
+from glue_bench.sweeping.trial import GRID_PARAMS
 
 POINT_STATES = ("complete", "failed", "running", "waiting", "pending")
 _RANK = {"complete": 4, "running": 3, "waiting": 2, "failed": 1}

@@ -11,7 +11,8 @@ from dataclasses import dataclass, fields
 from functools import cache
 from pathlib import Path
 
-from .errors import UserError
+from glue_bench.errors import UserError
+from glue_bench.inputs import shipped
 
 ROLES = ("train", "dev", "test")
 KNOWN_METRICS = ("accuracy", "f1", "mcc", "pearson", "spearman")
@@ -169,15 +170,8 @@ def load_task_file(path: Path) -> Task:
     return task
 
 
-def task_dir() -> Path:
-    """The shipped task files: inside the installed package (a wheel maps tasks/ to glue_bench/task_files/),
-    or tasks/ beside the package in a source checkout and an editable install."""
-    installed = Path(__file__).parent / "task_files"
-    return installed if installed.is_dir() else Path(__file__).parent.parent / "tasks"
-
-
 def _task_files() -> list[Path]:
-    return sorted(task_dir().glob("*.toml"))
+    return sorted(shipped.task_dir().glob("*.toml"))
 
 
 @cache

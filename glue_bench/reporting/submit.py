@@ -2,7 +2,7 @@
 
 Each file is `index<TAB>prediction`, one row per test example, in the server's label strings (the task's
 `labels`; STS-B a number clipped to its `label_range`). The predictions come from the best trial of the
-task (report.best, the best seed of the selected configuration); AX from the MNLI model's trial.
+task (selection.best, the best seed of the selected configuration); AX from the MNLI model's trial.
 """
 
 from __future__ import annotations
@@ -17,10 +17,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import baselines, report
-from .errors import UserError
-from .tasks import Split, Task, registry
-from .trial import download_predictions
+from glue_bench.reporting import baselines
+
+from glue_bench.inputs import models
+from glue_bench.reporting import cells, selection
+from glue_bench.errors import UserError
+from glue_bench.inputs.tasks import Split, Task, registry
+from glue_bench.sweeping.trial import download_predictions
 
 HEADER = ["index", "prediction"]
 
@@ -100,17 +103,17 @@ def build(table: pd.DataFrame, storage_url: str | None, model: str, out: str,
     """Write the zip; returns (lines saying where each file came from, warnings about filled files)."""
     if Path(out).suffix.lower() != ".zip":
         raise UserError(f"--out {out}: the GLUE server takes a .zip file")
-    model = report.normalise_model(model)
+    model = models.normalise_model(model)
     trials = table[table["model"] == model]
     if trials.empty:
         raise UserError(f"no trials of model {model} in the storage; models recorded: "
-                        f"{', '.join(map(str, report.by_size(table['model'])))}")
-    winners = report.best(trials)
+                        f"{', '.join(map(str, models.by_size(table['model'])))}")
+    winners = selection.best(trials)
     texts, sources, missing = {}, [], []
     for file in server_files():
         chosen = winners[winners["task"] == file.predictor.name]
         key = f"{file.task.name}/{file.split.name}"
-        artifact = report.prediction_ids(report.winning_trial(trials, chosen.iloc[0])).get(key) if len(chosen) else None
+        artifact = selection.prediction_ids(selection.winning_trial(trials, chosen.iloc[0])).get(key) if len(chosen) else None
         if artifact is None:
             missing.append(file)
             continue
@@ -124,7 +127,7 @@ def build(table: pd.DataFrame, storage_url: str | None, model: str, out: str,
         texts[file.name] = to_text(file, predictions["idx"], predictions["prediction"])
         check_text(file, texts[file.name])
         sources.append(f"{file.name}: {file.predictor.name} trial {winner['best_trial']} of sweep {winner['sweep']} "
-                       f"(batch size {winner['batch_size']}, lr {report.lr_text(winner['lr'])}, dev score {100 * winner['score']:.1f})")
+                       f"(batch size {winner['batch_size']}, lr {cells.lr_text(winner['lr'])}, dev score {100 * winner['score']:.1f})")
     warnings = []
     if missing and fill_missing != "majority":
         names = ", ".join(f"{f.name} ({f.predictor.name})" for f in missing)

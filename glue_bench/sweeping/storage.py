@@ -18,7 +18,7 @@ import optuna
 import sqlalchemy
 from optuna.artifacts import FileSystemArtifactStore
 
-from .errors import UserError
+from glue_bench.errors import UserError
 
 DEFAULT_STORAGE = "sqlite:///results/glue-bench.db"
 # A sweep worker records a heartbeat every HEARTBEAT_SECONDS; a running trial whose last heartbeat is

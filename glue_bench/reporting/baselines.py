@@ -3,7 +3,7 @@
 A fine-tune that collapses predicts one class everywhere (CoLA: MCC 0; MRPC: F1 81.2 / accuracy 68.4).
 Its dev metrics then equal a constant predictor's, which the split's label counts fix exactly. The
 counts of the GLUE dev splits ship in results/dev-labels.toml, so a report needs no data to flag such
-trials; regenerate the file with `python -m glue_bench.baselines DATA_DIR [DATA_DIR …] > results/dev-labels.toml`.
+trials; regenerate the file with `python -m glue_bench.reporting.baselines DATA_DIR [DATA_DIR …] > results/dev-labels.toml`.
 """
 
 from __future__ import annotations
@@ -12,26 +12,20 @@ import math
 import sys
 import tomllib
 from functools import cache
-from pathlib import Path
 
 import numpy as np
 
-from . import metrics
-from .tasks import Task, registry
+from glue_bench.inputs import shipped
+from glue_bench.training import metrics
+from glue_bench.inputs.tasks import Task, registry
 
 TOLERANCE = 1e-9  # metric values are k/n fractions or exact zeros: two distinct ones differ by far more
-
-
-def reference_dir() -> Path:
-    """The shipped reference tables: inside the installed package, or results/ in a source checkout."""
-    installed = Path(__file__).parent / "reference"
-    return installed if installed.is_dir() else Path(__file__).parent.parent / "results"
 
 
 @cache
 def dev_labels() -> dict:
     """{task: {split: {"counts": {label: n}} or {"mean": x}}} from results/dev-labels.toml."""
-    return tomllib.loads((reference_dir() / "dev-labels.toml").read_text(encoding="utf-8"))
+    return tomllib.loads((shipped.reference_dir() / "dev-labels.toml").read_text(encoding="utf-8"))
 
 
 def constant_metrics(task: Task, split: str) -> dict[str, dict[str, float]]:
@@ -84,11 +78,11 @@ def majority(task: Task) -> str:
 
 def dev_label_toml(sources: list[str]) -> str:
     """results/dev-labels.toml, counted from the first of `sources` that holds each dev split."""
-    from . import data
+    from glue_bench.inputs import data
 
     lines = ["# Label counts of the GLUE dev splits (the official release), by the label strings of tasks/*.toml.",
              "# A constant predictor's dev metrics follow from them exactly: reports flag trials that score them.",
-             "# Regenerate: python -m glue_bench.baselines ../shared/glue_data ../shared/glue_hub > results/dev-labels.toml"]
+             "# Regenerate: python -m glue_bench.reporting.baselines ../shared/glue_data ../shared/glue_hub > results/dev-labels.toml"]
     resolved = [data.resolve_source(s) for s in sources]
     for task in registry().values():
         for split in task.splits_with_role("dev"):

@@ -15,18 +15,18 @@ from __future__ import annotations
 
 import difflib
 import importlib.util
+import math
 import re
 from dataclasses import dataclass
 from functools import cache
-from importlib import resources
 from pathlib import Path
 
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, BertConfig, BertTokenizerFast
 
-from . import hub
-from .errors import UserError
-from .tasks import Task
+from glue_bench.inputs import hub, shipped
+from glue_bench.errors import UserError
+from glue_bench.inputs.tasks import Task
 
 LAYERS = (2, 4, 6, 8, 10, 12)
 HIDDEN = (128, 256, 512, 768)
@@ -128,11 +128,38 @@ def _package_folder(text: str, ref: str) -> ModelRef:
     return ModelRef(f"package:{module}/{inside.strip('/')}", "local", str(folder))
 
 
+def model_shape(ref: str) -> tuple[int, int] | None:
+    """(layers, hidden) of a miniature reference (L-2_H-128, random:L-2_H-128); None for any other."""
+    match = SHAPE.match(str(ref).removeprefix("random:"))
+    return (int(match[1]), int(match[2])) if match else None
+
+
+def by_size(refs) -> list[str]:
+    """Model references, smallest first (by parameter count; references of no known shape last)."""
+    def key(ref):
+        shape = model_shape(ref)
+        return (parameter_count(*shape) if shape and shape in all_miniatures() else math.inf, str(ref))
+    return sorted(set(refs), key=key)
+
+
+def normalise_model(ref: str) -> str:
+    """A model as trials record it (bert-tiny → L-2_H-128); a folder that is gone stays as typed."""
+    try:
+        return resolve(ref).ref
+    except UserError:
+        return ref
+
+
+def model_label(ref: str) -> str:
+    """L-2_H-128 (bert-tiny): a recorded reference with its paper name, where it has one."""
+    names = {v: k for k, v in NAMED.items()}
+    return f"{ref} ({names[ref]})" if ref in names else str(ref)
+
+
 def bundled_tokenizer() -> BertTokenizerFast:
     """The uncased WordPiece vocabulary all 24 miniatures share, shipped with the package."""
-    vocab = resources.files("glue_bench.vocab").joinpath("vocab.txt")
     # `vocab=` (not `vocab_file=`): transformers 5 ignores vocab_file silently.
-    return BertTokenizerFast(vocab=str(vocab), do_lower_case=True)
+    return BertTokenizerFast(vocab=shipped.vocab_file(), do_lower_case=True)
 
 
 def _problem(task: Task) -> dict:

@@ -17,8 +17,8 @@ from pathlib import Path
 import optuna
 import pandas as pd
 
-from .errors import UserError
-from .storage import open_storage
+from glue_bench.errors import UserError
+from glue_bench.sweeping.storage import open_storage
 
 RECIPE_COLUMNS = ("epochs", "max_seq_length", "weight_decay", "warmup_ratio", "max_grad_norm",
                   "max_train_samples", "group_by_length", "bf16", "tf32", "fused_adamw")

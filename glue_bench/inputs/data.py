@@ -19,9 +19,9 @@ import datasets
 import numpy as np
 import pandas as pd
 
-from . import hub
-from .errors import UserError
-from .tasks import Split, Task
+from glue_bench.inputs import hub
+from glue_bench.errors import UserError
+from glue_bench.inputs.tasks import Split, Task
 
 HUB_DATASET = "nyu-mll/glue"
 UNIFORM_COLUMNS = ["text_a", "text_b", "label", "idx"]

@@ -11,11 +11,16 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from . import data, metrics, report
-from .errors import UserError
-from .render import Report
-from .tasks import Task, get_task
-from .trial import download_predictions
+from glue_bench.inputs import data
+
+from glue_bench.training import metrics
+
+from glue_bench.inputs import models
+from glue_bench.reporting import cells, selection
+from glue_bench.errors import UserError
+from glue_bench.reporting.render import Report
+from glue_bench.inputs.tasks import Task, get_task
+from glue_bench.sweeping.trial import download_predictions
 
 
 def mcc(frame: pd.DataFrame) -> float:
@@ -52,15 +57,15 @@ def ax_report(table: pd.DataFrame, storage_url: str | None, model: str, data_opt
     """--ax MODEL: the AX Matthews correlation of MODEL's best MNLI trial, broken down by category."""
     ax = get_task(task_name)
     split = labelled_split(ax)
-    model = report.normalise_model(model)
-    winners = report.best(table[table["model"] == model])
+    model = models.normalise_model(model)
+    winners = selection.best(table[table["model"] == model])
     chosen = winners[winners["task"] == ax.predicted_by]
     if chosen.empty:
         raise UserError(f"--ax {model}: no completed {ax.predicted_by} trial of {model}; AX is predicted by the "
                         f"{ax.predicted_by} model: run --task {ax.predicted_by} first")
     winner = chosen.iloc[0]
-    row = report.winning_trial(table, winner)
-    artifact = report.prediction_ids(row).get(f"{ax.name}/{split.name}")
+    row = selection.winning_trial(table, winner)
+    artifact = selection.prediction_ids(row).get(f"{ax.name}/{split.name}")
     if not artifact:
         raise UserError(f"--ax {model}: {ax.predicted_by} trial {winner['best_trial']} recorded no {ax.name}/{split.name} "
                         f"predictions; was {split.file} in its --data folder?")
@@ -80,7 +85,7 @@ def ax_report(table: pd.DataFrame, storage_url: str | None, model: str, data_opt
                           "MCC": [f"{100 * v:.1f}" for v in table_out["mcc"]]})
     recorded = row.get(f"extra/{ax.name}/{split.name}/mcc")
     intro = (f"{model}'s {ax.predicted_by} model (trial {winner['best_trial']} of sweep {winner['sweep']}, batch size "
-             f"{winner['batch_size']}, lr {report.lr_text(winner['lr'])}) on the {len(frame)} labelled {ax.name.upper()} examples "
+             f"{winner['batch_size']}, lr {cells.lr_text(winner['lr'])}) on the {len(frame)} labelled {ax.name.upper()} examples "
              f"({split.file}): the Matthews correlation (R3 over the 3 classes), in points, overall and by category.")
     notes = ["(any): the examples with any fine-grained category in that coarse category; an example can be in several."]
     if recorded is not None and pd.notna(recorded) and not np.isclose(float(recorded), table_out["mcc"].iloc[0]):

@@ -1,0 +1,185 @@
+"""The leaderboard: the selected configuration per (model, task) in the paper's columns, the paper beside it.
+
+Values are fractions in the runs table and points (× 100) here, one decimal as the paper prints them.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from glue_bench.errors import UserError
+from glue_bench.inputs import shipped
+from glue_bench.inputs.models import by_size, model_label, model_shape
+from glue_bench.inputs.tasks import get_task, registry
+from glue_bench.reporting.cells import DEGENERATE, MISSING, points, signed
+from glue_bench.reporting.render import Report
+from glue_bench.reporting.selection import best
+from glue_bench.training import metrics
+
+PAPER_FILE = "paper-miniatures.csv"
+PAPER_SOURCE = "Turc et al. (2019), BERT miniatures model card"
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of the leaderboard: a task's dev split, shown as its score metrics (MRPC: F1/accuracy)."""
+
+    label: str  # the GLUE server's name: CoLA, MNLI-m, AX
+    task: str  # whose metrics these are (ax)
+    source: str  # whose trials record them (ax ← mnli)
+    split: str  # our dev split (validation_matched; ax: diagnostic)
+    test_split: str  # the paper's split (test_matched)
+    metrics: tuple[str, ...]
+
+    @property
+    def runs_keys(self) -> list[str]:
+        prefix = "dev" if self.task == self.source else f"extra/{self.task}"
+        return [f"{prefix}/{self.split}/{m}" for m in self.metrics]
+
+    @property
+    def paper_keys(self) -> list[str]:
+        return [f"{self.task}/{self.test_split}/{m}" for m in self.metrics]
+
+
+def columns() -> list[Column]:
+    """The 9 GLUE tasks' columns in the paper's order, then the tasks their models predict (AX)."""
+    tasks = registry()
+    names = list(metrics.GLUE_TASKS) + [t.name for t in tasks.values() if t.predicted_by in metrics.GLUE_TASKS]
+    return [Column(Path(test.submission).stem, name, tasks[name].predicted_by or name, dev.name, test.name,
+                   tasks[name].score)
+            for name in names
+            for dev, test in zip(tasks[name].splits_with_role("dev"), tasks[name].splits_with_role("test"))]
+
+
+def task_scores(winners: pd.DataFrame) -> pd.DataFrame:
+    """Model × GLUE task: the winning configuration's mean task score (fraction); NaN where not run."""
+    frame = winners.pivot_table(index="model", columns="task", values="score", aggfunc="first")
+    return frame.reindex(index=by_size(winners["model"]), columns=list(metrics.GLUE_TASKS))
+
+
+def model_scores(table: pd.DataFrame, task: str | None = None) -> pd.DataFrame:
+    """Per model (by size): the GLUE score, or one task's score (AX: its MNLI model's), in points, with
+    the number of GLUE tasks it rests on and whether that is all of them."""
+    winners = best(table)
+    scores = task_scores(winners)
+    rows = []
+    for ref in scores.index:
+        if task is None:
+            value, complete = metrics.glue_score(scores.loc[ref].dropna().to_dict())
+            run = int(scores.loc[ref].notna().sum())
+        else:
+            column = [c for c in columns() if c.task == get_task(task).name]
+            if not column:
+                raise UserError(f"--plot-task {task}: not a GLUE task; pick one of {', '.join(metrics.GLUE_TASKS)}, ax")
+            mine = winners[(winners["model"] == ref) & (winners["task"] == column[0].source)]
+            keys = [k for c in column for k in c.runs_keys]
+            value = float(mine.iloc[0][keys].astype(float).mean()) if len(mine) and mine.iloc[0][keys].notna().all() else math.nan
+            run, complete = int(not math.isnan(value)), True
+        rows.append({"model": ref, "value": 100 * value, "tasks": run, "complete": complete})
+    return pd.DataFrame(rows, columns=["model", "value", "tasks", "complete"]).dropna(subset=["value"])
+
+
+def paper() -> pd.DataFrame:
+    """The paper's table (points), one row per named miniature, with its task scores (points)."""
+    frame = pd.read_csv(shipped.reference_dir() / PAPER_FILE, comment="#")
+    for name in metrics.GLUE_TASKS:
+        task = get_task(name)
+        frame[name] = np.mean([frame[f"{name}/{s.name}/{m}"] for s in task.splits_with_role("test")
+                               for m in task.score], axis=0)
+    return frame
+
+
+def paper_row(ref: str) -> pd.Series | None:
+    shape = model_shape(ref)
+    table = paper()
+    match = table[(table["layers"] == shape[0]) & (table["hidden"] == shape[1])] if shape else table.iloc[:0]
+    return match.iloc[0] if len(match) else None
+
+
+def _ours_cell(winner: pd.Series | None, column: Column) -> str:
+    if winner is None or any(pd.isna(winner.get(k)) for k in column.runs_keys):
+        return MISSING
+    parts = []
+    for key in column.runs_keys:
+        std = winner.get(f"std:{key}")
+        parts.append(points(winner[key]) + (f"±{100 * std:.1f}" if winner["seeds"] > 1 and pd.notna(std) else ""))
+    flagged = column.task == column.source and winner["degenerate"]
+    return "/".join(parts) + (f" {DEGENERATE}" if flagged else "")
+
+
+def leaderboard(table: pd.DataFrame, compare_paper: bool = False) -> Report:
+    winners = best(table)
+    if winners.empty:
+        raise UserError("no completed trials to report: every trial failed or is still running "
+                        "(see glue-bench export for their fail_reason)")
+    scores = task_scores(winners)
+    cols = columns()
+    rows, flagged, seeds, partial = [], [], set(), False
+    for ref in scores.index:
+        mine = {row["task"]: row for _, row in winners[winners["model"] == ref].iterrows()}
+        score, complete = metrics.glue_score(scores.loc[ref].dropna().to_dict())
+        run = int(scores.loc[ref].notna().sum())
+        partial |= not complete
+        ours = {"Model": model_label(ref), "Score": _score_cell(score, complete, run)}
+        ours.update({c.label: _ours_cell(mine.get(c.source), c) for c in cols})
+        for task, winner in mine.items():
+            seeds.add(int(winner["seeds"]))
+            if winner["degenerate"]:
+                flagged.append(f"{ref} {task} ({winner['degenerate']})")
+        if not compare_paper:
+            rows.append(ours)
+            continue
+        rows.append({"Model": ours.pop("Model"), "Source": "ours (dev)", **ours})
+        rows += _paper_rows(ref, mine, scores.loc[ref], cols)
+    frame = pd.DataFrame(rows).fillna(MISSING)
+    intro = ("Best configuration per task on the dev sets (batch size × learning rate, by the mean task score "
+             "over seeds), in points. MRPC and QQP: F1/accuracy; STS-B: Pearson/Spearman; CoLA and AX: Matthews "
+             "correlation; the rest: accuracy. AX: the MNLI model on the labelled diagnostic set. Score: the GLUE "
+             "score, the mean of the 9 task scores (AX excluded).")
+    if compare_paper:
+        intro += (f" Paper: {PAPER_SOURCE}, on the GLUE test sets, so even an exact reproduction differs a little;"
+                  " Δ = ours − paper.")
+    notes = [f"{MISSING} not run."]
+    if partial:
+        notes.append("(k/9): a partial score, the mean of the k GLUE tasks run"
+                     + ("; its Δ compares with the paper's mean over the same tasks." if compare_paper else "."))
+    if seeds - {1}:
+        notes.append(f"±: the sample standard deviation over the selected configuration's seeds "
+                     f"({' or '.join(map(str, sorted(seeds - {1})))}); no ±: one seed.")
+    if flagged:
+        notes.append(f"{DEGENERATE} a collapsed fine-tune: it scores exactly what predicting one class everywhere "
+                     f"scores on that dev split, not a real result: {'; '.join(flagged)}.")
+    return Report("GLUE leaderboard", frame, intro, notes, text_columns=2 if compare_paper else 1)
+
+
+def _score_cell(score: float, complete: bool, run: int) -> str:
+    if math.isnan(score):
+        return MISSING
+    return points(score) if complete else f"{points(score)} ({run}/{len(metrics.GLUE_TASKS)})"
+
+
+def _paper_rows(ref: str, mine: dict, scores: pd.Series, cols: list[Column]) -> list[dict]:
+    found = paper_row(ref)
+    if found is None:
+        return []
+    theirs = {"Model": f"{found['model']} (L-{found['layers']}_H-{found['hidden']})", "Source": "paper (test)",
+              "Score": f"{found['score']:.1f}"}
+    delta = {"Model": "", "Source": "Δ"}
+    for c in cols:
+        theirs[c.label] = "/".join(f"{found[k]:.1f}" for k in c.paper_keys)
+        winner = mine.get(c.source)
+        if winner is not None and all(pd.notna(winner.get(k)) for k in c.runs_keys):
+            delta[c.label] = "/".join(signed(100 * winner[r] - found[p]) for r, p in zip(c.runs_keys, c.paper_keys))
+    run = [t for t in metrics.GLUE_TASKS if pd.notna(scores.get(t))]
+    if run:
+        ours = 100 * float(np.mean([scores[t] for t in run]))
+        if len(run) == len(metrics.GLUE_TASKS):
+            delta["Score"] = signed(ours - found["score"])
+        else:
+            delta["Score"] = f"{signed(ours - float(np.mean([found[t] for t in run])))} ({len(run)}/{len(metrics.GLUE_TASKS)})"
+    return [theirs, delta]

@@ -1,0 +1,154 @@
+"""The launcher: enqueue a sweep's grid, start its workers, and follow them with a progress bar.
+
+`run_sweep` enqueues the grid (studies.enqueue), then starts N worker processes
+(`python -m glue_bench.sweeping.worker PLAN.json`), spread over the GPUs with CUDA_VISIBLE_DEVICES (several
+per GPU when N is larger), and follows the storage until they are done. Many machines: run the same command
+on each with one shared PostgreSQL --storage; the workers of all of them take distinct trials.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+from glue_bench.sweeping.storage import open_storage
+
+POLL_SECONDS = 2.0  # how often the launcher reads the storage for its progress bar
+
+
+def visible_gpus() -> list[str]:
+    """The GPUs workers may use: CUDA_VISIBLE_DEVICES if set, else all that torch sees."""
+    if "CUDA_VISIBLE_DEVICES" in os.environ:
+        return [d.strip() for d in os.environ["CUDA_VISIBLE_DEVICES"].split(",") if d.strip()]
+    import torch
+
+    return [str(i) for i in range(torch.cuda.device_count())]
+
+
+def worker_env(index: int, workers: int, gpus: list[str]) -> dict:
+    """Worker `index`'s environment: its GPU (round robin, so several workers can share one), or on a CPU
+    its share of the cores, so N workers do not fight over the same threads."""
+    env = dict(os.environ)
+    if gpus:
+        env["CUDA_VISIBLE_DEVICES"] = gpus[index % len(gpus)]
+    else:
+        env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // workers)))
+    return env
+
+
+def describe_placement(workers: int, gpus: list[str]) -> str:
+    if not gpus:
+        threads = os.environ.get("OMP_NUM_THREADS") or max(1, (os.cpu_count() or 1) // workers)
+        return f"{workers} worker(s) on the CPU ({threads} thread(s) each)"
+    used = {g: sum(1 for i in range(workers) if gpus[i % len(gpus)] == g) for g in gpus[:workers]}
+    return f"{workers} worker(s) on GPU " + ", ".join(f"{g} (×{n})" for g, n in used.items())
+
+
+def worker_plan(studies, url: str, source_location: str, sweep) -> dict:
+    grid = {"batch_size": list(sweep.batch_sizes), "lr": list(sweep.lrs), "seed": list(sweep.seeds)}
+    return {"storage": url,
+            "studies": [{"name": s.name, "model": s.model, "task": s.task, "data": source_location,
+                         "recipe": sweep.base_recipe(), "grid": grid} for s in studies]}
+
+
+def _finished(sweep, studies, url, storage) -> int:
+    from glue_bench.sweeping.studies import read_status
+
+    return sum(s.finished for s in read_status(sweep, studies, url, storage))
+
+
+def launch(sweep, studies, url: str, source_location: str, workers: int, progress: bool = True) -> list[int]:
+    """Start the workers and follow them with a progress bar (finished trials of the sweep, time left).
+    Returns the workers' exit codes."""
+    from tqdm.auto import tqdm
+
+    gpus = visible_gpus()
+    with tempfile.NamedTemporaryFile("w", suffix=".json", prefix="glue-bench-plan-", delete=False) as f:
+        json.dump(worker_plan(studies, url, source_location, sweep), f)
+    command = [sys.executable, "-m", "glue_bench.sweeping.worker", f.name]
+    procs = [subprocess.Popen(command, env=worker_env(i, workers, gpus)) for i in range(workers)]
+    print(f"glue-bench: {describe_placement(workers, gpus)}: pids {' '.join(str(p.pid) for p in procs)}",
+          file=sys.stderr)
+    total = len(sweep.grid()) * len(studies)
+    storage = open_storage(url)
+    done = _finished(sweep, studies, url, storage)
+    poll = max(POLL_SECONDS, len(studies) / 20)  # a big sweep: read the storage less often
+    bar = tqdm(total=total, initial=done, desc=f"sweep {sweep.name}", unit="trial", disable=not progress,
+               dynamic_ncols=True)
+    reported = set()
+    try:
+        while any(p.poll() is None for p in procs):
+            time.sleep(poll)
+            now = _finished(sweep, studies, url, storage)
+            bar.update(now - done)
+            done = now
+            for i, p in enumerate(procs):
+                if p.returncode is not None and p.returncode < 0 and i not in reported:
+                    reported.add(i)
+                    bar.write(f"glue-bench: worker {i} (pid {p.pid}) was killed by "
+                              f"{signal.Signals(-p.returncode).name}; its trial is retried once its heartbeat "
+                              "goes stale", file=sys.stderr)
+        bar.update(_finished(sweep, studies, url, storage) - done)
+    except KeyboardInterrupt:
+        # Ctrl-C reached the workers too (one process group): give them a moment to record their trials
+        # as interrupted; a SIGINT sent to this launcher alone is passed on to them.
+        deadline = time.monotonic() + 5
+        while any(p.poll() is None for p in procs) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGINT)
+        for p in procs:
+            p.wait()
+        raise
+    finally:
+        bar.close()
+        storage.engine.dispose()
+        os.unlink(f.name)
+    return [p.returncode for p in procs]
+
+
+def run_sweep(sweep, studies, url: str, source_location: str, workers: int = 1, retry_failed: bool = False,
+              progress: bool = True) -> int:
+    """Enqueue what is missing, run it with `workers` processes, and summarise. 0: every trial complete."""
+    from glue_bench.sweeping.studies import enqueue, read_status
+
+    started = time.monotonic()
+    added = enqueue(sweep, studies, url, retry_failed)
+    points = _count(read_status(sweep, studies, url))
+    total = len(sweep.grid()) * len(studies)
+    left = points["waiting"] + points["running"]
+    print(f"sweep {sweep.name}: {len(studies)} studies, {total} trials: {points['complete']} complete, "
+          f"{points['failed']} failed, {left} to run ({added} newly queued); storage {url}")
+    if left:
+        launch(sweep, studies, url, source_location, workers, progress)
+    else:
+        print("nothing to run")
+    points = _count(read_status(sweep, studies, url))
+    print(f"sweep {sweep.name}: {points['complete']} of {total} trials complete, {points['failed']} failed "
+          f"(in {time.monotonic() - started:.0f}s); details: glue-bench status {sweep.path}"
+          + (f" --storage {url}" if url != sweep.storage else ""))
+    if points["complete"] == total:
+        return 0
+    unfinished = total - points["complete"] - points["failed"]
+    if unfinished:
+        print(f"{unfinished} trials are not finished (a worker died or was stopped): run the same command again "
+              "to resume", file=sys.stderr)
+    if points["failed"] and not retry_failed:
+        print(f"{points['failed']} trials failed (fail_reason in glue-bench status); --retry-failed runs them again",
+              file=sys.stderr)
+    return 1
+
+
+def _count(statuses) -> dict:
+    from collections import Counter
+
+    total = Counter()
+    for status in statuses:
+        total.update(status.points)
+    return total
