@@ -29,8 +29,8 @@ def run_arm(arm: str, seed: int, args) -> dict:
     import torch
 
     torch.set_num_threads(args.threads)
-    from glue_bench.training import metrics
     from glue_bench.sweeping import trial
+    from glue_bench.training import metrics
     from glue_bench.training.loop import Packed, Recipe, fine_tune, predict
 
     recipe = Recipe(batch_size=args.batch_size, lr=args.lr, epochs=args.epochs, seed=seed,

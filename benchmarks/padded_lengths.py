@@ -50,8 +50,7 @@ def main(argv=None) -> int:
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--out", default=str(OUT))
     args = parser.parse_args(argv)
-    from glue_bench.inputs import data
-    from glue_bench.inputs import models
+    from glue_bench.inputs import data, models
     from glue_bench.inputs.tasks import registry
 
     tokenizer = models.bundled_tokenizer()

@@ -24,12 +24,9 @@ import numpy as np
 import torch
 from transformers import DataCollatorWithPadding, Trainer, TrainingArguments, default_data_collator
 
-from glue_bench.inputs import data
-
-from glue_bench.training import metrics
-
-from glue_bench.inputs import models
+from glue_bench.inputs import data, models
 from glue_bench.inputs.tasks import Task, get_task
+from glue_bench.training import metrics
 
 
 def tokenized(task: Task, split, tokenizer, max_length: int, dynamic: bool):

@@ -19,6 +19,7 @@ time per step, which other processes' load disturbs much less than the wall time
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -51,10 +52,8 @@ def _reset_peak_memory() -> None:
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
         return
-    try:  # Linux: "5" resets the process's peak resident set size (VmHWM)
+    with contextlib.suppress(OSError):  # Linux: "5" resets the process's peak resident set size (VmHWM)
         Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        pass
 
 
 def _peak_memory_mib() -> float:
@@ -90,10 +89,9 @@ def run_arm(arm: str, args) -> dict:
     import torch
 
     torch.set_num_threads(args.threads)
-    from glue_bench.inputs import data
-    from glue_bench.inputs import models
-    from glue_bench.sweeping import trial
+    from glue_bench.inputs import data, models
     from glue_bench.inputs.tasks import get_task
+    from glue_bench.sweeping import trial
     from glue_bench.training.loop import Recipe, fine_tune
 
     loop, options = ARMS[arm]

@@ -25,14 +25,10 @@ import numpy as np
 import pandas as pd
 from run_glue_style import tokenized, trainer
 
-from glue_bench.inputs import data
-
-from glue_bench.training import metrics
-
-from glue_bench.inputs import models
-
-from glue_bench.sweeping import trial
+from glue_bench.inputs import data, models
 from glue_bench.inputs.tasks import get_task
+from glue_bench.sweeping import trial
+from glue_bench.training import metrics
 from glue_bench.training.loop import Recipe, fine_tune
 
 

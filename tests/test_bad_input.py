@@ -14,9 +14,9 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import optuna
 import pytest
@@ -71,8 +71,8 @@ def tabs_to_commas(relative: str):
 def drop_column(relative: str, column: int):
     def damage(data: Path):
         lines = _lines(data / relative)
-        _write(data / relative, ["\t".join(f for i, f in enumerate(l.split("\t")) if i != column) if l else l
-                                 for l in lines])
+        _write(data / relative, ["\t".join(f for i, f in enumerate(line.split("\t")) if i != column) if line else line
+                                 for line in lines])
     return damage
 
 

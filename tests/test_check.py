@@ -5,10 +5,9 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from glue_bench.reporting import check
-
 from glue_bench import cli
 from glue_bench.errors import UserError
+from glue_bench.reporting import check
 from glue_bench.sweeping.runs import export, read_runs
 
 RECIPE = {"epochs": 2, "max_seq_length": 128, "weight_decay": 0.01, "warmup_ratio": 0.1, "max_grad_norm": 1.0,

@@ -12,11 +12,9 @@ import numpy as np
 import pytest
 
 from glue_bench import cli
-
-from glue_bench.training import loop as train
-
 from glue_bench.sweeping import trial
 from glue_bench.sweeping.runs import export, runs_table
+from glue_bench.training import loop as train
 
 SEEDS = (0, 1)
 # A random-weight BERT-Tiny learns SST-2 to about 70% in seconds from 2,000 rows; 50% is chance.

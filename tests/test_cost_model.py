@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from glue_bench.sweeping import cost
 from glue_bench.cli import main
+from glue_bench.sweeping import cost
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -41,7 +41,9 @@ def test_tsv_and_hub_layouts_give_the_same_rows(glue_data, glue_hub):
             # The Hub's MRPC text is re-tokenized ("brother , whom" for "brother, whom"), and its train/dev
             # idx is the row of Microsoft's msr_paraphrase_train.txt, which both splits were cut from.
             # Comparable: labels (above), row order, and the text with whitespace removed.
-            squeeze = lambda s: re.sub(r"\s+", "", s)
+            def squeeze(text):
+                return re.sub(r"\s+", "", text)
+
             for column in ("text_a", "text_b"):
                 same = (a[column].map(squeeze) == b[column].map(squeeze)).mean()
                 assert same > 0.999, f"{where} {column}: only {same:.4f} of rows agree without whitespace"

@@ -9,10 +9,10 @@ import optuna
 import pandas as pd
 import pytest
 
-from glue_bench.sweeping import trial as trials
 from glue_bench.cli import main
-from glue_bench.reporting.diagnostics import ax_report, breakdown
 from glue_bench.errors import UserError
+from glue_bench.reporting.diagnostics import ax_report, breakdown
+from glue_bench.sweeping import trial as trials
 from glue_bench.sweeping.runs import runs_table
 from glue_bench.training.loop import Recipe
 

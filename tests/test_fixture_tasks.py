@@ -7,14 +7,12 @@ exercise the TSV layouts of train, dev and test; their row counts are not the re
 from __future__ import annotations
 
 import pytest
+from conftest import FIXTURES
 
 from glue_bench.inputs import data
-
-from glue_bench.sweeping import trial
 from glue_bench.inputs.tasks import registry
+from glue_bench.sweeping import trial
 from glue_bench.training.loop import Recipe
-
-from conftest import FIXTURES
 
 SOURCE = data.resolve_source(str(FIXTURES / "glue_data"))
 

@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from glue_bench.training import metrics
 from glue_bench.inputs.tasks import registry
+from glue_bench.training import metrics
 
 TASKS = registry()
 

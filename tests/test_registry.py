@@ -7,12 +7,11 @@ import sys
 import zipfile
 
 import pytest
-
-from glue_bench.inputs import models
-from glue_bench.errors import UserError
-from glue_bench.inputs.tasks import get_task, load_task_file, registry
-
 from conftest import ROOT, SHARED
+
+from glue_bench.errors import UserError
+from glue_bench.inputs import models
+from glue_bench.inputs.tasks import get_task, load_task_file, registry
 
 
 def test_all_glue_tasks_are_registered_with_their_release_sizes():

@@ -13,20 +13,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from glue_bench.reporting import baselines
-
-from glue_bench.training import metrics
-
-from glue_bench.reporting import plots
-
-from glue_bench.reporting import render
-
-from glue_bench.inputs import models, shipped
-from glue_bench.reporting import leaderboard, selection
-from glue_bench.reporting.grid import grid
 from glue_bench.cli import main
 from glue_bench.errors import UserError
+from glue_bench.inputs import models, shipped
 from glue_bench.inputs.tasks import get_task
+from glue_bench.reporting import baselines, leaderboard, plots, render, selection
+from glue_bench.reporting.grid import grid
+from glue_bench.training import metrics
 
 FIXTURES = Path(__file__).parent / "fixtures" / "report"
 RUNS = FIXTURES / "runs.csv"

@@ -8,7 +8,7 @@ import torch
 from glue_bench.sweeping import trial
 from glue_bench.training.loop import Recipe, _optimizer, fine_tune
 
-TINY = dict(batch_size=16, lr=1e-4, epochs=2, max_train_samples=96)  # tests/test_train.py's pinned run
+TINY = {"batch_size": 16, "lr": 1e-4, "epochs": 2, "max_train_samples": 96}  # tests/test_train.py's pinned run
 
 
 def test_fused_adamw_is_an_option_on_a_cpu():

@@ -12,14 +12,13 @@ import numpy as np
 import optuna
 import pytest
 
-from glue_bench.training import metrics
-
-from glue_bench.reporting import submit
-from glue_bench.sweeping import trial as trials
 from glue_bench.cli import main
 from glue_bench.errors import UserError
-from glue_bench.reporting.selection import load_runs
 from glue_bench.inputs.tasks import dependents, get_task
+from glue_bench.reporting import submit
+from glue_bench.reporting.selection import load_runs
+from glue_bench.sweeping import trial as trials
+from glue_bench.training import metrics
 
 MODEL = "L-2_H-128"
 
@@ -41,7 +40,7 @@ def record(url: str, task_name: str, predictions: dict | None = None, sweep: str
                 order = np.random.default_rng(0).permutation(split.rows)  # any row order: the file is sorted
                 values = np.asarray(pattern(task, split.rows))
                 predictions[f"{other.name}/{split.name}"] = {"idx": order.tolist(), "prediction": values[order].tolist()}
-    dev = {s.name: {m: 0.5 for m in task.metrics} for s in task.splits_with_role("dev")}
+    dev = {s.name: dict.fromkeys(task.metrics, 0.5) for s in task.splits_with_role("dev")}
     study = optuna.create_study(storage=url, study_name=trials.study_name(sweep, model, task.name),
                                 direction="maximize", load_if_exists=True)
     trial = study.ask(trials.grid_distributions([32], [1e-4], [0]))

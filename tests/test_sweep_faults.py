@@ -129,7 +129,7 @@ def test_workers_killed_at_random_moments_then_resumed(tmp_path, glue_data):
         if round_ == 0:  # anywhere: planning, imports, a trial
             time.sleep(rng.uniform(1.0, 8.0))
         else:  # mid-trial: once one of this launcher's workers has taken one
-            assert _wait_for(lambda: any(t.state == TrialState.RUNNING and t.number not in before
+            assert _wait_for(lambda before=before: any(t.state == TrialState.RUNNING and t.number not in before
                                          for t in all_trials(url)), 300), log.read_text()
             time.sleep(rng.uniform(0.0, 3.0))
             if round_ == 1 and (pids := _workers_of(log)):  # one worker alone; the other goes on, then all

@@ -8,23 +8,17 @@ from pathlib import Path
 import optuna
 import pandas as pd
 import pytest
+from conftest import ROOT, minilm_dir
 from optuna.trial import TrialState
 
-from glue_bench.sweeping import cost
-
-from glue_bench.inputs import models
-
-from glue_bench.sweeping import storage
-
-from glue_bench.sweeping import studies
-from glue_bench.sweeping import trial as trials
-from glue_bench.sweeping import sweep_file as sweeps
 from glue_bench.cli import main
 from glue_bench.errors import UserError
+from glue_bench.inputs import models
 from glue_bench.inputs.tasks import get_task
+from glue_bench.sweeping import cost, storage, studies
+from glue_bench.sweeping import sweep_file as sweeps
+from glue_bench.sweeping import trial as trials
 from glue_bench.training.loop import Recipe
-
-from conftest import ROOT, minilm_dir
 
 SWEEPS = ROOT / "sweeps"
 

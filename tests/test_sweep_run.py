@@ -8,12 +8,10 @@ import pytest
 import torch
 from optuna.trial import TrialState
 
-from glue_bench.sweeping import studies
-
-from glue_bench.sweeping import launcher, worker
+from glue_bench.cli import main
+from glue_bench.sweeping import launcher, studies, worker
 from glue_bench.sweeping import sweep_file as sweeps
 from glue_bench.sweeping import trial as trials
-from glue_bench.cli import main
 from glue_bench.training.loop import Diverged, fine_tune
 
 TINY = """# glue-bench sweep tiny.toml

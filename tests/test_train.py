@@ -8,11 +8,10 @@ import pytest
 import torch
 
 from glue_bench import cli
-
 from glue_bench.sweeping import trial
 from glue_bench.training.loop import Packed, Recipe, _optimizer, fine_tune, predict
 
-TINY = dict(batch_size=16, lr=1e-4, epochs=2, max_train_samples=96)
+TINY = {"batch_size": 16, "lr": 1e-4, "epochs": 2, "max_train_samples": 96}
 # Measured on this project's CPU machines (torch 2.13.0, 2 cores) with the default recipe.
 PINNED_CORRECT, PINNED_LOSS = 146, 0.69034
 

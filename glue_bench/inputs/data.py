@@ -19,8 +19,8 @@ import datasets
 import numpy as np
 import pandas as pd
 
-from glue_bench.inputs import hub
 from glue_bench.errors import UserError
+from glue_bench.inputs import hub
 from glue_bench.inputs.tasks import Split, Task
 
 HUB_DATASET = "nyu-mll/glue"

@@ -24,8 +24,8 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, BertConfig, BertTokenizerFast
 
-from glue_bench.inputs import hub, shipped
 from glue_bench.errors import UserError
+from glue_bench.inputs import hub, shipped
 from glue_bench.inputs.tasks import Task
 
 LAYERS = (2, 4, 6, 8, 10, 12)

@@ -16,8 +16,8 @@ from functools import cache
 import numpy as np
 
 from glue_bench.inputs import shipped
-from glue_bench.training import metrics
 from glue_bench.inputs.tasks import Task, registry
+from glue_bench.training import metrics
 
 TOLERANCE = 1e-9  # metric values are k/n fractions or exact zeros: two distinct ones differ by far more
 

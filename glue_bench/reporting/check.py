@@ -215,7 +215,7 @@ def render(result: Comparison) -> str:
     shown = result.table.copy()
     for column in ("baseline", "std", "new", "change", "allowed"):
         sign = "+" if column == "change" else ""
-        shown[column] = shown[column].map(lambda v: "-" if pd.isna(v) else f"{v:{sign}.2f}")
+        shown[column] = shown[column].map(lambda v, sign=sign: "-" if pd.isna(v) else f"{v:{sign}.2f}")
     shown["batch_size"] = shown["batch_size"].map(lambda v: f"{v:g}")
     shown["lr"] = shown["lr"].map(lambda v: f"{v:g}")
     shown = shown.drop(columns="note")

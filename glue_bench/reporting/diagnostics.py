@@ -11,16 +11,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from glue_bench.inputs import data
-
-from glue_bench.training import metrics
-
-from glue_bench.inputs import models
-from glue_bench.reporting import cells, selection
 from glue_bench.errors import UserError
-from glue_bench.reporting.render import Report
+from glue_bench.inputs import data, models
 from glue_bench.inputs.tasks import Task, get_task
+from glue_bench.reporting import cells, selection
+from glue_bench.reporting.render import Report
 from glue_bench.sweeping.trial import download_predictions
+from glue_bench.training import metrics
 
 
 def mcc(frame: pd.DataFrame) -> float:

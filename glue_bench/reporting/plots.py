@@ -17,11 +17,10 @@ import matplotlib.ticker as ticker  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from glue_bench.inputs import models  # noqa: E402
-
-from glue_bench.reporting import leaderboard  # noqa: E402
 from glue_bench.errors import UserError  # noqa: E402
+from glue_bench.inputs import models  # noqa: E402
 from glue_bench.inputs.tasks import get_task  # noqa: E402
+from glue_bench.reporting import leaderboard  # noqa: E402
 
 NAMES = {shape: "BERT-" + name.removeprefix("bert-").title() for name, shape in models.NAMED.items()}
 

@@ -17,12 +17,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from glue_bench.reporting import baselines
-
-from glue_bench.inputs import models
-from glue_bench.reporting import cells, selection
 from glue_bench.errors import UserError
+from glue_bench.inputs import models
 from glue_bench.inputs.tasks import Split, Task, registry
+from glue_bench.reporting import baselines, cells, selection
 from glue_bench.sweeping.trial import download_predictions
 
 HEADER = ["index", "prediction"]
@@ -147,10 +145,10 @@ def _write_zip(out: str, texts: dict[str, str]) -> None:
     path = Path(out)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".zip", delete=False) as tmp:
-            with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as archive:
-                for file in server_files():
-                    archive.writestr(file.name, texts[file.name])
+        with (tempfile.NamedTemporaryFile(dir=path.parent, suffix=".zip", delete=False) as tmp,
+              zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as archive):
+            for file in server_files():
+                archive.writestr(file.name, texts[file.name])
         os.replace(tmp.name, path)
     except OSError as e:
         raise UserError(f"--out {out}: cannot write it ({e.strerror})") from None

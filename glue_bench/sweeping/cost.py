@@ -20,8 +20,8 @@ import numpy as np
 import pandas as pd
 
 from glue_bench.inputs import models
-from glue_bench.sweeping.studies import point_key
 from glue_bench.inputs.tasks import Task, get_task
+from glue_bench.sweeping.studies import point_key
 from glue_bench.training.loop import Recipe
 
 TOKENS_PER_EXAMPLE = 64  # GLUE rows average about 30-60 WordPiece tokens; a batch pads to its longest row

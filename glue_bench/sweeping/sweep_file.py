@@ -16,16 +16,12 @@ import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from glue_bench.inputs import data
-
-from glue_bench.inputs import hub
-
-from glue_bench.inputs import models
 from glue_bench.errors import UserError
-from glue_bench.sweeping.storage import storage_url
+from glue_bench.inputs import data, hub, models
 from glue_bench.inputs.tasks import Task, dependents, get_task
-from glue_bench.training.loop import Recipe
+from glue_bench.sweeping.storage import storage_url
 from glue_bench.sweeping.trial import study_name
+from glue_bench.training.loop import Recipe
 
 GRID_KEYS = ("batch_size", "lr")
 SET_ELSEWHERE = {"batch_size": "[grid]", "lr": "[grid]", "seed": "seeds", "epochs": "epochs"}

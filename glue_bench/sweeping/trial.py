@@ -13,15 +13,11 @@ import torch
 import transformers
 
 from glue_bench import __version__
-
-from glue_bench.inputs import data
-
-from glue_bench.training import metrics
-
-from glue_bench.inputs import models
 from glue_bench.errors import UserError
-from glue_bench.sweeping.storage import artifact_store
+from glue_bench.inputs import data, models
 from glue_bench.inputs.tasks import Task, dependents, get_task
+from glue_bench.sweeping.storage import artifact_store
+from glue_bench.training import metrics
 from glue_bench.training.loop import Recipe, fine_tune
 
 # Optuna params: what a grid varies. The rest of the recipe is a user attribute.

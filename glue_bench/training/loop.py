@@ -17,9 +17,9 @@ import torch
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
-from glue_bench.training import metrics
 from glue_bench.errors import UserError
 from glue_bench.inputs.tasks import Task
+from glue_bench.training import metrics
 
 NAN_CHECK_EVERY = 20  # steps between looks at the loss: looking costs a host sync on a GPU
 
