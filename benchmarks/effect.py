@@ -33,17 +33,31 @@ def run_arm(arm: str, seed: int, args) -> dict:
     from glue_bench.training import metrics
     from glue_bench.training.loop import Packed, Recipe, fine_tune, predict
 
-    recipe = Recipe(batch_size=args.batch_size, lr=args.lr, epochs=args.epochs, seed=seed,
-                    max_train_samples=args.max_train_samples, **ARMS[arm][1])
+    recipe = Recipe(
+        batch_size=args.batch_size,
+        lr=args.lr,
+        epochs=args.epochs,
+        seed=seed,
+        max_train_samples=args.max_train_samples,
+        **ARMS[arm][1],
+    )
     prepared = trial.prepare(trial.TrialSpec(args.model, args.task, args.data, recipe))
     cpu = time.process_time()
     result = fine_tune(prepared.model, prepared.task, prepared.train, prepared.dev, {}, recipe, progress=False)
     cpu = time.process_time() - cpu
-    predictions = {name: predict(prepared.model, Packed(split), 256, torch.device("cpu"),
-                                 prepared.task.regression, False).tolist() for name, split in prepared.dev.items()}
-    return {"arm": arm, "seed": seed, "score": metrics.task_score(prepared.task, result.dev),
-            "train_loss": result.curve[-1]["train_loss"], "train_seconds": result.train_seconds,
-            "cpu_seconds": cpu, "predictions": predictions}
+    predictions = {
+        name: predict(prepared.model, Packed(split), 256, torch.device("cpu"), prepared.task.regression, False).tolist()
+        for name, split in prepared.dev.items()
+    }
+    return {
+        "arm": arm,
+        "seed": seed,
+        "score": metrics.task_score(prepared.task, result.dev),
+        "train_loss": result.curve[-1]["train_loss"],
+        "train_seconds": result.train_seconds,
+        "cpu_seconds": cpu,
+        "predictions": predictions,
+    }
 
 
 def main(argv=None) -> int:
@@ -66,13 +80,20 @@ def main(argv=None) -> int:
         return 0
 
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "TOKENIZERS_PARALLELISM": "false"}
-    passthrough = [f"--{k.replace('_', '-')}={v}" for k, v in vars(args).items()
-                   if k in ("model", "task", "data", "batch_size", "lr", "epochs", "max_train_samples", "threads")]
+    passthrough = [
+        f"--{k.replace('_', '-')}={v}"
+        for k, v in vars(args).items()
+        if k in ("model", "task", "data", "batch_size", "lr", "epochs", "max_train_samples", "threads")
+    ]
     results = []
     for seed in [int(s) for s in args.seeds.split(",")]:
         for arm in args.arms.split(","):
-            out = subprocess.run([sys.executable, __file__, "--worker", f"{arm}:{seed}", *passthrough], env=env,
-                                 capture_output=True, text=True)
+            out = subprocess.run(
+                [sys.executable, __file__, "--worker", f"{arm}:{seed}", *passthrough],
+                env=env,
+                capture_output=True,
+                text=True,
+            )
             if out.returncode:
                 sys.exit(f"{arm} seed {seed} failed:\n{out.stderr[-3000:]}")
             results.append(json.loads(out.stdout.strip().splitlines()[-1]))
@@ -81,7 +102,9 @@ def main(argv=None) -> int:
     default = frame[frame["arm"] == args.arms.split(",")[0]].set_index("seed")["predictions"]
 
     def changed(row) -> int:  # dev predictions that differ from the first arm's, same seed
-        return sum(a != b for name in row["predictions"] for a, b in zip(row["predictions"][name], default[row["seed"]][name]))
+        return sum(
+            a != b for name in row["predictions"] for a, b in zip(row["predictions"][name], default[row["seed"]][name])
+        )
 
     frame["changed"] = frame.apply(changed, axis=1)
     frame["score"] = 100 * frame["score"]
@@ -93,9 +116,11 @@ def main(argv=None) -> int:
     table["cpu s"] = by_arm["cpu_seconds"].mean()
     table = table.reindex(args.arms.split(","))
     dev_rows = sum(len(p) for p in results[0]["predictions"].values())
-    print(f"{args.model} on {args.task} ({args.max_train_samples or 'all'} train rows, {args.epochs} epoch(s), batch "
-          f"size {args.batch_size}, lr {args.lr:g}, {args.threads} thread(s)); changed predictions out of {dev_rows}, "
-          "per seed, against the first arm")
+    print(
+        f"{args.model} on {args.task} ({args.max_train_samples or 'all'} train rows, {args.epochs} epoch(s), batch "
+        f"size {args.batch_size}, lr {args.lr:g}, {args.threads} thread(s)); changed predictions out of {dev_rows}, "
+        "per seed, against the first arm"
+    )
     print(table.round(4).to_string())
     return 0
 

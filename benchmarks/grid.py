@@ -31,29 +31,56 @@ def glue_bench_sweep(sweep_file: Path, data: str, env: dict, options: list[str])
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite:///{tmp}/grid.db"
         started = time.perf_counter()
-        subprocess.run(["glue-bench", "sweep", str(sweep_file), "--storage", url, "--data", data, "--no-progress",
-                        *options], env={**env, "GLUE_BENCH_CACHE": f"{tmp}/cache"}, check=True,
-                       stdout=subprocess.DEVNULL)
+        subprocess.run(
+            ["glue-bench", "sweep", str(sweep_file), "--storage", url, "--data", data, "--no-progress", *options],
+            env={**env, "GLUE_BENCH_CACHE": f"{tmp}/cache"},
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
         wall = time.perf_counter() - started
         table = runs_table(url)
     done = table[table["state"] == "COMPLETE"]
-    return {"wall_seconds": wall, "trials": len(done), "train_seconds": done["train_seconds"].sum(),
-            "best_score": done["score"].max()}
+    return {
+        "wall_seconds": wall,
+        "trials": len(done),
+        "train_seconds": done["train_seconds"].sum(),
+        "best_score": done["score"].max(),
+    }
 
 
 def trainer_per_configuration(sweep, data: str, env: dict, dynamic: bool) -> dict:
     started, train, scores = time.perf_counter(), 0.0, []
     for point in sweep.grid():
-        command = [sys.executable, str(HERE / "run_glue_style.py"), "--model", sweep.models[0], "--task",
-                   sweep.tasks[0], "--data", data, "--batch-size", str(point["batch_size"]), "--lr",
-                   str(point["lr"]), "--epochs", str(sweep.epochs), "--seed", str(point["seed"])]
-        out = subprocess.run(command + (["--dynamic"] if dynamic else []), env=env, check=True,
-                             capture_output=True, text=True)
+        command = [
+            sys.executable,
+            str(HERE / "run_glue_style.py"),
+            "--model",
+            sweep.models[0],
+            "--task",
+            sweep.tasks[0],
+            "--data",
+            data,
+            "--batch-size",
+            str(point["batch_size"]),
+            "--lr",
+            str(point["lr"]),
+            "--epochs",
+            str(sweep.epochs),
+            "--seed",
+            str(point["seed"]),
+        ]
+        out = subprocess.run(
+            command + (["--dynamic"] if dynamic else []), env=env, check=True, capture_output=True, text=True
+        )
         result = json.loads(out.stdout.strip().splitlines()[-1])
         train += result["train_seconds"]
         scores.append(result["score"])
-    return {"wall_seconds": time.perf_counter() - started, "trials": len(scores), "train_seconds": train,
-            "best_score": max(scores)}
+    return {
+        "wall_seconds": time.perf_counter() - started,
+        "trials": len(scores),
+        "train_seconds": train,
+        "best_score": max(scores),
+    }
 
 
 def main(argv=None) -> int:
@@ -69,12 +96,18 @@ def main(argv=None) -> int:
 
     sweep = sweeps.load(args.sweep)
     data = str(Path(args.data).resolve())
-    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads),
-           "TOKENIZERS_PARALLELISM": "false"}
-    arms = {"glue-bench": lambda: glue_bench_sweep(Path(args.sweep), data, env, []),
-            "glue-bench+fused": lambda: glue_bench_sweep(HERE / "grid-wnli-fused.toml", data, env, []),
-            "trainer-128": lambda: trainer_per_configuration(sweep, data, env, dynamic=False),
-            "trainer-dynamic": lambda: trainer_per_configuration(sweep, data, env, dynamic=True)}
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": str(args.threads),
+        "MKL_NUM_THREADS": str(args.threads),
+        "TOKENIZERS_PARALLELISM": "false",
+    }
+    arms = {
+        "glue-bench": lambda: glue_bench_sweep(Path(args.sweep), data, env, []),
+        "glue-bench+fused": lambda: glue_bench_sweep(HERE / "grid-wnli-fused.toml", data, env, []),
+        "trainer-128": lambda: trainer_per_configuration(sweep, data, env, dynamic=False),
+        "trainer-dynamic": lambda: trainer_per_configuration(sweep, data, env, dynamic=True),
+    }
     rows = []
     for arm in args.arms.split(","):
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -87,8 +120,10 @@ def main(argv=None) -> int:
     table["wall / first arm"] = table["wall_seconds"] / table["wall_seconds"].iloc[0]
     table["cpu / first arm"] = table["cpu_seconds"] / table["cpu_seconds"].iloc[0]
     table["best_score"] = 100 * table["best_score"]
-    print(f"{sweep.name}: {len(sweep.grid())} configurations of {sweep.models[0]} on {sweep.tasks[0]}, "
-          f"{sweep.epochs} epochs, {args.threads} thread(s) per process")
+    print(
+        f"{sweep.name}: {len(sweep.grid())} configurations of {sweep.models[0]} on {sweep.tasks[0]}, "
+        f"{sweep.epochs} epochs, {args.threads} thread(s) per process"
+    )
     print(table.round(2).to_string())
     return 0
 

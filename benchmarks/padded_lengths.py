@@ -30,8 +30,9 @@ def lengths(task, source, tokenizer, max_length: int) -> tuple[np.ndarray, str]:
     out = []
     for split in splits:
         rows = data.load_split(task, split, source)
-        encoded = tokenizer(list(rows["text_a"]), list(rows["text_b"]) if task.is_pair else None, truncation=True,
-                            max_length=max_length)
+        encoded = tokenizer(
+            list(rows["text_a"]), list(rows["text_b"]) if task.is_pair else None, truncation=True, max_length=max_length
+        )
         out.extend(len(ids) for ids in encoded["input_ids"])
     return np.array(out), "+".join(s.name for s in splits)
 
@@ -59,16 +60,31 @@ def main(argv=None) -> int:
     for task in registry().values():
         if task.train_split is None:  # AX: predicted, never trained
             continue
-        source = next((s for s in sources if any(data.available(task, split, s) for split in task.splits.values()
-                                                  if split.role in ("train", "dev"))), None)
+        source = next(
+            (
+                s
+                for s in sources
+                if any(
+                    data.available(task, split, s) for split in task.splits.values() if split.role in ("train", "dev")
+                )
+            ),
+            None,
+        )
         if source is None:
             print(f"{task.name}: no train or dev split in {args.data} or {args.fallback}; skipped")
             continue
         values, used = lengths(task, source, tokenizer, args.max_length)
         for batch_size in BATCH_SIZES:
-            rows.append({"task": task.name, "batch_size": batch_size, "mean_length": round(values.mean(), 2),
-                         "padded_length": round(expected_max(values, batch_size), 2), "rows": len(values),
-                         "split": used})
+            rows.append(
+                {
+                    "task": task.name,
+                    "batch_size": batch_size,
+                    "mean_length": round(values.mean(), 2),
+                    "padded_length": round(expected_max(values, batch_size), 2),
+                    "rows": len(values),
+                    "split": used,
+                }
+            )
     frame = pd.DataFrame(rows)
     frame.to_csv(args.out, index=False)
     print(frame.pivot(index="task", columns="batch_size", values="padded_length").to_string())

@@ -34,8 +34,13 @@ def tokenized(task: Task, split, tokenizer, max_length: int, dynamic: bool):
     pair = task.is_pair
 
     def encode(batch):
-        out = tokenizer(batch["text_a"], batch["text_b"] if pair else None, truncation=True, max_length=max_length,
-                        padding=False if dynamic else "max_length")
+        out = tokenizer(
+            batch["text_a"],
+            batch["text_b"] if pair else None,
+            truncation=True,
+            max_length=max_length,
+            padding=False if dynamic else "max_length",
+        )
         return {**out, "labels": batch["label"]}
 
     return split.map(encode, batched=True, remove_columns=split.column_names)
@@ -43,12 +48,25 @@ def tokenized(task: Task, split, tokenizer, max_length: int, dynamic: bool):
 
 def trainer(model, tokenizer, train, recipe_args: dict, dynamic: bool, output_dir: str, max_steps: int = -1) -> Trainer:
     args = TrainingArguments(
-        output_dir=output_dir, per_device_train_batch_size=recipe_args["batch_size"],
-        learning_rate=recipe_args["lr"], num_train_epochs=recipe_args["epochs"], max_steps=max_steps,
-        weight_decay=0.01, warmup_steps=0.1, lr_scheduler_type="linear", max_grad_norm=1.0,
-        seed=recipe_args["seed"], use_cpu=not torch.cuda.is_available(),
-        eval_strategy="no", save_strategy="no", logging_strategy="no", report_to=[], disable_tqdm=True,
-        bf16=recipe_args.get("bf16", False), tf32=recipe_args.get("tf32") or None)
+        output_dir=output_dir,
+        per_device_train_batch_size=recipe_args["batch_size"],
+        learning_rate=recipe_args["lr"],
+        num_train_epochs=recipe_args["epochs"],
+        max_steps=max_steps,
+        weight_decay=0.01,
+        warmup_steps=0.1,
+        lr_scheduler_type="linear",
+        max_grad_norm=1.0,
+        seed=recipe_args["seed"],
+        use_cpu=not torch.cuda.is_available(),
+        eval_strategy="no",
+        save_strategy="no",
+        logging_strategy="no",
+        report_to=[],
+        disable_tqdm=True,
+        bf16=recipe_args.get("bf16", False),
+        tf32=recipe_args.get("tf32") or None,
+    )
     collator = DataCollatorWithPadding(tokenizer) if dynamic else default_data_collator
     return Trainer(model=model, args=args, train_dataset=train, data_collator=collator)
 
@@ -79,9 +97,16 @@ def main(argv=None) -> int:
             logits = hf.predict(rows).predictions
             preds = logits.squeeze(-1) if task.regression else np.argmax(logits, -1)
             dev[split.name] = metrics.compute(task, preds, np.asarray(rows["labels"]))
-    print(json.dumps({"score": metrics.task_score(task, dev), "dev": dev,
-                      "train_seconds": result.metrics["train_runtime"],
-                      "wall_seconds": time.perf_counter() - started}))
+    print(
+        json.dumps(
+            {
+                "score": metrics.task_score(task, dev),
+                "dev": dev,
+                "train_seconds": result.metrics["train_runtime"],
+                "wall_seconds": time.perf_counter() - started,
+            }
+        )
+    )
     return 0
 
 

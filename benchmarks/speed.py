@@ -80,8 +80,7 @@ def _timed(train) -> dict:
     train()
     if torch.cuda.is_available():
         torch.cuda.synchronize()
-    return {"seconds": time.perf_counter() - wall, "cpu_seconds": _cpu_seconds() - cpu,
-            "peak_mib": _peak_memory_mib()}
+    return {"seconds": time.perf_counter() - wall, "cpu_seconds": _cpu_seconds() - cpu, "peak_mib": _peak_memory_mib()}
 
 
 def run_arm(arm: str, args) -> dict:
@@ -97,11 +96,13 @@ def run_arm(arm: str, args) -> dict:
     loop, options = ARMS[arm]
     rows = args.steps * args.batch_size
     if loop == "glue-bench":
-        recipe = Recipe(batch_size=args.batch_size, lr=args.lr, epochs=1, seed=args.seed, max_train_samples=rows,
-                        **options)
+        recipe = Recipe(
+            batch_size=args.batch_size, lr=args.lr, epochs=1, seed=args.seed, max_train_samples=rows, **options
+        )
         prepared = trial.prepare(trial.TrialSpec(args.model, args.task, args.data, recipe))
-        measured = _timed(lambda: fine_tune(prepared.model, prepared.task, prepared.train, {}, {}, recipe,
-                                            progress=False))
+        measured = _timed(
+            lambda: fine_tune(prepared.model, prepared.task, prepared.train, {}, {}, recipe, progress=False)
+        )
     else:
         sys.path.insert(0, str(Path(__file__).parent))
         import run_glue_style
@@ -109,10 +110,16 @@ def run_arm(arm: str, args) -> dict:
         task = get_task(args.task)
         model, tokenizer = models.load(models.resolve(args.model), task, args.seed)
         split = data.load_split(task, task.train_split, data.resolve_source(args.data))
-        train = run_glue_style.tokenized(task, split.select(range(min(rows, len(split)))), tokenizer, 128,
-                                         options["dynamic"])
-        recipe = {"batch_size": args.batch_size, "lr": args.lr, "epochs": 1, "seed": args.seed,
-                  "bf16": options.get("bf16", False)}
+        train = run_glue_style.tokenized(
+            task, split.select(range(min(rows, len(split)))), tokenizer, 128, options["dynamic"]
+        )
+        recipe = {
+            "batch_size": args.batch_size,
+            "lr": args.lr,
+            "epochs": 1,
+            "seed": args.seed,
+            "bf16": options.get("bf16", False),
+        }
         with tempfile.TemporaryDirectory() as out:
             hf = run_glue_style.trainer(model, tokenizer, train, recipe, options["dynamic"], out)
             measured = _timed(hf.train)
@@ -126,9 +133,13 @@ def summarize(results: list[dict]) -> pd.DataFrame:
     frame["examples_per_second"] = frame["examples"] / frame["seconds"]
     frame["cpu_ms_per_step"] = 1000 * frame["cpu_seconds"] / frame["steps"]
     table = frame.groupby("arm", sort=False).agg(
-        examples_per_second=("examples_per_second", "median"), slowest=("examples_per_second", "min"),
-        fastest=("examples_per_second", "max"), cpu_ms_per_step=("cpu_ms_per_step", "median"),
-        peak_mib=("peak_mib", "median"), runs=("seconds", "size"))
+        examples_per_second=("examples_per_second", "median"),
+        slowest=("examples_per_second", "min"),
+        fastest=("examples_per_second", "max"),
+        cpu_ms_per_step=("cpu_ms_per_step", "median"),
+        peak_mib=("peak_mib", "median"),
+        runs=("seconds", "size"),
+    )
     for base in (BASELINE, "trainer-dynamic"):
         if base in table.index:
             table[f"× {base}"] = table["examples_per_second"] / table.loc[base, "examples_per_second"]
@@ -158,27 +169,41 @@ def main(argv=None) -> int:
     unknown = [a for a in arms if a not in ARMS]
     if unknown:
         parser.error(f"unknown arm(s) {unknown}; choose from {list(ARMS)}")
-    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads),
-           "TOKENIZERS_PARALLELISM": "false"}
-    passthrough = [f"--{k.replace('_', '-')}={v}" for k, v in vars(args).items()
-                   if k in ("model", "task", "data", "batch_size", "lr", "seed", "steps", "threads")]
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": str(args.threads),
+        "MKL_NUM_THREADS": str(args.threads),
+        "TOKENIZERS_PARALLELISM": "false",
+    }
+    passthrough = [
+        f"--{k.replace('_', '-')}={v}"
+        for k, v in vars(args).items()
+        if k in ("model", "task", "data", "batch_size", "lr", "seed", "steps", "threads")
+    ]
     results = []
     for round_ in range(args.repeats):
-        order = arms[round_ % len(arms):] + arms[:round_ % len(arms)]  # rotate: no arm always runs first
+        order = arms[round_ % len(arms) :] + arms[: round_ % len(arms)]  # rotate: no arm always runs first
         for arm in order:
-            out = subprocess.run([sys.executable, __file__, "--worker", arm, *passthrough], env=env,
-                                 capture_output=True, text=True)
+            out = subprocess.run(
+                [sys.executable, __file__, "--worker", arm, *passthrough], env=env, capture_output=True, text=True
+            )
             if out.returncode:
                 sys.exit(f"{arm} failed:\n{out.stderr[-3000:]}")
             results.append(json.loads(out.stdout.strip().splitlines()[-1]))
             r = results[-1]
-            print(f"round {round_ + 1} {arm}: {r['examples'] / r['seconds']:.0f} examples/s, "
-                  f"{r['peak_mib']:.0f} MiB peak", file=sys.stderr, flush=True)
+            print(
+                f"round {round_ + 1} {arm}: {r['examples'] / r['seconds']:.0f} examples/s, "
+                f"{r['peak_mib']:.0f} MiB peak",
+                file=sys.stderr,
+                flush=True,
+            )
     if args.raw:
         pd.DataFrame(results).to_csv(args.raw, index=False)
     first = results[0]
-    print(f"{args.model} on {args.task}, batch size {args.batch_size}, {args.steps} steps, "
-          f"{first['threads']} thread(s), {first['device']}; median of {args.repeats} interleaved runs")
+    print(
+        f"{args.model} on {args.task}, batch size {args.batch_size}, {args.steps} steps, "
+        f"{first['threads']} thread(s), {first['device']}; median of {args.repeats} interleaved runs"
+    )
     print(summarize(results).to_string())
     return 0
 

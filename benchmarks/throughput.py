@@ -32,8 +32,14 @@ def synthetic_split(rows: int, length: int):
 
     rng = np.random.default_rng(0)
     ids = rng.integers(1000, 30000, size=(rows, length)).tolist()
-    return datasets.Dataset.from_dict({"input_ids": ids, "token_type_ids": [[0] * length] * rows,
-                                       "label": (np.arange(rows) % 2).tolist(), "idx": list(range(rows))})
+    return datasets.Dataset.from_dict(
+        {
+            "input_ids": ids,
+            "token_type_ids": [[0] * length] * rows,
+            "label": (np.arange(rows) % 2).tolist(),
+            "idx": list(range(rows)),
+        }
+    )
 
 
 def seconds_per_step(model_name: str, batch_size: int, length: int, steps: int) -> float:
@@ -91,14 +97,27 @@ def main(argv=None) -> int:
             probe = seconds_per_step(name, batch_size, args.length, 2)
             steps = max(3, min(50, math.ceil(args.seconds / probe)))
             seconds = seconds_per_step(name, batch_size, args.length, steps)
-            rows.append({"device": device, "gpu": torch.cuda.get_device_name() if device == "cuda" else "",
-                         "cpu": cpu_name(), "model": name,
-                         "batch_size": batch_size, "length": args.length, "threads": args.threads, "steps": steps,
-                         "seconds_per_step": round(seconds, 5),
-                         "tokens_per_second": round(batch_size * args.length / seconds, 1),
-                         "torch": torch.__version__})
-            print(f"{name} batch {batch_size}: {seconds * 1000:.1f} ms/step, "
-                  f"{batch_size * args.length / seconds:.0f} tokens/s", file=sys.stderr, flush=True)
+            rows.append(
+                {
+                    "device": device,
+                    "gpu": torch.cuda.get_device_name() if device == "cuda" else "",
+                    "cpu": cpu_name(),
+                    "model": name,
+                    "batch_size": batch_size,
+                    "length": args.length,
+                    "threads": args.threads,
+                    "steps": steps,
+                    "seconds_per_step": round(seconds, 5),
+                    "tokens_per_second": round(batch_size * args.length / seconds, 1),
+                    "torch": torch.__version__,
+                }
+            )
+            print(
+                f"{name} batch {batch_size}: {seconds * 1000:.1f} ms/step, "
+                f"{batch_size * args.length / seconds:.0f} tokens/s",
+                file=sys.stderr,
+                flush=True,
+            )
     new = pd.DataFrame(rows)
     out = Path(args.out)
     if out.is_file():

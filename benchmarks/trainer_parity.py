@@ -90,14 +90,25 @@ def main(argv=None) -> int:
     for seed in args.seeds:  # seeds outer: every task has a first seed early in a long run
         for task_name in args.tasks:
             task = get_task(task_name)
-            recipe = Recipe(batch_size=args.batch_size, lr=args.lr, epochs=args.epochs, seed=seed,
-                            max_train_samples=args.max_train_samples)
+            recipe = Recipe(
+                batch_size=args.batch_size,
+                lr=args.lr,
+                epochs=args.epochs,
+                seed=seed,
+                max_train_samples=args.max_train_samples,
+            )
             for arm, run in ARMS.items():
                 dev, seconds = run(model, task_name, args.data, recipe)
-                row = {"task": task.name, "seed": seed, "loop": arm,
-                       "score": 100 * metrics.task_score(task, dev), "train_seconds": round(seconds, 1)}
-                row.update({f"{split}/{name}": 100 * value for split, values in dev.items()
-                            for name, value in values.items()})
+                row = {
+                    "task": task.name,
+                    "seed": seed,
+                    "loop": arm,
+                    "score": 100 * metrics.task_score(task, dev),
+                    "train_seconds": round(seconds, 1),
+                }
+                row.update(
+                    {f"{split}/{name}": 100 * value for split, values in dev.items() for name, value in values.items()}
+                )
                 rows.append(row)
                 print(f"{task.name} seed {seed} {arm}: score {row['score']:.2f} ({seconds:.0f}s)", flush=True)
                 pd.DataFrame(rows).to_csv(out, index=False)  # after every run: a long job keeps what it did

@@ -35,12 +35,18 @@ def cmd_tasks(args) -> int:
 
     rows = []
     for task in registry().values():
-        rows.append({"task": task.name, "type": "regression" if task.regression else f"{len(task.labels)} classes",
-                     "texts": len(task.hub_columns), "score": "+".join(task.score),
-                     "train": sum(s.rows for s in task.splits_with_role("train")) or f"(from {task.predicted_by})",
-                     "dev": " + ".join(str(s.rows) for s in task.splits_with_role("dev")),
-                     "test": " + ".join(str(s.rows) for s in task.splits_with_role("test")),
-                     "submission": ", ".join(s.submission for s in task.splits_with_role("test"))})
+        rows.append(
+            {
+                "task": task.name,
+                "type": "regression" if task.regression else f"{len(task.labels)} classes",
+                "texts": len(task.hub_columns),
+                "score": "+".join(task.score),
+                "train": sum(s.rows for s in task.splits_with_role("train")) or f"(from {task.predicted_by})",
+                "dev": " + ".join(str(s.rows) for s in task.splits_with_role("dev")),
+                "test": " + ".join(str(s.rows) for s in task.splits_with_role("test")),
+                "submission": ", ".join(s.submission for s in task.splits_with_role("test")),
+            }
+        )
     print(pd.DataFrame(rows).to_string(index=False))
     return 0
 
@@ -51,10 +57,18 @@ def cmd_models(args) -> int:
     from glue_bench.inputs import models
 
     named = {v: k for k, v in models.NAMED.items()}
-    rows = [{"model": models.miniature_name(layers, hidden), "alias": named.get(models.miniature_name(layers, hidden), ""),
-             "layers": layers, "hidden": hidden, "heads": hidden // 64,
-             "parameters": f"{models.parameter_count(layers, hidden) / 1e6:.1f}M",
-             "hub id": models.hub_id(layers, hidden)} for layers, hidden in models.all_miniatures()]
+    rows = [
+        {
+            "model": models.miniature_name(layers, hidden),
+            "alias": named.get(models.miniature_name(layers, hidden), ""),
+            "layers": layers,
+            "hidden": hidden,
+            "heads": hidden // 64,
+            "parameters": f"{models.parameter_count(layers, hidden) / 1e6:.1f}M",
+            "hub id": models.hub_id(layers, hidden),
+        }
+        for layers, hidden in models.all_miniatures()
+    ]
     print(pd.DataFrame(rows).to_string(index=False))
     return 0
 
@@ -62,10 +76,18 @@ def cmd_models(args) -> int:
 def _recipe(args):
     from glue_bench.training.loop import Recipe
 
-    return Recipe(batch_size=args.batch_size, lr=args.lr, epochs=args.epochs, seed=args.seed,
-                  max_seq_length=args.max_seq_length, max_train_samples=args.max_train_samples,
-                  group_by_length=args.group_by_length, bf16=args.bf16, tf32=args.tf32,
-                  fused_adamw=args.fused_adamw)
+    return Recipe(
+        batch_size=args.batch_size,
+        lr=args.lr,
+        epochs=args.epochs,
+        seed=args.seed,
+        max_seq_length=args.max_seq_length,
+        max_train_samples=args.max_train_samples,
+        group_by_length=args.group_by_length,
+        bf16=args.bf16,
+        tf32=args.tf32,
+        fused_adamw=args.fused_adamw,
+    )
 
 
 def cmd_run(args) -> int:
@@ -86,8 +108,7 @@ def cmd_run(args) -> int:
     except Diverged as e:
         trial.set_user_attr("fail_reason", f"diverged: {e}")
         study.tell(trial, state=optuna.trial.TrialState.FAIL)
-        print(f"glue-bench: the run diverged ({e}); recorded as failed trial {trial.number} of {name}",
-              file=sys.stderr)
+        print(f"glue-bench: the run diverged ({e}); recorded as failed trial {trial.number} of {name}", file=sys.stderr)
         return 1
     except BaseException:
         study.tell(trial, state=optuna.trial.TrialState.FAIL)
@@ -103,8 +124,10 @@ def _print_result(task, frozen, study_name: str, url: str) -> None:
         shown = "  ".join(f"{name} {100 * value:.2f}" for name, value in values.items())
         print(f"{task.name} {split}: {shown}")
     print(f"score {100 * frozen.value:.2f}  ({'+'.join(task.score)}, mean over dev splits)")
-    print(f"train {attrs['train_seconds']:.1f}s, {attrs['examples_per_second']:.0f} examples/s on {attrs['env']['device']}; "
-          f"recorded as trial {frozen.number} of study {study_name} in {url}")
+    print(
+        f"train {attrs['train_seconds']:.1f}s, {attrs['examples_per_second']:.0f} examples/s on {attrs['env']['device']}; "
+        f"recorded as trial {frozen.number} of study {study_name} in {url}"
+    )
 
 
 def cmd_check(args) -> int:
@@ -155,14 +178,17 @@ def cmd_submit(args) -> int:
         return 0
     if not args.model or not args.out:
         raise UserError("submit needs --model M --out FILE.zip (or --check FILE.zip to check a zip)")
-    sources, filled = submit.build(load_runs(args.storage, None, args.sweep), args.storage, args.model, args.out,
-                                   args.fill_missing)
+    sources, filled = submit.build(
+        load_runs(args.storage, None, args.sweep), args.storage, args.model, args.out, args.fill_missing
+    )
     for line in sources:
         print(line)
     for line in filled:
         print(f"glue-bench: WARNING: {line}", file=sys.stderr)
-    print(f"wrote {args.out}: {len(submit.server_files())} files, rows and labels checked"
-          + (f"; {len(filled)} FILLED with a majority baseline" if filled else ""))
+    print(
+        f"wrote {args.out}: {len(submit.server_files())} files, rows and labels checked"
+        + (f"; {len(filled)} FILLED with a majority baseline" if filled else "")
+    )
     return 0
 
 
@@ -181,8 +207,9 @@ def cmd_sweep(args) -> int:
         print("pre-flight: every task's data and every model is available here")
         return 0
     source = sweeps.preflight(sweep, studies, args.data)  # every user error ends here, before any trial
-    return run_sweep(sweep, studies, url, source.location, args.workers, args.retry_failed,
-                     progress=not args.no_progress)
+    return run_sweep(
+        sweep, studies, url, source.location, args.workers, args.retry_failed, progress=not args.no_progress
+    )
 
 
 def cmd_status(args) -> int:
@@ -207,8 +234,10 @@ def cmd_export(args) -> int:
         name, url = sweep.name, sweeps.resolve_storage(sweep, args.storage)
     table = runs_table(url, sweep=name)
     if table.empty:
-        raise UserError(f"no trials{f' of sweep {name}' if name else ''} in the storage; "
-                        "check --storage and --sweep (glue-bench status FILE lists a sweep's studies)")
+        raise UserError(
+            f"no trials{f' of sweep {name}' if name else ''} in the storage; "
+            "check --storage and --sweep (glue-bench status FILE lists a sweep's studies)"
+        )
     export(table, args.out)
     print(f"wrote {args.out}: {len(table)} trials, {table['study'].nunique()} studies, {len(table.columns)} columns")
     return 0
@@ -236,79 +265,132 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--epochs", type=_positive_int, default=4)
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--max-seq-length", type=_positive_int, default=128)
-    run.add_argument("--max-train-samples", type=_positive_int, default=0,
-                     help="train on the first N rows only (quick checks)")
+    run.add_argument(
+        "--max-train-samples", type=_positive_int, default=0, help="train on the first N rows only (quick checks)"
+    )
     run.add_argument("--group-by-length", action="store_true", help="batches of similar length (changes results)")
     run.add_argument("--bf16", action="store_true", help="bf16 autocast on a GPU (changes results)")
     run.add_argument("--tf32", action="store_true", help="TF32 matrix products on a GPU (changes results)")
-    run.add_argument("--fused-adamw", action="store_true",
-                     help="the fused AdamW kernel on a CPU too, ~4x faster steps (changes the last bits)")
+    run.add_argument(
+        "--fused-adamw",
+        action="store_true",
+        help="the fused AdamW kernel on a CPU too, ~4x faster steps (changes the last bits)",
+    )
     run.add_argument("--data", help="hub, or a folder in the glue_data or Hub parquet layout (env GLUE_BENCH_DATA)")
-    run.add_argument("--storage", help="Optuna storage URL (env GLUE_BENCH_STORAGE; default sqlite:///results/glue-bench.db)")
+    run.add_argument(
+        "--storage", help="Optuna storage URL (env GLUE_BENCH_STORAGE; default sqlite:///results/glue-bench.db)"
+    )
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.set_defaults(func=cmd_run)
 
-    check = sub.add_parser("check", help="CI gate: compare a new run with a baseline; exit 1 on a regression",
-                           description="Compare each (model, task, batch size, lr, metric) of a new run, "
-                           "averaged over seeds, with a baseline runs table (glue-bench export). Exit 0: no "
-                           "regression; 1: a regression; 2: the runs cannot be compared (the message says why).")
+    check = sub.add_parser(
+        "check",
+        help="CI gate: compare a new run with a baseline; exit 1 on a regression",
+        description="Compare each (model, task, batch size, lr, metric) of a new run, "
+        "averaged over seeds, with a baseline runs table (glue-bench export). Exit 0: no "
+        "regression; 1: a regression; 2: the runs cannot be compared (the message says why).",
+    )
     check.add_argument("--baseline", required=True, help="the baseline runs table (.csv or .parquet)")
     new_runs = check.add_mutually_exclusive_group()
     new_runs.add_argument("--storage", help="the new run's Optuna storage URL (env GLUE_BENCH_STORAGE)")
     new_runs.add_argument("--runs", help="the new run as an exported runs table instead of a storage")
     check.add_argument("--sweep", help="the new run's sweep name (default: the baseline's)")
-    check.add_argument("--tolerance", default="auto",
-                       help="allowed drop: auto (max(2, 3 x baseline seed std) points) or a number of points")
+    check.add_argument(
+        "--tolerance",
+        default="auto",
+        help="allowed drop: auto (max(2, 3 x baseline seed std) points) or a number of points",
+    )
     check.set_defaults(func=cmd_check)
 
-    rep = sub.add_parser("report", help="the leaderboard (best configuration per task on dev), a grid, AX, plots",
-                         description="One row per model (smallest first), the columns of the paper's table; "
-                         "--compare paper puts the paper's numbers and the difference beside ours.")
+    rep = sub.add_parser(
+        "report",
+        help="the leaderboard (best configuration per task on dev), a grid, AX, plots",
+        description="One row per model (smallest first), the columns of the paper's table; "
+        "--compare paper puts the paper's numbers and the difference beside ours.",
+    )
     source = rep.add_mutually_exclusive_group()
-    source.add_argument("--storage", help="Optuna storage URL (env GLUE_BENCH_STORAGE; default sqlite:///results/glue-bench.db)")
+    source.add_argument(
+        "--storage", help="Optuna storage URL (env GLUE_BENCH_STORAGE; default sqlite:///results/glue-bench.db)"
+    )
     source.add_argument("--runs", help="an exported runs table (.csv or .parquet) instead of a storage")
     rep.add_argument("--sweep", help="only this sweep's trials")
-    rep.add_argument("--format", choices=["markdown", "csv", "latex", "html"],
-                     help="default: from the --out suffix (.md .csv .tex .html), else markdown")
-    rep.add_argument("--compare", choices=["paper"], help="the paper's table (results/paper-miniatures.csv) beside ours")
+    rep.add_argument(
+        "--format",
+        choices=["markdown", "csv", "latex", "html"],
+        help="default: from the --out suffix (.md .csv .tex .html), else markdown",
+    )
+    rep.add_argument(
+        "--compare", choices=["paper"], help="the paper's table (results/paper-miniatures.csv) beside ours"
+    )
     rep.add_argument("--out", help="write to this file instead of stdout")
     view = rep.add_mutually_exclusive_group()
     view.add_argument("--grid", metavar="MODEL:TASK", help="one model's batch size x learning rate grid for one task")
-    view.add_argument("--ax", metavar="MODEL", help="AX scored locally, by category (needs --data with diagnostic-full.tsv)")
+    view.add_argument(
+        "--ax", metavar="MODEL", help="AX scored locally, by category (needs --data with diagnostic-full.tsv)"
+    )
     rep.add_argument("--data", help="for --ax: a folder holding diagnostic/diagnostic-full.tsv (env GLUE_BENCH_DATA)")
     rep.add_argument("--plot", metavar="FILE.png", help="also draw the 6 x 4 grid of miniatures and score against size")
-    rep.add_argument("--plot-task", metavar="TASK", help="colour the plot by this task's score (default: the GLUE score)")
+    rep.add_argument(
+        "--plot-task", metavar="TASK", help="colour the plot by this task's score (default: the GLUE score)"
+    )
     rep.set_defaults(func=cmd_report)
 
-    sbm = sub.add_parser("submit", help="the 11 files the GLUE server takes, zipped and checked",
-                         description="One model's test predictions (the best trial per task; AX from its MNLI "
-                         "trial) as the GLUE server's files; or --check an existing zip.")
+    sbm = sub.add_parser(
+        "submit",
+        help="the 11 files the GLUE server takes, zipped and checked",
+        description="One model's test predictions (the best trial per task; AX from its MNLI "
+        "trial) as the GLUE server's files; or --check an existing zip.",
+    )
     sbm.add_argument("--storage", help="Optuna storage URL (env GLUE_BENCH_STORAGE); its prediction artifacts are read")
     sbm.add_argument("--sweep", help="only this sweep's trials")
     sbm.add_argument("--model", help="bert-tiny, L-2_H-128, random:L-2_H-128, … as the trials recorded it")
     sbm.add_argument("--out", metavar="FILE.zip", help="the zip to write")
-    sbm.add_argument("--fill-missing", choices=["majority"],
-                     help="fill tasks without predictions with the majority dev class (said loudly)")
+    sbm.add_argument(
+        "--fill-missing",
+        choices=["majority"],
+        help="fill tasks without predictions with the majority dev class (said loudly)",
+    )
     sbm.add_argument("--check", metavar="FILE.zip", help="check an existing submission zip and exit")
     sbm.set_defaults(func=cmd_submit)
 
-    swp = sub.add_parser("sweep", help="run a sweep file's grid as Optuna trials (resumable, any number of workers)",
-                         description="Run every grid point of a sweep file once. Run it again to resume; run it "
-                                     "on several machines with one PostgreSQL --storage to share the work.")
+    swp = sub.add_parser(
+        "sweep",
+        help="run a sweep file's grid as Optuna trials (resumable, any number of workers)",
+        description="Run every grid point of a sweep file once. Run it again to resume; run it "
+        "on several machines with one PostgreSQL --storage to share the work.",
+    )
     swp.add_argument("file", metavar="FILE", help="a sweep file, e.g. sweeps/cpu-smoke.toml")
-    swp.add_argument("--storage", help="Optuna storage URL (default: the file's storage, else env "
-                                       "GLUE_BENCH_STORAGE, else sqlite:///results/glue-bench.db)")
-    swp.add_argument("--workers", type=_positive_int, default=1,
-                     help="worker processes on this machine, spread over its GPUs (several may share one)")
-    swp.add_argument("--only", action="append", metavar="NAME[,NAME]",
-                     help="run only these tasks and/or models of the sweep (repeatable)")
-    swp.add_argument("--dry-run", action="store_true",
-                     help="print the plan: trials, examples to process and an estimated time; run nothing")
-    swp.add_argument("--device", choices=("cpu", "cuda"),
-                     help="with --dry-run: estimate the time on this kind of device (default: this machine's)")
+    swp.add_argument(
+        "--storage",
+        help="Optuna storage URL (default: the file's storage, else env "
+        "GLUE_BENCH_STORAGE, else sqlite:///results/glue-bench.db)",
+    )
+    swp.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=1,
+        help="worker processes on this machine, spread over its GPUs (several may share one)",
+    )
+    swp.add_argument(
+        "--only",
+        action="append",
+        metavar="NAME[,NAME]",
+        help="run only these tasks and/or models of the sweep (repeatable)",
+    )
+    swp.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the plan: trials, examples to process and an estimated time; run nothing",
+    )
+    swp.add_argument(
+        "--device",
+        choices=("cpu", "cuda"),
+        help="with --dry-run: estimate the time on this kind of device (default: this machine's)",
+    )
     swp.add_argument("--data", help="override the file's data source (a folder on this machine, or hub)")
-    swp.add_argument("--retry-failed", action="store_true",
-                     help="run again the trials that failed (NaN loss, out of memory, …)")
+    swp.add_argument(
+        "--retry-failed", action="store_true", help="run again the trials that failed (NaN loss, out of memory, …)"
+    )
     swp.add_argument("--no-progress", action="store_true", help="no progress bar")
     swp.set_defaults(func=cmd_sweep)
 
@@ -319,9 +401,12 @@ def build_parser() -> argparse.ArgumentParser:
     sts.set_defaults(func=cmd_status)
 
     exp = sub.add_parser("export", help="write the runs table (one row per trial) to CSV or Parquet")
-    exp.add_argument("--storage", help="Optuna storage URL (env GLUE_BENCH_STORAGE; default sqlite:///results/glue-bench.db)")
-    exp.add_argument("--sweep", metavar="NAME|FILE", help="only this sweep's trials (a name, or a sweep file: its "
-                                                          "name and storage)")
+    exp.add_argument(
+        "--storage", help="Optuna storage URL (env GLUE_BENCH_STORAGE; default sqlite:///results/glue-bench.db)"
+    )
+    exp.add_argument(
+        "--sweep", metavar="NAME|FILE", help="only this sweep's trials (a name, or a sweep file: its name and storage)"
+    )
     exp.add_argument("--out", required=True, metavar="FILE.csv|FILE.parquet", help="the file to write")
     exp.set_defaults(func=cmd_export)
     return parser

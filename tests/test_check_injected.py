@@ -18,8 +18,21 @@ from glue_bench.training import loop as train
 
 SEEDS = (0, 1)
 # A random-weight BERT-Tiny learns SST-2 to about 70% in seconds from 2,000 rows; 50% is chance.
-RUN = ["--model", "random:L-2_H-128", "--task", "sst2", "--batch-size", "32", "--lr", "1e-3", "--epochs", "2",
-       "--max-train-samples", "2000", "--no-progress"]
+RUN = [
+    "--model",
+    "random:L-2_H-128",
+    "--task",
+    "sst2",
+    "--batch-size",
+    "32",
+    "--lr",
+    "1e-3",
+    "--epochs",
+    "2",
+    "--max-train-samples",
+    "2000",
+    "--no-progress",
+]
 
 
 def _runs(storage: str, data, may_diverge: bool = False) -> str:
@@ -60,8 +73,11 @@ def test_unchanged_code_passes_and_the_table_is_deterministic(baseline, glue_dat
 @pytest.mark.slow
 def test_a_learning_rate_100x_too_large_fails_the_check(baseline, glue_data, tmp_path, capsys, monkeypatch):
     make_optimizer = train._optimizer
-    monkeypatch.setattr(train, "_optimizer", lambda model, recipe, device: make_optimizer(
-        model, dataclasses.replace(recipe, lr=100 * recipe.lr), device))
+    monkeypatch.setattr(
+        train,
+        "_optimizer",
+        lambda model, recipe, device: make_optimizer(model, dataclasses.replace(recipe, lr=100 * recipe.lr), device),
+    )
     storage = _runs(f"sqlite:///{tmp_path / 'runs.db'}", glue_data, may_diverge=True)
     code, out = _check(capsys, baseline, storage)
     assert code == 1, out

@@ -18,9 +18,15 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture
 def tables(monkeypatch):
     """Hand-made reference tables in place of results/throughput.csv and results/padded-lengths.csv."""
-    throughput = pd.DataFrame({"device": ["cpu", "cpu", "cpu"], "model": ["L-2_H-128", "L-2_H-128", "L-4_H-256"],
-                               "batch_size": [8, 32, 8], "length": [64, 64, 64],
-                               "seconds_per_step": [0.1, 0.25, 0.2]})
+    throughput = pd.DataFrame(
+        {
+            "device": ["cpu", "cpu", "cpu"],
+            "model": ["L-2_H-128", "L-2_H-128", "L-4_H-256"],
+            "batch_size": [8, 32, 8],
+            "length": [64, 64, 64],
+            "seconds_per_step": [0.1, 0.25, 0.2],
+        }
+    )
     lengths = pd.DataFrame({"task": ["rte", "rte"], "batch_size": [16, 32], "padded_length": [100.0, 120.0]})
     tables = {"throughput.csv": throughput, "padded-lengths.csv": lengths}
     monkeypatch.setattr(cost, "_reference_table", lambda name: tables[name])
@@ -63,8 +69,22 @@ def test_the_shipped_tables_cover_every_trained_task_and_miniature():
 
 
 def test_dry_run_uses_the_benchmark_table(tmp_path, glue_data, capsys):
-    assert main(["sweep", str(ROOT / "benchmarks" / "grid-wnli.toml"), "--storage", f"sqlite:///{tmp_path}/x.db",
-                 "--dry-run", "--data", str(glue_data), "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "sweep",
+                str(ROOT / "benchmarks" / "grid-wnli.toml"),
+                "--storage",
+                f"sqlite:///{tmp_path}/x.db",
+                "--dry-run",
+                "--data",
+                str(glue_data),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     row = next(line for line in out.splitlines() if line.startswith("random:L-2_H-128 wnli"))
     # 4 epochs × 635 rows × 20 configurations; tokens: each batch size's padded length from the table.

@@ -22,12 +22,29 @@ def _pairs_in_both(glue_data, glue_hub):
 def test_every_split_present_in_both_layouts_is_compared(glue_data, glue_hub):
     compared = {(t.name, s.name) for t, s, _, _ in _pairs_in_both(glue_data, glue_hub)}
     # ../shared has these in both layouts (MNLI and QQP only as Hub parquet, QNLI without train).
-    assert compared == {("ax", "test"), ("cola", "train"), ("cola", "validation"), ("cola", "test"),
-                        ("mrpc", "train"), ("mrpc", "validation"), ("mrpc", "test"),
-                        ("qnli", "validation"), ("qnli", "test"), ("rte", "train"), ("rte", "validation"),
-                        ("rte", "test"), ("sst2", "train"), ("sst2", "validation"), ("sst2", "test"),
-                        ("stsb", "train"), ("stsb", "validation"), ("stsb", "test"),
-                        ("wnli", "train"), ("wnli", "validation"), ("wnli", "test")}
+    assert compared == {
+        ("ax", "test"),
+        ("cola", "train"),
+        ("cola", "validation"),
+        ("cola", "test"),
+        ("mrpc", "train"),
+        ("mrpc", "validation"),
+        ("mrpc", "test"),
+        ("qnli", "validation"),
+        ("qnli", "test"),
+        ("rte", "train"),
+        ("rte", "validation"),
+        ("rte", "test"),
+        ("sst2", "train"),
+        ("sst2", "validation"),
+        ("sst2", "test"),
+        ("stsb", "train"),
+        ("stsb", "validation"),
+        ("stsb", "test"),
+        ("wnli", "train"),
+        ("wnli", "validation"),
+        ("wnli", "test"),
+    }
 
 
 def test_tsv_and_hub_layouts_give_the_same_rows(glue_data, glue_hub):

@@ -52,15 +52,21 @@ def test_fixture_row_counts_are_checked():
 def test_mnli_trial_predicts_both_test_splits_and_ax(tmp_path):
     """One tiny MNLI fine-tune: dev metrics on matched and mismatched, predictions for both test
     splits and for AX (test and the labelled diagnostic split, which is also scored)."""
-    spec = trial.TrialSpec(model="random:L-2_H-128", task="mnli", data=str(FIXTURES / "glue_data"),
-                           recipe=Recipe(batch_size=4, lr=1e-4, epochs=1), check_rows=False)
+    spec = trial.TrialSpec(
+        model="random:L-2_H-128",
+        task="mnli",
+        data=str(FIXTURES / "glue_data"),
+        recipe=Recipe(batch_size=4, lr=1e-4, epochs=1),
+        check_rows=False,
+    )
     prepared = trial.prepare(spec)
     assert set(prepared.dev) == {"validation_matched", "validation_mismatched"}
     assert set(prepared.to_predict) == {"mnli/test_matched", "mnli/test_mismatched", "ax/test", "ax/diagnostic"}
     from glue_bench.training.loop import fine_tune
 
-    result = fine_tune(prepared.model, prepared.task, prepared.train, prepared.dev, prepared.to_predict,
-                       spec.recipe, progress=False)
+    result = fine_tune(
+        prepared.model, prepared.task, prepared.train, prepared.dev, prepared.to_predict, spec.recipe, progress=False
+    )
     assert set(result.dev) == {"validation_matched", "validation_mismatched"}
     assert len(result.curve) == 1 and result.steps == 2
     assert result.predictions["ax/test"]["idx"] == [0, 1, 2, 3]

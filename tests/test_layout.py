@@ -14,8 +14,9 @@ LINT_IMPORTS = Path(sys.executable).parent / "lint-imports"
 
 
 def _lint_imports(root: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([str(LINT_IMPORTS), "--no-cache"], cwd=root, env={"PYTHONPATH": str(root)},
-                          capture_output=True, text=True)
+    return subprocess.run(
+        [str(LINT_IMPORTS), "--no-cache"], cwd=root, env={"PYTHONPATH": str(root)}, capture_output=True, text=True
+    )
 
 
 def test_the_stages_import_only_downward():
@@ -28,8 +29,9 @@ def test_an_upward_import_fails_naming_it(tmp_path):
     shutil.copytree(ROOT / "glue_bench", tmp_path / "glue_bench", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "pyproject.toml", tmp_path)
     data = tmp_path / "glue_bench" / "inputs" / "data.py"
-    data.write_text(data.read_text(encoding="utf-8") + "\nfrom glue_bench.reporting import cells  # noqa\n",
-                    encoding="utf-8")
+    data.write_text(
+        data.read_text(encoding="utf-8") + "\nfrom glue_bench.reporting import cells  # noqa\n", encoding="utf-8"
+    )
     result = _lint_imports(tmp_path)
     assert result.returncode == 1
     assert "glue_bench.inputs is not allowed to import glue_bench.reporting" in result.stdout
@@ -40,12 +42,20 @@ def test_benchmarks_use_only_public_names():
     private = []
     for path in sorted((ROOT / "benchmarks").glob("*.py")):
         tree = ast.parse(path.read_text(encoding="utf-8"))
-        library = {alias.asname or alias.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
-                   and (node.module or "").startswith("glue_bench") for alias in node.names}
+        library = {
+            alias.asname or alias.name
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("glue_bench")
+            for alias in node.names
+        }
         for node in ast.walk(tree):
             if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("glue_bench"):
                 private += [f"{path.name}: {node.module}.{a.name}" for a in node.names if a.name.startswith("_")]
-            if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in library
-                    and node.attr.startswith("_")):
+            if (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Name)
+                and node.value.id in library
+                and node.attr.startswith("_")
+            ):
                 private.append(f"{path.name}:{node.lineno}: {node.value.id}.{node.attr}")
     assert private == []

@@ -23,8 +23,20 @@ def test_all_glue_tasks_are_registered_with_their_release_sizes():
     assert tasks["stsb"].regression and tasks["stsb"].num_labels == 1
     assert tasks["rte"].labels == ("entailment", "not_entailment")
     assert sorted(s.submission for t in tasks.values() for s in t.splits_with_role("test")) == sorted(
-        ["CoLA.tsv", "SST-2.tsv", "MRPC.tsv", "STS-B.tsv", "QQP.tsv", "MNLI-m.tsv", "MNLI-mm.tsv", "QNLI.tsv",
-         "RTE.tsv", "WNLI.tsv", "AX.tsv"])
+        [
+            "CoLA.tsv",
+            "SST-2.tsv",
+            "MRPC.tsv",
+            "STS-B.tsv",
+            "QQP.tsv",
+            "MNLI-m.tsv",
+            "MNLI-mm.tsv",
+            "QNLI.tsv",
+            "RTE.tsv",
+            "WNLI.tsv",
+            "AX.tsv",
+        ]
+    )
 
 
 def test_task_names_are_forgiving_and_suggest():
@@ -47,15 +59,18 @@ def test_a_users_task_file_loads(tmp_path):
     assert task.name == "mytask" and task.splits["validation"].rows == 277
 
 
-@pytest.mark.parametrize("change, message", [
-    (('regression = false', 'regresion = false'), r"unknown key 'regresion' \(did you mean 'regression'\?\)"),
-    (('regression = false\n', ''), "missing required key 'regression'"),
-    (('rows = 277', 'rows = "277"'), r"\[splits.validation\]: key 'rows' must be int"),
-    (('header = true', 'header = 1'), "key 'header' must be bool"),
-    (('metrics = ["accuracy"]', 'metrics = ["acc"]'), "unknown metric 'acc'"),
-    (('role = "dev"', 'role = "eval"'), "role must be one of train, dev, test"),
-    (('name = "mytask"', 'name = "other"'), "must match the file name"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (("regression = false", "regresion = false"), r"unknown key 'regresion' \(did you mean 'regression'\?\)"),
+        (("regression = false\n", ""), "missing required key 'regression'"),
+        (("rows = 277", 'rows = "277"'), r"\[splits.validation\]: key 'rows' must be int"),
+        (("header = true", "header = 1"), "key 'header' must be bool"),
+        (('metrics = ["accuracy"]', 'metrics = ["acc"]'), "unknown metric 'acc'"),
+        (('role = "dev"', 'role = "eval"'), "role must be one of train, dev, test"),
+        (('name = "mytask"', 'name = "other"'), "must match the file name"),
+    ],
+)
 def test_task_file_errors_name_file_and_key(tmp_path, change, message):
     path = _write(tmp_path, GOOD.replace(*change, 1))
     with pytest.raises(UserError, match=message) as error:
@@ -64,8 +79,9 @@ def test_task_file_errors_name_file_and_key(tmp_path, change, message):
 
 
 def test_miniature_names_and_hub_ids():
-    assert models.resolve("bert-tiny") == models.ModelRef("L-2_H-128", "miniature",
-                                                          "google/bert_uncased_L-2_H-128_A-2", 2, 128)
+    assert models.resolve("bert-tiny") == models.ModelRef(
+        "L-2_H-128", "miniature", "google/bert_uncased_L-2_H-128_A-2", 2, 128
+    )
     assert models.resolve("bert-medium").location == "google/bert_uncased_L-8_H-512_A-8"
     assert models.resolve("L-12_H-768").location == "google/bert_uncased_L-12_H-768_A-12"
     assert models.resolve("random:bert-mini").ref == "random:L-4_H-256"
@@ -101,19 +117,49 @@ def test_bundled_vocabulary_tokenizes_like_bert_base_uncased():
 
 def test_a_wheel_ships_the_tasks_and_the_vocabulary(tmp_path):
     """A plain (non-editable) install must find the task files: build the wheel and look inside."""
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-                    "-w", str(tmp_path), str(ROOT)], check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path),
+            str(ROOT),
+        ],
+        check=True,
+        capture_output=True,
+    )
     (wheel,) = tmp_path.glob("glue_bench-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert sorted(n for n in names if n.startswith("glue_bench/task_files/")) == sorted(
-        f"glue_bench/task_files/{t}.toml" for t in registry())
+        f"glue_bench/task_files/{t}.toml" for t in registry()
+    )
     assert "glue_bench/vocab/vocab.txt" in names
     target = tmp_path / "site"
-    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)],
-                   check=True, capture_output=True)
-    script = ("from glue_bench.inputs import shipped, tasks; from glue_bench.reporting import leaderboard; "
-              "print(shipped.task_dir(), len(tasks.registry()), shipped.reference_dir(), len(leaderboard.paper()))")
-    out = subprocess.run([sys.executable, "-c", script],
-                         check=True, capture_output=True, text=True, cwd=tmp_path, env={"PYTHONPATH": str(target)})
-    assert out.stdout.split() == [str(target / "glue_bench" / "task_files"), "10",
-                                  str(target / "glue_bench" / "reference"), "4"]
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)],
+        check=True,
+        capture_output=True,
+    )
+    script = (
+        "from glue_bench.inputs import shipped, tasks; from glue_bench.reporting import leaderboard; "
+        "print(shipped.task_dir(), len(tasks.registry()), shipped.reference_dir(), len(leaderboard.paper()))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(target)},
+    )
+    assert out.stdout.split() == [
+        str(target / "glue_bench" / "task_files"),
+        "10",
+        str(target / "glue_bench" / "reference"),
+        "4",
+    ]

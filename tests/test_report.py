@@ -39,15 +39,20 @@ def runs() -> pd.DataFrame:
 
 # --- the paper's table and the GLUE score -----------------------------------------------------------
 
+
 def test_paper_glue_scores_recomputed_from_its_task_numbers():
     paper = leaderboard.paper().set_index("model")
-    recomputed = {name: 100 * metrics.glue_score({t: row[t] / 100 for t in metrics.GLUE_TASKS})[0]
-                  for name, row in paper.iterrows()}
+    recomputed = {
+        name: 100 * metrics.glue_score({t: row[t] / 100 for t in metrics.GLUE_TASKS})[0]
+        for name, row in paper.iterrows()
+    }
     # By hand: CoLA + SST-2 + (MRPC F1+acc)/2 + (STS-B P+S)/2 + (QQP F1+acc)/2 + (MNLI m+mm)/2 + QNLI + RTE + WNLI
-    by_hand = {"BERT-Tiny": (0.0 + 83.2 + 76.1 + 73.95 + 72.8 + 70.25 + 81.5 + 57.2 + 62.3) / 9,
-               "BERT-Mini": (0.0 + 85.9 + 76.45 + 74.35 + 76.3 + 74.55 + 84.1 + 57.9 + 62.3) / 9,
-               "BERT-Small": (27.8 + 89.7 + 79.8 + 77.9 + 77.55 + 77.3 + 86.4 + 61.8 + 62.3) / 9,
-               "BERT-Medium": (38.0 + 89.6 + 84.1 + 79.4 + 78.75 + 79.55 + 87.7 + 62.2 + 62.3) / 9}
+    by_hand = {
+        "BERT-Tiny": (0.0 + 83.2 + 76.1 + 73.95 + 72.8 + 70.25 + 81.5 + 57.2 + 62.3) / 9,
+        "BERT-Mini": (0.0 + 85.9 + 76.45 + 74.35 + 76.3 + 74.55 + 84.1 + 57.9 + 62.3) / 9,
+        "BERT-Small": (27.8 + 89.7 + 79.8 + 77.9 + 77.55 + 77.3 + 86.4 + 61.8 + 62.3) / 9,
+        "BERT-Medium": (38.0 + 89.6 + 84.1 + 79.4 + 78.75 + 79.55 + 87.7 + 62.2 + 62.3) / 9,
+    }
     for name, value in by_hand.items():
         assert recomputed[name] == pytest.approx(value, abs=1e-9)
     assert [round(recomputed[n], 1) for n in ("BERT-Mini", "BERT-Small", "BERT-Medium")] == [65.8, 71.2, 73.5]
@@ -63,10 +68,20 @@ def test_paper_glue_scores_recomputed_from_its_task_numbers():
 
 # --- selection -----------------------------------------------------------------------------------
 
+
 def _trial(task, bs, lr, seed, dev, **extra):
-    row = {"sweep": "s", "model": "L-2_H-128", "task": task, "study": f"s/L-2_H-128/{task}", "trial": seed,
-           "state": "COMPLETE", "batch_size": bs, "lr": lr, "seed": seed,
-           "score": metrics.task_score(get_task(task), dev)}
+    row = {
+        "sweep": "s",
+        "model": "L-2_H-128",
+        "task": task,
+        "study": f"s/L-2_H-128/{task}",
+        "trial": seed,
+        "state": "COMPLETE",
+        "batch_size": bs,
+        "lr": lr,
+        "seed": seed,
+        "score": metrics.task_score(get_task(task), dev),
+    }
     row.update({f"dev/{split}/{m}": v for split, values in dev.items() for m, v in values.items()})
     row.update(extra)
     return row
@@ -92,11 +107,17 @@ def test_mnli_selects_on_the_mean_of_matched_and_mismatched():
 
 
 def test_models_are_ordered_by_size_and_unknown_shapes_last():
-    assert models.by_size(["someorg/x", "L-4_H-256", "random:L-2_H-128", "L-12_H-768", "L-2_H-128"]) == \
-        ["L-2_H-128", "random:L-2_H-128", "L-4_H-256", "L-12_H-768", "someorg/x"]
+    assert models.by_size(["someorg/x", "L-4_H-256", "random:L-2_H-128", "L-12_H-768", "L-2_H-128"]) == [
+        "L-2_H-128",
+        "random:L-2_H-128",
+        "L-4_H-256",
+        "L-12_H-768",
+        "someorg/x",
+    ]
 
 
 # --- collapsed fine-tunes -----------------------------------------------------------------------
+
 
 def test_constant_predictor_metrics_by_hand():
     # MRPC dev: 279 of 408 are paraphrases. All "1": accuracy 279/408, F1 = 2·279 / (2·279 + 129 false positives)
@@ -108,24 +129,35 @@ def test_constant_predictor_metrics_by_hand():
     assert baselines.constant_metrics(get_task("cola"), "no-such-split") == {}
 
 
-@pytest.mark.parametrize("task, dev, found", [
-    ("cola", {"validation": {"mcc": 0.0, "accuracy": 721 / 1043}}, ["validation: all 1"]),
-    ("cola", {"validation": {"mcc": 0.0, "accuracy": 0.70}}, []),  # MCC 0 but not one class: not flagged
-    ("wnli", {"validation": {"accuracy": 40 / 71}}, ["validation: all 0"]),
-    ("wnli", {"validation": {"accuracy": 41 / 71}}, []),
-    ("mrpc", {"validation": {"f1": 558 / 687, "accuracy": 279 / 408}}, ["validation: all 1"]),
-    ("mrpc", {"validation": {"f1": 558 / 687, "accuracy": 0.70}}, []),
-    ("stsb", {"validation": {"pearson": 0.0, "spearman": 0.0}}, ["validation: constant"]),
-    ("mnli", {"validation_matched": {"accuracy": 3479 / 9815}, "validation_mismatched": {"accuracy": 3463 / 9832}},
-     ["validation_matched: all entailment", "validation_mismatched: all entailment"]),
-])
+@pytest.mark.parametrize(
+    "task, dev, found",
+    [
+        ("cola", {"validation": {"mcc": 0.0, "accuracy": 721 / 1043}}, ["validation: all 1"]),
+        ("cola", {"validation": {"mcc": 0.0, "accuracy": 0.70}}, []),  # MCC 0 but not one class: not flagged
+        ("wnli", {"validation": {"accuracy": 40 / 71}}, ["validation: all 0"]),
+        ("wnli", {"validation": {"accuracy": 41 / 71}}, []),
+        ("mrpc", {"validation": {"f1": 558 / 687, "accuracy": 279 / 408}}, ["validation: all 1"]),
+        ("mrpc", {"validation": {"f1": 558 / 687, "accuracy": 0.70}}, []),
+        ("stsb", {"validation": {"pearson": 0.0, "spearman": 0.0}}, ["validation: constant"]),
+        (
+            "mnli",
+            {"validation_matched": {"accuracy": 3479 / 9815}, "validation_mismatched": {"accuracy": 3463 / 9832}},
+            ["validation_matched: all entailment", "validation_mismatched: all entailment"],
+        ),
+    ],
+)
 def test_degenerate_splits(task, dev, found):
     assert baselines.degenerate_splits(get_task(task), dev) == found
 
 
 def test_majority_labels():
-    assert [baselines.majority(get_task(t)) for t in ("cola", "qqp", "mnli", "rte", "stsb")] == \
-        ["1", "0", "entailment", "entailment", "2.364"]
+    assert [baselines.majority(get_task(t)) for t in ("cola", "qqp", "mnli", "rte", "stsb")] == [
+        "1",
+        "0",
+        "entailment",
+        "entailment",
+        "2.364",
+    ]
 
 
 def test_dev_label_counts_match_the_real_data(glue_data, glue_hub):
@@ -142,8 +174,16 @@ def test_collapsed_runs_are_marked_not_silently_ranked(runs):
 
 # --- golden reports ---------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("fmt, name", [("markdown", "leaderboard.md"), ("csv", "leaderboard.csv"),
-                                       ("latex", "leaderboard.tex"), ("html", "leaderboard.html")])
+
+@pytest.mark.parametrize(
+    "fmt, name",
+    [
+        ("markdown", "leaderboard.md"),
+        ("csv", "leaderboard.csv"),
+        ("latex", "leaderboard.tex"),
+        ("html", "leaderboard.html"),
+    ],
+)
 def test_golden_leaderboard(runs, fmt, name):
     golden(name, render.render(leaderboard.leaderboard(runs), fmt))
 
@@ -173,21 +213,27 @@ def test_hand_checked_cells(runs):
 
 # --- the command line -----------------------------------------------------------------------------
 
+
 def test_cli_writes_the_format_of_the_suffix(tmp_path, capsys):
     assert main(["report", "--runs", str(RUNS), "--out", str(tmp_path / "board.tex")]) == 0
-    assert (tmp_path / "board.tex").read_text(encoding="utf-8") == (FIXTURES / "leaderboard.tex").read_text(encoding="utf-8")
+    assert (tmp_path / "board.tex").read_text(encoding="utf-8") == (FIXTURES / "leaderboard.tex").read_text(
+        encoding="utf-8"
+    )
     assert main(["report", "--runs", str(RUNS), "--format", "csv"]) == 0
     assert capsys.readouterr().out == (FIXTURES / "leaderboard.csv").read_text(encoding="utf-8")
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--grid", "bert-tiny"], "write MODEL:TASK"),
-    (["--grid", "bert-tiny:qqp"], "L-2_H-128 has trials of cola, mnli, mrpc, rte"),
-    (["--grid", "bert-tiny:qqpp"], "unknown task 'qqpp'"),
-    (["--sweep", "nope"], "holds no trials of sweep nope"),
-    (["--out", "board.txt"], "cannot tell the format"),
-    (["--plot", "board.jpg"], "write .png, .pdf or .svg"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--grid", "bert-tiny"], "write MODEL:TASK"),
+        (["--grid", "bert-tiny:qqp"], "L-2_H-128 has trials of cola, mnli, mrpc, rte"),
+        (["--grid", "bert-tiny:qqpp"], "unknown task 'qqpp'"),
+        (["--sweep", "nope"], "holds no trials of sweep nope"),
+        (["--out", "board.txt"], "cannot tell the format"),
+        (["--plot", "board.jpg"], "write .png, .pdf or .svg"),
+    ],
+)
 def test_cli_errors_are_one_line(argv, message, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert main(["report", "--runs", str(RUNS), *argv]) == 2
@@ -204,6 +250,7 @@ def test_empty_storage_is_a_clear_error(storage, capsys):
 
 
 # --- plots --------------------------------------------------------------------------------------
+
 
 def test_plots_are_pngs(runs, tmp_path):
     for task in (None, "mrpc", "ax"):
@@ -226,8 +273,14 @@ def test_plot_values(runs):
 def test_plot_draws_one_family_in_the_grid():
     from glue_bench.reporting.plots import _heatmap_models
 
-    scores = pd.DataFrame({"model": ["random:L-2_H-128", "random:L-4_H-256", "L-2_H-128", "x/y"],
-                           "value": [1.0, 2.0, 3.0, 4.0], "tasks": 9, "complete": True})
+    scores = pd.DataFrame(
+        {
+            "model": ["random:L-2_H-128", "random:L-4_H-256", "L-2_H-128", "x/y"],
+            "value": [1.0, 2.0, 3.0, 4.0],
+            "tasks": 9,
+            "complete": True,
+        }
+    )
     chosen, family = _heatmap_models(scores)
     assert family == "random-init weights" and list(chosen["model"]) == ["random:L-2_H-128", "random:L-4_H-256"]
     chosen, family = _heatmap_models(scores.iloc[1:])  # one each: pretrained wins the tie
@@ -241,9 +294,31 @@ def test_the_flag_agrees_with_the_recorded_predictions_of_a_real_trial(glue_data
 
     from glue_bench.sweeping.trial import download_predictions
 
-    assert main(["run", "--model", "random:L-2_H-128", "--task", "wnli", "--data", str(glue_data), "--batch-size", "16",
-                 "--lr", "1e-4", "--epochs", "1", "--max-train-samples", "64", "--storage", storage,
-                 "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "--model",
+                "random:L-2_H-128",
+                "--task",
+                "wnli",
+                "--data",
+                str(glue_data),
+                "--batch-size",
+                "16",
+                "--lr",
+                "1e-4",
+                "--epochs",
+                "1",
+                "--max-train-samples",
+                "64",
+                "--storage",
+                storage,
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     row = selection.load_runs(storage).iloc[0]
     test = download_predictions(selection.prediction_ids(row)["wnli/test"], storage)["prediction"]

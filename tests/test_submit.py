@@ -39,10 +39,14 @@ def record(url: str, task_name: str, predictions: dict | None = None, sweep: str
             for split in other.splits_with_role("test"):
                 order = np.random.default_rng(0).permutation(split.rows)  # any row order: the file is sorted
                 values = np.asarray(pattern(task, split.rows))
-                predictions[f"{other.name}/{split.name}"] = {"idx": order.tolist(), "prediction": values[order].tolist()}
+                predictions[f"{other.name}/{split.name}"] = {
+                    "idx": order.tolist(),
+                    "prediction": values[order].tolist(),
+                }
     dev = {s.name: dict.fromkeys(task.metrics, 0.5) for s in task.splits_with_role("dev")}
-    study = optuna.create_study(storage=url, study_name=trials.study_name(sweep, model, task.name),
-                                direction="maximize", load_if_exists=True)
+    study = optuna.create_study(
+        storage=url, study_name=trials.study_name(sweep, model, task.name), direction="maximize", load_if_exists=True
+    )
     trial = study.ask(trials.grid_distributions([32], [1e-4], [0]))
     for key, value in {"model": model, "task": task.name, "metrics": dev, "extra_metrics": {}}.items():
         trial.set_user_attr(key, value)
@@ -75,9 +79,21 @@ def test_the_eleven_files_with_the_servers_labels(built):
     out, sources, filled = built
     assert filled == [] and len(sources) == 11
     with zipfile.ZipFile(out) as archive:
-        assert sorted(archive.namelist()) == sorted(["CoLA.tsv", "SST-2.tsv", "MRPC.tsv", "STS-B.tsv", "QQP.tsv",
-                                                     "MNLI-m.tsv", "MNLI-mm.tsv", "QNLI.tsv", "RTE.tsv", "WNLI.tsv",
-                                                     "AX.tsv"])
+        assert sorted(archive.namelist()) == sorted(
+            [
+                "CoLA.tsv",
+                "SST-2.tsv",
+                "MRPC.tsv",
+                "STS-B.tsv",
+                "QQP.tsv",
+                "MNLI-m.tsv",
+                "MNLI-mm.tsv",
+                "QNLI.tsv",
+                "RTE.tsv",
+                "WNLI.tsv",
+                "AX.tsv",
+            ]
+        )
     rte = read(out, "RTE.tsv")
     assert rte[:4] == [["index", "prediction"], ["0", "entailment"], ["1", "not_entailment"], ["2", "entailment"]]
     assert len(rte) == 1 + 3000
@@ -113,14 +129,17 @@ def _rewrite(source, target, name: str, transform) -> None:
             new.writestr(member, transform(text) if member == name else text)
 
 
-@pytest.mark.parametrize("name, transform, message", [
-    ("RTE.tsv", lambda t: t.rsplit("\n", 2)[0] + "\n", "RTE.tsv: 2999 rows, but the rte test set has 3000"),
-    ("RTE.tsv", lambda t: t.replace("\tnot_entailment\n", "\tmaybe\n", 1), "line 3: label 'maybe' is not one of"),
-    ("CoLA.tsv", lambda t: t.replace("1\t1\n", "1\tacceptable\n", 1), "label 'acceptable'"),
-    ("STS-B.tsv", lambda t: t.replace("\t0.000\n", "\t-0.5\n", 1), "'-0.5' is not a number in [0, 5]"),
-    ("MRPC.tsv", lambda t: t.replace("\n1\t", "\n0\t", 1), "indices must be 0 … 1724, each once"),
-    ("WNLI.tsv", lambda t: t.replace("index\tprediction", "id\tlabel"), "header must be 'index<TAB>prediction'"),
-])
+@pytest.mark.parametrize(
+    "name, transform, message",
+    [
+        ("RTE.tsv", lambda t: t.rsplit("\n", 2)[0] + "\n", "RTE.tsv: 2999 rows, but the rte test set has 3000"),
+        ("RTE.tsv", lambda t: t.replace("\tnot_entailment\n", "\tmaybe\n", 1), "line 3: label 'maybe' is not one of"),
+        ("CoLA.tsv", lambda t: t.replace("1\t1\n", "1\tacceptable\n", 1), "label 'acceptable'"),
+        ("STS-B.tsv", lambda t: t.replace("\t0.000\n", "\t-0.5\n", 1), "'-0.5' is not a number in [0, 5]"),
+        ("MRPC.tsv", lambda t: t.replace("\n1\t", "\n0\t", 1), "indices must be 0 … 1724, each once"),
+        ("WNLI.tsv", lambda t: t.replace("index\tprediction", "id\tlabel"), "header must be 'index<TAB>prediction'"),
+    ],
+)
 def test_a_wrong_count_label_or_index_is_refused(built, tmp_path, name, transform, message):
     bad = tmp_path / "bad.zip"
     _rewrite(built[0], bad, name, transform)
@@ -161,10 +180,14 @@ def test_a_missing_task_is_refused_unless_filled_loudly(tmp_path, capsys):
     assert main(["submit", "--storage", url, "--model", "bert-tiny", "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert "no test predictions for QQP.tsv (qqp)" in err and "--fill-missing majority" in err and not out.exists()
-    assert main(["submit", "--storage", url, "--model", "bert-tiny", "--out", str(out), "--fill-missing", "majority"]) == 0
+    assert (
+        main(["submit", "--storage", url, "--model", "bert-tiny", "--out", str(out), "--fill-missing", "majority"]) == 0
+    )
     captured = capsys.readouterr()
-    assert ("WARNING: QQP.tsv FILLED with the majority class '0' on all 390965 rows: model L-2_H-128 has no qqp "
-            "test predictions") in captured.err
+    assert (
+        "WARNING: QQP.tsv FILLED with the majority class '0' on all 390965 rows: model L-2_H-128 has no qqp "
+        "test predictions"
+    ) in captured.err
     assert "1 FILLED with a majority baseline" in captured.out
     assert {row[1] for row in read(out, "QQP.tsv")[1:]} == {"0"}
     assert main(["submit", "--check", str(out)]) == 0
@@ -196,8 +219,7 @@ def test_reports_from_an_exported_runs_table_equal_those_from_the_storage(full, 
     exported = load_runs(runs=str(path))
     assert isinstance(exported["predictions"].iloc[0], str)  # JSON columns come back as strings
     for fmt in ("markdown", "csv"):
-        assert render.render(leaderboard(exported, True), fmt) == \
-            render.render(leaderboard(load_runs(full), True), fmt)
+        assert render.render(leaderboard(exported, True), fmt) == render.render(leaderboard(load_runs(full), True), fmt)
     if suffix == "csv":  # the predictions column of an exported table still finds the artifacts
         out = tmp_path / "s.zip"
         submit.build(exported, full, MODEL, str(out))

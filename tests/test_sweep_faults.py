@@ -57,15 +57,35 @@ def write_sweep(tmp_path: Path, glue_data: Path, grid: dict = GRID) -> Path:
 
 def sweep_env(tmp_path: Path) -> dict:
     # Heartbeats every second, stale after 4: a killed worker's trial is retried within seconds.
-    return {**os.environ, "GLUE_BENCH_HEARTBEAT_SECONDS": "1", "GLUE_BENCH_GRACE_SECONDS": "4",
-            "GLUE_BENCH_ARTIFACTS": str(tmp_path / "artifacts"), "OMP_NUM_THREADS": "1"}
+    return {
+        **os.environ,
+        "GLUE_BENCH_HEARTBEAT_SECONDS": "1",
+        "GLUE_BENCH_GRACE_SECONDS": "4",
+        "GLUE_BENCH_ARTIFACTS": str(tmp_path / "artifacts"),
+        "OMP_NUM_THREADS": "1",
+    }
 
 
 def launch(path: Path, url: str, workers: int, tmp_path: Path, log: Path) -> subprocess.Popen:
     """`glue-bench sweep` in its own session (so the test can kill it and its workers together)."""
-    return subprocess.Popen([sys.executable, "-m", "glue_bench.cli", "sweep", str(path), "--storage", url,
-                             "--workers", str(workers), "--no-progress"], env=sweep_env(tmp_path),
-                            stdout=log.open("a"), stderr=subprocess.STDOUT, start_new_session=True)
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "glue_bench.cli",
+            "sweep",
+            str(path),
+            "--storage",
+            url,
+            "--workers",
+            str(workers),
+            "--no-progress",
+        ],
+        env=sweep_env(tmp_path),
+        stdout=log.open("a"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
 
 
 def all_trials(url: str) -> list[optuna.trial.FrozenTrial]:
@@ -98,6 +118,7 @@ def snapshot(trial) -> tuple:
 
 # --- killed workers -----------------------------------------------------------------------------------------
 
+
 def _workers_of(log: Path) -> list[int]:
     """The worker pids the launcher printed ("… pids 123 456")."""
     for line in log.read_text().splitlines():
@@ -129,8 +150,12 @@ def test_workers_killed_at_random_moments_then_resumed(tmp_path, glue_data):
         if round_ == 0:  # anywhere: planning, imports, a trial
             time.sleep(rng.uniform(1.0, 8.0))
         else:  # mid-trial: once one of this launcher's workers has taken one
-            assert _wait_for(lambda before=before: any(t.state == TrialState.RUNNING and t.number not in before
-                                         for t in all_trials(url)), 300), log.read_text()
+            assert _wait_for(
+                lambda before=before: any(
+                    t.state == TrialState.RUNNING and t.number not in before for t in all_trials(url)
+                ),
+                300,
+            ), log.read_text()
             time.sleep(rng.uniform(0.0, 3.0))
             if round_ == 1 and (pids := _workers_of(log)):  # one worker alone; the other goes on, then all
                 os.kill(rng.choice(pids), signal.SIGKILL)
@@ -159,6 +184,7 @@ def test_workers_killed_at_random_moments_then_resumed(tmp_path, glue_data):
 
 
 # --- concurrent workers --------------------------------------------------------------------------------------
+
 
 def run_concurrently(path: Path, url: str, launchers: list[int], tmp_path: Path) -> str:
     """Start one launcher per entry (its worker count) at once, as on as many machines; wait for all."""
@@ -203,17 +229,27 @@ def postgres_server():
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     data = folder / "data"
-    subprocess.run(as_postgres + [str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres",
-                                  "--no-sync"], check=True, capture_output=True)
-    options = (f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off "
-               "-c full_page_writes=off")
-    subprocess.run(as_postgres + [str(bindir / "pg_ctl"), "-D", str(data), "-l", str(folder / "log"), "-o", options,
-                                  "-w", "start"], check=True, capture_output=True)
+    subprocess.run(
+        as_postgres + [str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync"],
+        check=True,
+        capture_output=True,
+    )
+    options = (
+        f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off "
+        "-c full_page_writes=off"
+    )
+    subprocess.run(
+        as_postgres
+        + [str(bindir / "pg_ctl"), "-D", str(data), "-l", str(folder / "log"), "-o", options, "-w", "start"],
+        check=True,
+        capture_output=True,
+    )
     try:
         yield f"postgresql://postgres@127.0.0.1:{port}"
     finally:
-        subprocess.run(as_postgres + [str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
-                       capture_output=True)
+        subprocess.run(
+            as_postgres + [str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"], capture_output=True
+        )
         shutil.rmtree(folder, ignore_errors=True)
 
 

@@ -47,6 +47,7 @@ def write_sweep(tmp_path, text=GOOD, name="my.toml", data="data", storage_url="s
 
 # --- the shipped sweeps --------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("path", sorted(SWEEPS.glob("*.toml")), ids=lambda p: p.name)
 def test_every_shipped_sweep_loads_and_opens_with_its_command(path):
     sweep = sweeps.load(path)
@@ -59,8 +60,12 @@ def test_the_paper_grid():
     assert sweep.models == tuple(models.miniature_name(*shape) for shape in models.all_miniatures())
     assert sweep.tasks == ("cola", "sst2", "mrpc", "stsb", "qqp", "mnli", "qnli", "rte", "wnli")
     assert sweep.covered == {"ax": "mnli"}
-    assert (sweep.batch_sizes, sweep.lrs, sweep.seeds, sweep.epochs) == ((8, 16, 32, 64, 128),
-                                                                         (3e-4, 1e-4, 5e-5, 3e-5), (0,), 4)
+    assert (sweep.batch_sizes, sweep.lrs, sweep.seeds, sweep.epochs) == (
+        (8, 16, 32, 64, 128),
+        (3e-4, 1e-4, 5e-5, 3e-5),
+        (0,),
+        4,
+    )
     plans = sweep.studies()
     assert len(plans) * len(sweep.grid()) == 24 * 9 * 20 == 4320
     assert [p.covers for p in plans if p.task == "mnli"] == [("ax",)] * 24
@@ -97,49 +102,68 @@ def test_package_model_reference_finds_the_folder_wherever_the_package_is():
 
 # --- strict loading --------------------------------------------------------------------------------------
 
+
 def test_a_good_sweep_file(tmp_path):
     sweep = sweeps.load(write_sweep(tmp_path))
     assert sweep.name == "my" and sweep.models == ("random:L-2_H-128",) and sweep.tasks == ("wnli", "rte")
-    assert sweep.grid()[:3] == [{"batch_size": 16, "lr": 1e-4, "seed": 0}, {"batch_size": 16, "lr": 1e-4, "seed": 1},
-                                {"batch_size": 16, "lr": 3e-5, "seed": 0}]
+    assert sweep.grid()[:3] == [
+        {"batch_size": 16, "lr": 1e-4, "seed": 0},
+        {"batch_size": 16, "lr": 1e-4, "seed": 1},
+        {"batch_size": 16, "lr": 3e-5, "seed": 0},
+    ]
     assert len(sweep.grid()) == 8
     assert [s.name for s in sweep.studies()] == ["my/random:L-2_H-128/wnli", "my/random:L-2_H-128/rte"]
     assert sweep.recipe_for({"batch_size": 16, "lr": 1e-4, "seed": 1}) == Recipe(
-        batch_size=16, lr=1e-4, epochs=1, seed=1, max_train_samples=32)
+        batch_size=16, lr=1e-4, epochs=1, seed=1, max_train_samples=32
+    )
 
 
-@pytest.mark.parametrize("change, message", [
-    (("epochs = 1", "epoch = 1"), r"unknown key 'epoch' \(did you mean 'epochs'\?\)"),
-    (("epochs = 1", 'epochs = "1"'), "'epochs' must be a positive whole number, got '1'"),
-    (("epochs = 1", "epochs = 0"), "'epochs' must be a positive whole number, got 0"),
-    (("lr = [1e-4, 3e-5]", "lr = [1e-4, -3e-5]"), r"\[grid\]: 'lr' must be a non-empty list of positive numbers"),
-    (("lr = [1e-4, 3e-5]", "lr = [1e-4, 1e-4]"), r"\[grid\]: 'lr' lists a value twice"),
-    (("batch_size = [16, 32]", "batch_size = [16.5]"), "'batch_size' must be a non-empty list of positive whole"),
-    (("batch_size = [16, 32]", "batch_sizes = [16]"), r"\[grid\]: unknown key 'batch_sizes' \(did you mean 'batch_size'"),
-    (("lr = [1e-4, 3e-5]\n", ""), r"\[grid\]: missing required key 'lr'"),
-    (("seeds = [0, 1]", "seeds = [0, 0]"), "'seeds' must be a list of distinct whole numbers"),
-    (("max_train_samples = 32", "max_train_sample = 32"),
-     r"\[recipe\]: unknown key 'max_train_sample' \(did you mean 'max_train_samples'\?\)"),
-    (("max_train_samples = 32", "bf16 = 1"), r"\[recipe\]: 'bf16' must be true or false, got 1"),
-    (("max_train_samples = 32", "max_seq_length = 64.0"), r"\[recipe\]: 'max_seq_length' must be a int, got 64.0"),
-    (("max_train_samples = 32", "warmup_ratio = 1.5"), r"warmup_ratio must be in \[0, 1\), got 1.5"),
-    (("max_train_samples = 32", "batch_size = 8"), r"\[recipe\]: 'batch_size' is set by the sweep's \[grid\]"),
-    (("max_train_samples = 32", "epochs = 2"), r"\[recipe\]: 'epochs' is set by the sweep's epochs"),
-    (('tasks = ["wnli", "rte"]', 'tasks = ["wnli", "rtee"]'), "tasks: unknown task 'rtee': did you mean 'rte'"),
-    (('tasks = ["wnli", "rte"]', 'tasks = ["wnli", "ax"]'),
-     "tasks: 'ax' has no training data; the 'mnli' model predicts it: add 'mnli' to tasks"),
-    (('tasks = ["wnli", "rte"]', 'tasks = ["wnli", "WNLI"]'), "tasks: a task is listed twice"),
-    (('tasks = ["wnli", "rte"]', 'tasks = []'), "'tasks' must be a non-empty list of strings"),
-    (('models = ["random:bert-tiny"]', 'models = ["bert-tinyy"]'),
-     "models: unknown model 'bert-tinyy': did you mean 'bert-tiny'"),
-    (('models = ["random:bert-tiny"]', 'models = ["random:bert-tiny", "random:L-2_H-128"]'),
-     "models: a model is listed twice"),
-    (('models = ["random:bert-tiny"]\n', ''), "missing required key 'models'"),
-    (("epochs = 1", 'name = "a/b"'), "'name' must be letters, digits"),
-    (("epochs = 1", "epochs = 1\nworkers = 4"), "unknown key 'workers'; allowed keys: name, models, tasks, grid"),
-    (("[recipe]", "[recipes]"), r"unknown key 'recipes' \(did you mean 'recipe'\?\)"),
-    (("epochs = 1", "epochs = 1 ="), "not valid TOML"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (("epochs = 1", "epoch = 1"), r"unknown key 'epoch' \(did you mean 'epochs'\?\)"),
+        (("epochs = 1", 'epochs = "1"'), "'epochs' must be a positive whole number, got '1'"),
+        (("epochs = 1", "epochs = 0"), "'epochs' must be a positive whole number, got 0"),
+        (("lr = [1e-4, 3e-5]", "lr = [1e-4, -3e-5]"), r"\[grid\]: 'lr' must be a non-empty list of positive numbers"),
+        (("lr = [1e-4, 3e-5]", "lr = [1e-4, 1e-4]"), r"\[grid\]: 'lr' lists a value twice"),
+        (("batch_size = [16, 32]", "batch_size = [16.5]"), "'batch_size' must be a non-empty list of positive whole"),
+        (
+            ("batch_size = [16, 32]", "batch_sizes = [16]"),
+            r"\[grid\]: unknown key 'batch_sizes' \(did you mean 'batch_size'",
+        ),
+        (("lr = [1e-4, 3e-5]\n", ""), r"\[grid\]: missing required key 'lr'"),
+        (("seeds = [0, 1]", "seeds = [0, 0]"), "'seeds' must be a list of distinct whole numbers"),
+        (
+            ("max_train_samples = 32", "max_train_sample = 32"),
+            r"\[recipe\]: unknown key 'max_train_sample' \(did you mean 'max_train_samples'\?\)",
+        ),
+        (("max_train_samples = 32", "bf16 = 1"), r"\[recipe\]: 'bf16' must be true or false, got 1"),
+        (("max_train_samples = 32", "max_seq_length = 64.0"), r"\[recipe\]: 'max_seq_length' must be a int, got 64.0"),
+        (("max_train_samples = 32", "warmup_ratio = 1.5"), r"warmup_ratio must be in \[0, 1\), got 1.5"),
+        (("max_train_samples = 32", "batch_size = 8"), r"\[recipe\]: 'batch_size' is set by the sweep's \[grid\]"),
+        (("max_train_samples = 32", "epochs = 2"), r"\[recipe\]: 'epochs' is set by the sweep's epochs"),
+        (('tasks = ["wnli", "rte"]', 'tasks = ["wnli", "rtee"]'), "tasks: unknown task 'rtee': did you mean 'rte'"),
+        (
+            ('tasks = ["wnli", "rte"]', 'tasks = ["wnli", "ax"]'),
+            "tasks: 'ax' has no training data; the 'mnli' model predicts it: add 'mnli' to tasks",
+        ),
+        (('tasks = ["wnli", "rte"]', 'tasks = ["wnli", "WNLI"]'), "tasks: a task is listed twice"),
+        (('tasks = ["wnli", "rte"]', "tasks = []"), "'tasks' must be a non-empty list of strings"),
+        (
+            ('models = ["random:bert-tiny"]', 'models = ["bert-tinyy"]'),
+            "models: unknown model 'bert-tinyy': did you mean 'bert-tiny'",
+        ),
+        (
+            ('models = ["random:bert-tiny"]', 'models = ["random:bert-tiny", "random:L-2_H-128"]'),
+            "models: a model is listed twice",
+        ),
+        (('models = ["random:bert-tiny"]\n', ""), "missing required key 'models'"),
+        (("epochs = 1", 'name = "a/b"'), "'name' must be letters, digits"),
+        (("epochs = 1", "epochs = 1\nworkers = 4"), "unknown key 'workers'; allowed keys: name, models, tasks, grid"),
+        (("[recipe]", "[recipes]"), r"unknown key 'recipes' \(did you mean 'recipe'\?\)"),
+        (("epochs = 1", "epochs = 1 ="), "not valid TOML"),
+    ],
+)
 def test_sweep_file_errors_name_the_file_and_the_key(tmp_path, change, message):
     assert change[0] in GOOD
     path = write_sweep(tmp_path, GOOD.replace(*change, 1))
@@ -158,7 +182,9 @@ def test_a_bad_sweep_file_is_one_line_and_exit_2(tmp_path, capsys):
 
 
 def test_only_picks_tasks_and_models(tmp_path):
-    sweep = sweeps.load(write_sweep(tmp_path, GOOD.replace('"random:bert-tiny"', '"random:bert-tiny", "random:L-4_H-256"')))
+    sweep = sweeps.load(
+        write_sweep(tmp_path, GOOD.replace('"random:bert-tiny"', '"random:bert-tiny", "random:L-4_H-256"'))
+    )
     names = lambda only: [s.name for s in sweeps.select(sweep, only)]  # noqa: E731
     assert names(["rte"]) == ["my/random:L-2_H-128/rte", "my/random:L-4_H-256/rte"]
     assert names(["RTE,random:bert-mini"]) == ["my/random:L-4_H-256/rte"]
@@ -175,30 +201,40 @@ def test_ax_is_covered_by_mnli_never_trained(tmp_path):
     # Examples of one trial: 32 training rows; MNLI's two dev splits; its two test splits and AX's two splits.
     recipe = sweep.recipe_for(sweep.grid()[0])
     assert cost.trial_examples(get_task("mnli"), recipe, [get_task("ax")]) == (
-        32, 9815 + 9832 + 9796 + 9847 + 1104 + 1104)
+        32,
+        9815 + 9832 + 9796 + 9847 + 1104 + 1104,
+    )
 
 
 # --- pre-flight ------------------------------------------------------------------------------------------
 
+
 def test_preflight_stops_a_sweep_whose_data_is_missing_before_anything_is_written(tmp_path, glue_data, capsys):
     db = tmp_path / "runs.db"
-    path = write_sweep(tmp_path, GOOD.replace('["wnli", "rte"]', '["wnli", "qnli"]'), data=glue_data,
-                       storage_url=f"sqlite:///{db}")
+    path = write_sweep(
+        tmp_path, GOOD.replace('["wnli", "rte"]', '["wnli", "qnli"]'), data=glue_data, storage_url=f"sqlite:///{db}"
+    )
     assert main(["sweep", str(path)]) == 2
-    assert capsys.readouterr().err == (f"glue-bench: error: {path}: qnli train not found in {glue_data.resolve()}; "
-                                       "remove 'qnli' from tasks, or point data (or --data) at a source that has it\n")
+    assert capsys.readouterr().err == (
+        f"glue-bench: error: {path}: qnli train not found in {glue_data.resolve()}; "
+        "remove 'qnli' from tasks, or point data (or --data) at a source that has it\n"
+    )
     assert not db.exists()
 
 
 def test_preflight_stops_a_hub_model_that_is_not_here(tmp_path, glue_data):
     path = write_sweep(tmp_path, GOOD.replace('"random:bert-tiny"', '"bert-tiny"'), data=glue_data)
     sweep = sweeps.load(path)
-    with pytest.raises(UserError, match="model L-2_H-128 \\(google/bert_uncased_L-2_H-128_A-2\\) is not in the local "
-                                        "Hugging Face cache and the Hub is unreachable"):
+    with pytest.raises(
+        UserError,
+        match="model L-2_H-128 \\(google/bert_uncased_L-2_H-128_A-2\\) is not in the local "
+        "Hugging Face cache and the Hub is unreachable",
+    ):
         sweeps.preflight(sweep, sweep.studies())
 
 
 # --- enqueue exactly once, status ------------------------------------------------------------------------
+
 
 def test_enqueue_twice_queues_each_grid_point_once(tmp_path, glue_data, storage):
     sweep = sweeps.load(write_sweep(tmp_path, data=glue_data, storage_url=storage))
@@ -206,8 +242,13 @@ def test_enqueue_twice_queues_each_grid_point_once(tmp_path, glue_data, storage)
     assert studies.enqueue(sweep, plans, storage) == 16
     assert studies.enqueue(sweep, plans, storage) == 0
     study = optuna.load_study(study_name=plans[0].name, storage=storage)
-    assert study.user_attrs == {"sweep": "my", "model": "random:L-2_H-128", "task": "wnli",
-                                "recipe": {"max_train_samples": 32, "epochs": 1}, "covers": []}
+    assert study.user_attrs == {
+        "sweep": "my",
+        "model": "random:L-2_H-128",
+        "task": "wnli",
+        "recipe": {"max_train_samples": 32, "epochs": 1},
+        "covers": [],
+    }
     assert sorted(studies.grid_point(t) for t in study.trials) == sorted(studies.point_key(p) for p in sweep.grid())
     assert {t.state for t in study.trials} == {TrialState.WAITING}
     statuses = studies.read_status(sweep, plans, storage)
@@ -217,10 +258,14 @@ def test_enqueue_twice_queues_each_grid_point_once(tmp_path, glue_data, storage)
 def test_a_changed_recipe_under_the_same_name_is_refused(tmp_path, glue_data, storage):
     sweep = sweeps.load(write_sweep(tmp_path, data=glue_data, storage_url=storage))
     studies.enqueue(sweep, sweep.studies(), storage)
-    changed = sweeps.load(write_sweep(tmp_path, GOOD.replace("epochs = 1", "epochs = 2"), data=glue_data,
-                                      storage_url=storage))
-    with pytest.raises(UserError, match=r"study my/random:L-2_H-128/wnli in .* was run with another recipe "
-                                        r"\(epochs 1 → 2\); give the sweep a new name \(name = \"my-2\"\)"):
+    changed = sweeps.load(
+        write_sweep(tmp_path, GOOD.replace("epochs = 1", "epochs = 2"), data=glue_data, storage_url=storage)
+    )
+    with pytest.raises(
+        UserError,
+        match=r"study my/random:L-2_H-128/wnli in .* was run with another recipe "
+        r"\(epochs 1 → 2\); give the sweep a new name \(name = \"my-2\"\)",
+    ):
         studies.enqueue(changed, changed.studies(), storage)
 
 
@@ -229,15 +274,22 @@ def _trial(state, point, **user_attrs):
     distributions = trials.grid_distributions([point[0]], [point[1]], [point[2]])
     if state == TrialState.WAITING:  # an enqueued trial: its grid point is a fixed param until it runs
         return optuna.trial.create_trial(state=state, system_attrs={"fixed_params": params}, user_attrs=user_attrs)
-    return optuna.trial.create_trial(state=state, params=params, distributions=distributions, user_attrs=user_attrs,
-                                     value=0.5 if state == TrialState.COMPLETE else None)
+    return optuna.trial.create_trial(
+        state=state,
+        params=params,
+        distributions=distributions,
+        user_attrs=user_attrs,
+        value=0.5 if state == TrialState.COMPLETE else None,
+    )
 
 
 def test_point_states_rank_the_trials_of_each_grid_point():
     a, b, c, d, e = (8, 1e-4, 0), (16, 1e-4, 0), (32, 1e-4, 0), (64, 1e-4, 0), (128, 1e-4, 0)
     trials = [
-        _trial(TrialState.FAIL, a), _trial(TrialState.COMPLETE, a),  # killed, then its retry completed
-        _trial(TrialState.FAIL, b), _trial(TrialState.WAITING, b),  # killed, its retry waits
+        _trial(TrialState.FAIL, a),
+        _trial(TrialState.COMPLETE, a),  # killed, then its retry completed
+        _trial(TrialState.FAIL, b),
+        _trial(TrialState.WAITING, b),  # killed, its retry waits
         _trial(TrialState.FAIL, c, fail_reason="diverged: loss became nan at step 3"),  # settled
         _trial(TrialState.FAIL, d, interrupted=True),  # interrupted: queued again by the next sweep
         _trial(TrialState.RUNNING, e),
@@ -246,8 +298,7 @@ def test_point_states_rank_the_trials_of_each_grid_point():
 
 
 def test_status_shows_counts_best_and_the_covered_task(tmp_path, glue_data, storage, capsys):
-    path = write_sweep(tmp_path, GOOD.replace('["wnli", "rte"]', '["mnli", "ax"]'), data=glue_data,
-                       storage_url=storage)
+    path = write_sweep(tmp_path, GOOD.replace('["wnli", "rte"]', '["mnli", "ax"]'), data=glue_data, storage_url=storage)
     sweep = sweeps.load(path)
     studies.enqueue(sweep, sweep.studies(), storage)
     study = optuna.load_study(study_name="my/random:L-2_H-128/mnli", storage=storage)
@@ -257,10 +308,37 @@ def test_status_shows_counts_best_and_the_covered_task(tmp_path, glue_data, stor
     study.tell(second, state=TrialState.FAIL)
     assert main(["status", str(path)]) == 0
     out = capsys.readouterr().out
-    assert out.splitlines()[1].split() == ["model", "task", "done", "running", "waiting", "failed", "not", "queued",
-                                           "retried", "best", "dev", "score"]
-    assert out.splitlines()[2].split() == ["random:L-2_H-128", "mnli", "1/8", "0", "6", "1", "0", "0", "62.50",
-                                           "(batch_size", "16,", "lr", "0.0001,", "seed", "0)"]
+    assert out.splitlines()[1].split() == [
+        "model",
+        "task",
+        "done",
+        "running",
+        "waiting",
+        "failed",
+        "not",
+        "queued",
+        "retried",
+        "best",
+        "dev",
+        "score",
+    ]
+    assert out.splitlines()[2].split() == [
+        "random:L-2_H-128",
+        "mnli",
+        "1/8",
+        "0",
+        "6",
+        "1",
+        "0",
+        "0",
+        "62.50",
+        "(batch_size",
+        "16,",
+        "lr",
+        "0.0001,",
+        "seed",
+        "0)",
+    ]
     assert "1 of 8 trials complete, 1 failed, 0 running, 6 waiting, 0 not queued" in out
     assert "ax: covered by the mnli trials (1 complete); never trained" in out
     assert "failed ×1: out of memory: CUDA out of memory" in out
@@ -270,10 +348,17 @@ def test_status_shows_counts_best_and_the_covered_task(tmp_path, glue_data, stor
     table = runs_table(storage, sweep="my")
     assert set(table["covers"]) == {"ax"} and set(table["task"]) == {"mnli"}
     assert table[table["state"] == "WAITING"][["batch_size", "lr", "seed"]].values.tolist() == [
-        [16, 3e-5, 0], [16, 3e-5, 1], [32, 1e-4, 0], [32, 1e-4, 1], [32, 3e-5, 0], [32, 3e-5, 1]]
+        [16, 3e-5, 0],
+        [16, 3e-5, 1],
+        [32, 1e-4, 0],
+        [32, 1e-4, 1],
+        [32, 3e-5, 0],
+        [32, 3e-5, 1],
+    ]
 
 
 # --- the dry run and its cost model ------------------------------------------------------------------------
+
 
 def test_default_throughput_by_hand():
     # BERT-Tiny: 6 FLOPs × 12·2·128² parameters × 64 tokens = 150,994,944 FLOPs per example.
@@ -284,8 +369,14 @@ def test_default_throughput_by_hand():
 
 
 def test_measured_throughput_prefers_the_same_task():
-    runs = pd.DataFrame({"state": ["COMPLETE", "COMPLETE", "COMPLETE", "FAIL"], "model": ["m", "m", "m", "m"],
-                         "task": ["rte", "rte", "cola", "rte"], "examples_per_second": [100.0, 300.0, 50.0, 1.0]})
+    runs = pd.DataFrame(
+        {
+            "state": ["COMPLETE", "COMPLETE", "COMPLETE", "FAIL"],
+            "model": ["m", "m", "m", "m"],
+            "task": ["rte", "rte", "cola", "rte"],
+            "examples_per_second": [100.0, 300.0, 50.0, 1.0],
+        }
+    )
     assert cost.measured_throughput(runs, "m", "rte") == 200.0
     assert cost.measured_throughput(runs, "m", "wnli") == 100.0
     assert cost.measured_throughput(runs, "other", "rte") is None
@@ -293,8 +384,20 @@ def test_measured_throughput_prefers_the_same_task():
 
 def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, glue_data, capsys):
     db = tmp_path / "smoke.db"
-    assert main(["sweep", str(SWEEPS / "cpu-smoke.toml"), "--storage", f"sqlite:///{db}", "--dry-run",
-                 "--data", str(glue_data)]) == 0
+    assert (
+        main(
+            [
+                "sweep",
+                str(SWEEPS / "cpu-smoke.toml"),
+                "--storage",
+                f"sqlite:///{db}",
+                "--dry-run",
+                "--data",
+                str(glue_data),
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     # cola: 4 trials × 500 rows; dev 1043 + test 1063 rows per trial. All five tasks' rows by hand:
     assert [line.split()[:6] for line in out.splitlines()[2:7]] == [
@@ -302,7 +405,8 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, glue_data, capsys)
         ["random:L-2_H-128", "mrpc", "4", "4", "2000", str(4 * (408 + 1725))],
         ["random:L-2_H-128", "stsb", "4", "4", "2000", str(4 * (1500 + 1379))],
         ["random:L-2_H-128", "rte", "4", "4", "2000", str(4 * (277 + 3000))],
-        ["random:L-2_H-128", "wnli", "4", "4", "2000", str(4 * (71 + 146))]]
+        ["random:L-2_H-128", "wnli", "4", "4", "2000", str(4 * (71 + 146))],
+    ]
     assert "20 of 20 trials to run: 10,000 training and 42,448 evaluated examples" in out
     assert "pre-flight: every task's data and every model is available here" in out
     assert not db.exists()

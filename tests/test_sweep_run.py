@@ -51,11 +51,16 @@ def test_a_sweep_runs_each_point_once_with_its_recipe_and_a_rerun_runs_nothing(t
     first = finished(storage)
     assert [(n, state, params) for n, state, params, _, _ in first] == [
         (0, "COMPLETE", {"batch_size": 16, "lr": 1e-4, "seed": 0}),
-        (1, "COMPLETE", {"batch_size": 32, "lr": 1e-4, "seed": 0})]
+        (1, "COMPLETE", {"batch_size": 32, "lr": 1e-4, "seed": 0}),
+    ]
 
     # The worker ran exactly the sweep's recipe: the same fine-tune here gives the same dev metrics.
-    spec = trials.TrialSpec("random:L-2_H-128", "wnli", str(glue_data),
-                            sweeps.load(path).recipe_for({"batch_size": 16, "lr": 1e-4, "seed": 0}))
+    spec = trials.TrialSpec(
+        "random:L-2_H-128",
+        "wnli",
+        str(glue_data),
+        sweeps.load(path).recipe_for({"batch_size": 16, "lr": 1e-4, "seed": 0}),
+    )
     prepared = trials.prepare(spec)
     here = fine_tune(prepared.model, prepared.task, prepared.train, prepared.dev, {}, spec.recipe, progress=False)
     recorded = optuna.load_study(study_name="tiny/random:L-2_H-128/wnli", storage=storage).trials[0]
@@ -74,8 +79,9 @@ def test_a_sweep_runs_each_point_once_with_its_recipe_and_a_rerun_runs_nothing(t
     assert capsys.readouterr().out.startswith(f"wrote {out_csv}: 2 trials, 1 studies")
 
 
-def test_failing_trials_are_recorded_with_their_reason_and_the_sweep_goes_on(tmp_path, glue_data, storage,
-                                                                           monkeypatch, capsys):
+def test_failing_trials_are_recorded_with_their_reason_and_the_sweep_goes_on(
+    tmp_path, glue_data, storage, monkeypatch, capsys
+):
     sweep = sweeps.load(tiny_sweep(tmp_path, glue_data, storage, lrs="1e-4, 3e-5"))
     real = trials.fine_tune
 
@@ -93,15 +99,19 @@ def test_failing_trials_are_recorded_with_their_reason_and_the_sweep_goes_on(tmp
     assert studies.enqueue(sweep, plans, storage) == 4
     assert worker.work(launcher.worker_plan(plans, storage, str(glue_data), sweep)) == 0
     study = optuna.load_study(study_name=plans[0].name, storage=storage)
-    outcome = {(t.params["batch_size"], t.params["lr"]): (t.state, t.user_attrs.get("fail_reason"))
-               for t in study.trials}
+    outcome = {
+        (t.params["batch_size"], t.params["lr"]): (t.state, t.user_attrs.get("fail_reason")) for t in study.trials
+    }
     assert outcome == {
         (16, 1e-4): (TrialState.COMPLETE, None),
         (16, 3e-5): (TrialState.FAIL, "diverged: loss became nan at step 7"),
         (32, 1e-4): (TrialState.FAIL, "ValueError: a bad batch: token id 40000 is outside the vocabulary"),
-        (32, 3e-5): (TrialState.FAIL, "out of memory: CUDA out of memory. Tried to allocate 2.00 GiB")}
+        (32, 3e-5): (TrialState.FAIL, "out of memory: CUDA out of memory. Tried to allocate 2.00 GiB"),
+    }
     assert [t.user_attrs.get("fail_step") for t in study.trials if t.params["lr"] == 3e-5] == [7, None]
-    assert "trial 1 of tiny/random:L-2_H-128/wnli failed: diverged: loss became nan at step 7" in capsys.readouterr().err
+    assert (
+        "trial 1 of tiny/random:L-2_H-128/wnli failed: diverged: loss became nan at step 7" in capsys.readouterr().err
+    )
 
     # Failures are settled: a rerun queues nothing, unless asked to retry them.
     assert studies.enqueue(sweep, plans, storage) == 0
@@ -109,10 +119,13 @@ def test_failing_trials_are_recorded_with_their_reason_and_the_sweep_goes_on(tmp
     assert len(study.trials) == 7
 
 
-@pytest.mark.parametrize("count, placement", [
-    (4, ["0", "1", "0", "1"]),  # 4 workers on 2 GPUs: two per GPU
-    (1, ["0"]),
-])
+@pytest.mark.parametrize(
+    "count, placement",
+    [
+        (4, ["0", "1", "0", "1"]),  # 4 workers on 2 GPUs: two per GPU
+        (1, ["0"]),
+    ],
+)
 def test_workers_are_spread_over_the_gpus(monkeypatch, count, placement):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
     gpus = launcher.visible_gpus()

@@ -23,8 +23,15 @@ def _prepare(glue_data, task, **recipe):
 
 def _fine_tune(glue_data, task, **recipe):
     prepared = _prepare(glue_data, task, **recipe)
-    return prepared, fine_tune(prepared.model, prepared.task, prepared.train, prepared.dev, prepared.to_predict,
-                               prepared.spec.recipe, progress=False)
+    return prepared, fine_tune(
+        prepared.model,
+        prepared.task,
+        prepared.train,
+        prepared.dev,
+        prepared.to_predict,
+        prepared.spec.recipe,
+        progress=False,
+    )
 
 
 def test_same_seed_same_machine_gives_identical_results(glue_data):
@@ -83,8 +90,25 @@ def test_recipe_refuses_bad_values():
 
 
 def _run(data_dir, storage, task, capsys, *extra):
-    args = ["run", "--model", "random:L-2_H-128", "--task", task, "--batch-size", "32", "--lr", "1e-4",
-            "--epochs", "1", "--data", str(data_dir), "--storage", storage, "--no-progress", *extra]
+    args = [
+        "run",
+        "--model",
+        "random:L-2_H-128",
+        "--task",
+        task,
+        "--batch-size",
+        "32",
+        "--lr",
+        "1e-4",
+        "--epochs",
+        "1",
+        "--data",
+        str(data_dir),
+        "--storage",
+        storage,
+        "--no-progress",
+        *extra,
+    ]
     assert cli.main(args) == 0
     out = capsys.readouterr().out
     return next(line for line in out.splitlines() if line.startswith(f"{task} validation:"))

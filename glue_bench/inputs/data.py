@@ -25,8 +25,10 @@ from glue_bench.inputs.tasks import Split, Task
 
 HUB_DATASET = "nyu-mll/glue"
 UNIFORM_COLUMNS = ["text_a", "text_b", "label", "idx"]
-LOCAL_LAYOUTS = ("a folder in the original glue_data layout (CoLA/train.tsv, …) or in the Hub's parquet layout "
-                 "(cola/train-00000-of-00001.parquet, …)")
+LOCAL_LAYOUTS = (
+    "a folder in the original glue_data layout (CoLA/train.tsv, …) or in the Hub's parquet layout "
+    "(cola/train-00000-of-00001.parquet, …)"
+)
 POINT_AT_LOCAL = f"point --data (or GLUE_BENCH_DATA) at a local copy: {LOCAL_LAYOUTS}"
 
 
@@ -86,32 +88,47 @@ def load_split(task: Task, split: Split, source: DataSource, check_rows: bool = 
     else:
         raise UserError(
             f"{task.name} {split.name}: not found in {source.location} (looked for "
-            f"{_tsv_file(source, task, split)} and {Path(source.location, task.hub_config, (split.hub or split.name) + '-*.parquet')})")
+            f"{_tsv_file(source, task, split)} and {Path(source.location, task.hub_config, (split.hub or split.name) + '-*.parquet')})"
+        )
     if check_rows and len(frame) != split.rows:
-        raise UserError(f"{where}: {len(frame)} rows, but {task.name} {split.name} has {split.rows} in the GLUE "
-                        "release; the file is truncated or from another release: replace it with the original")
+        raise UserError(
+            f"{where}: {len(frame)} rows, but {task.name} {split.name} has {split.rows} in the GLUE "
+            "release; the file is truncated or from another release: replace it with the original"
+        )
     return datasets.Dataset.from_pandas(frame, preserve_index=False)
 
 
-def load_splits(task: Task, source: DataSource, roles=("train", "dev", "test"),
-                check_rows: bool = True) -> dict[str, datasets.Dataset]:
+def load_splits(
+    task: Task, source: DataSource, roles=("train", "dev", "test"), check_rows: bool = True
+) -> dict[str, datasets.Dataset]:
     return {s.name: load_split(task, s, source, check_rows) for s in task.splits.values() if s.role in roles}
 
 
 # --- readers -------------------------------------------------------------------------------------
 
+
 def _read_tsv(path: Path, split: Split) -> pd.DataFrame:
     try:
         # QUOTE_NONE: several GLUE files hold unbalanced quotes; utf-8-sig drops MRPC's byte-order mark.
-        frame = pd.read_csv(path, sep="\t", quoting=csv.QUOTE_NONE, header=0 if split.header else None,
-                            dtype=str, keep_default_na=False, encoding="utf-8-sig")
+        frame = pd.read_csv(
+            path,
+            sep="\t",
+            quoting=csv.QUOTE_NONE,
+            header=0 if split.header else None,
+            dtype=str,
+            keep_default_na=False,
+            encoding="utf-8-sig",
+        )
     except pd.errors.EmptyDataError:
         raise UserError(f"{path}: the file is empty; replace it with the original GLUE file") from None
     except pd.errors.ParserError as e:
-        raise UserError(f"{path}: malformed TSV ({str(e).strip()}); is it the original tab-separated GLUE file?") from None
+        raise UserError(
+            f"{path}: malformed TSV ({str(e).strip()}); is it the original tab-separated GLUE file?"
+        ) from None
     except UnicodeDecodeError as e:
-        raise UserError(f"{path}: line {_first_undecodable_line(path)}: not UTF-8 text ({e.reason}); "
-                        "re-save the file as UTF-8") from None
+        raise UserError(
+            f"{path}: line {_first_undecodable_line(path)}: not UTF-8 text ({e.reason}); re-save the file as UTF-8"
+        ) from None
     _refuse_short_rows(path, frame.shape[1])
     return frame
 
@@ -133,8 +150,10 @@ def _refuse_short_rows(path: Path, width: int) -> None:
         for number, line in enumerate(lines, 1):
             fields = line.count("\t") + 1
             if fields < width and line.strip("\r\n"):
-                raise UserError(f"{path}: line {number} has {fields} of {width} tab-separated fields: the file is "
-                                "cut short or damaged; replace it with the original GLUE file")
+                raise UserError(
+                    f"{path}: line {number} has {fields} of {width} tab-separated fields: the file is "
+                    "cut short or damaged; replace it with the original GLUE file"
+                )
 
 
 def _read_parquet(files: list[Path], where: str) -> pd.DataFrame:
@@ -153,15 +172,18 @@ def _read_hub(task: Task, split: Split) -> pd.DataFrame:
         return datasets.load_dataset(HUB_DATASET, task.hub_config, split=split.hub).to_pandas()
     except Exception as e:  # offline, or the Hub refused: datasets raises many types for both
         reason = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
-        raise UserError(f"cannot load {HUB_DATASET}/{task.hub_config} from the Hugging Face Hub ({reason}); "
-                        f"{POINT_AT_LOCAL}") from None
+        raise UserError(
+            f"cannot load {HUB_DATASET}/{task.hub_config} from the Hugging Face Hub ({reason}); {POINT_AT_LOCAL}"
+        ) from None
 
 
 def _column(frame: pd.DataFrame, ref: str | int, where: str, role: str) -> pd.Series:
     if isinstance(ref, int):
         if ref >= frame.shape[1]:
-            raise UserError(f"{where}: the {role} is column {ref} (0-based), but the file has only "
-                            f"{frame.shape[1]} column(s); is it tab-separated?")
+            raise UserError(
+                f"{where}: the {role} is column {ref} (0-based), but the file has only "
+                f"{frame.shape[1]} column(s); is it tab-separated?"
+            )
         return frame.iloc[:, ref]
     if ref not in frame.columns:
         names = [str(c) for c in frame.columns]
@@ -182,8 +204,10 @@ def _labels_from_strings(values: pd.Series, task: Task, where: str, first_line: 
     ids = values.map({name: i for i, name in enumerate(task.labels)})
     bad = np.flatnonzero(ids.isna().to_numpy())
     if len(bad):
-        raise UserError(f"{where}: line {bad[0] + first_line}: label '{values.iloc[bad[0]]}' is not one of "
-                        f"{task.name}'s labels {list(task.labels)}")
+        raise UserError(
+            f"{where}: line {bad[0] + first_line}: label '{values.iloc[bad[0]]}' is not one of "
+            f"{task.name}'s labels {list(task.labels)}"
+        )
     return ids.to_numpy(dtype=np.int64)
 
 
@@ -197,8 +221,11 @@ def _uniform(text_a, text_b, label, idx, extra: dict) -> pd.DataFrame:
 def _from_tsv(frame: pd.DataFrame, task: Task, split: Split, where: str) -> pd.DataFrame:
     first_line = 2 if split.header else 1  # file line of the first data row, for messages
     text_a = _column(frame, split.text_a, where, "first text").to_numpy(dtype=object)
-    text_b = (_column(frame, split.text_b, where, "second text").to_numpy(dtype=object)
-              if split.text_b is not None else [None] * len(frame))
+    text_b = (
+        _column(frame, split.text_b, where, "second text").to_numpy(dtype=object)
+        if split.text_b is not None
+        else [None] * len(frame)
+    )
     if split.label is not None:
         label = _labels_from_strings(_column(frame, split.label, where, "label"), task, where, first_line)
     else:
@@ -222,8 +249,10 @@ def _refuse_test_labels(frame: pd.DataFrame, task: Task, where: str) -> None:
     label_names = {s.label for s in task.splits.values() if isinstance(s.label, str)}
     found = label_names & {str(c) for c in frame.columns}
     if found:
-        raise UserError(f"{where}: a test file must carry no labels, but it has a '{found.pop()}' column; "
-                        "is it a train or dev file under the test file's name?")
+        raise UserError(
+            f"{where}: a test file must carry no labels, but it has a '{found.pop()}' column; "
+            "is it a train or dev file under the test file's name?"
+        )
 
 
 def _from_hub_columns(frame: pd.DataFrame, task: Task, split: Split, where: str) -> pd.DataFrame:
@@ -240,12 +269,14 @@ def _from_hub_columns(frame: pd.DataFrame, task: Task, split: Split, where: str)
         label = frame["label"].to_numpy(dtype=np.int64)
         bad = np.flatnonzero((label < 0) | (label >= len(task.labels)))
         if len(bad):
-            raise UserError(f"{where}: row {bad[0]}: label id {label[bad[0]]} is outside {task.name}'s "
-                            f"{len(task.labels)} labels")
+            raise UserError(
+                f"{where}: row {bad[0]}: label id {label[bad[0]]} is outside {task.name}'s {len(task.labels)} labels"
+            )
     return _uniform(text_a, text_b, label, frame["idx"].to_numpy(dtype=np.int64), {})
 
 
 # --- tokenization ----------------------------------------------------------------------------------
+
 
 def cache_dir() -> Path:
     return Path(os.environ.get("GLUE_BENCH_CACHE", Path.home() / ".cache" / "glue-bench"))
@@ -270,17 +301,33 @@ def tokenize(split: datasets.Dataset, tokenizer, max_length: int, key: str) -> d
     pair = split[0]["text_b"] is not None if len(split) else False
 
     def encode(batch):
-        out = tokenizer(batch["text_a"], batch["text_b"] if pair else None, truncation=True,
-                        max_length=max_length, return_attention_mask=False)
+        out = tokenizer(
+            batch["text_a"],
+            batch["text_b"] if pair else None,
+            truncation=True,
+            max_length=max_length,
+            return_attention_mask=False,
+        )
         return {"input_ids": out["input_ids"], "token_type_ids": out["token_type_ids"]}
 
-    return split.map(encode, batched=True, batch_size=2000, cache_file_name=str(path),
-                     remove_columns=["text_a", "text_b"], desc="tokenize", load_from_cache_file=True)
+    return split.map(
+        encode,
+        batched=True,
+        batch_size=2000,
+        cache_file_name=str(path),
+        remove_columns=["text_a", "text_b"],
+        desc="tokenize",
+        load_from_cache_file=True,
+    )
 
 
 def data_fingerprint(task: Task, split: Split, source: DataSource) -> str:
     """Identifies a split's rows cheaply: the files' sizes and modification times, or the Hub's name."""
     if source.is_hub:
         return f"hub:{task.hub_config}/{split.hub}"
-    files = [_tsv_file(source, task, split)] if _tsv_file(source, task, split).is_file() else _parquet_files(source, task, split)
+    files = (
+        [_tsv_file(source, task, split)]
+        if _tsv_file(source, task, split).is_file()
+        else _parquet_files(source, task, split)
+    )
     return "|".join(f"{f}:{f.stat().st_size}:{f.stat().st_mtime_ns}" for f in files)

@@ -30,8 +30,13 @@ from glue_bench.inputs.tasks import Task
 
 LAYERS = (2, 4, 6, 8, 10, 12)
 HIDDEN = (128, 256, 512, 768)
-NAMED = {"bert-tiny": "L-2_H-128", "bert-mini": "L-4_H-256", "bert-small": "L-4_H-512",
-         "bert-medium": "L-8_H-512", "bert-base": "L-12_H-768"}
+NAMED = {
+    "bert-tiny": "L-2_H-128",
+    "bert-mini": "L-4_H-256",
+    "bert-small": "L-4_H-512",
+    "bert-medium": "L-8_H-512",
+    "bert-base": "L-12_H-768",
+}
 SHAPE = re.compile(r"^L-(\d+)_H-(\d+)$")
 
 
@@ -46,8 +51,13 @@ class ModelRef:
 
 def miniature_config(layers: int, hidden: int) -> BertConfig:
     """The miniatures' shape: 64-dim heads, 4× feed-forward, the uncased vocabulary."""
-    return BertConfig(vocab_size=30522, hidden_size=hidden, num_hidden_layers=layers,
-                      num_attention_heads=hidden // 64, intermediate_size=4 * hidden)
+    return BertConfig(
+        vocab_size=30522,
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=hidden // 64,
+        intermediate_size=4 * hidden,
+    )
 
 
 def hub_id(layers: int, hidden: int) -> str:
@@ -83,8 +93,10 @@ def _suggest(name: str) -> str:
     names = list(NAMED) + [miniature_name(*s) for s in all_miniatures()]
     hint = difflib.get_close_matches(name.removeprefix("random:"), names, n=1)
     did = f"did you mean '{hint[0]}'? " if hint else ""
-    return (f"{did}use bert-tiny|mini|small|medium|base, L-<layers>_H-<hidden> with layers in {LAYERS} and "
-            f"hidden in {HIDDEN}, random:L-2_H-128, a local model folder, or a Hub id (org/name)")
+    return (
+        f"{did}use bert-tiny|mini|small|medium|base, L-<layers>_H-<hidden> with layers in {LAYERS} and "
+        f"hidden in {HIDDEN}, random:L-2_H-128, a local model folder, or a Hub id (org/name)"
+    )
 
 
 def resolve(ref: str) -> ModelRef:
@@ -119,8 +131,10 @@ def _package_folder(text: str, ref: str) -> ModelRef:
     except (ImportError, ValueError):
         spec = None
     if spec is None:
-        raise UserError(f"--model {ref}: no installed Python package '{module}'; write package:<module>/<folder>, "
-                        "and pip install the package that provides the module")
+        raise UserError(
+            f"--model {ref}: no installed Python package '{module}'; write package:<module>/<folder>, "
+            "and pip install the package that provides the module"
+        )
     base = Path(spec.submodule_search_locations[0]) if spec.submodule_search_locations else Path(spec.origin).parent
     folder = (base / inside).resolve()
     if not (folder / "config.json").is_file():
@@ -136,9 +150,11 @@ def model_shape(ref: str) -> tuple[int, int] | None:
 
 def by_size(refs) -> list[str]:
     """Model references, smallest first (by parameter count; references of no known shape last)."""
+
     def key(ref):
         shape = model_shape(ref)
         return (parameter_count(*shape) if shape and shape in all_miniatures() else math.inf, str(ref))
+
     return sorted(set(refs), key=key)
 
 
@@ -163,8 +179,10 @@ def bundled_tokenizer() -> BertTokenizerFast:
 
 
 def _problem(task: Task) -> dict:
-    return {"num_labels": task.num_labels,
-            "problem_type": "regression" if task.regression else "single_label_classification"}
+    return {
+        "num_labels": task.num_labels,
+        "problem_type": "regression" if task.regression else "single_label_classification",
+    }
 
 
 def load(ref: ModelRef, task: Task, seed: int):
@@ -180,8 +198,14 @@ def load(ref: ModelRef, task: Task, seed: int):
         model = AutoModelForSequenceClassification.from_pretrained(ref.location, **offline, **_problem(task))
     except OSError as e:
         first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-        where = ("the folder" if ref.kind == "local" else f"the Hugging Face Hub ({ref.location})"
-                 + ("" if hub.reachable() else ", which is unreachable, and it is not in the local cache"))
-        raise UserError(f"cannot load model '{ref.ref}' from {where}: {first}; offline, pass a local folder "
-                        f"(--model path/to/model) or random:{miniature_name(ref.layers or 2, ref.hidden or 128)}") from None
+        where = (
+            "the folder"
+            if ref.kind == "local"
+            else f"the Hugging Face Hub ({ref.location})"
+            + ("" if hub.reachable() else ", which is unreachable, and it is not in the local cache")
+        )
+        raise UserError(
+            f"cannot load model '{ref.ref}' from {where}: {first}; offline, pass a local folder "
+            f"(--model path/to/model) or random:{miniature_name(ref.layers or 2, ref.hidden or 128)}"
+        ) from None
     return model, tokenizer

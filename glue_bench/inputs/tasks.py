@@ -91,13 +91,28 @@ def _as_tuple(types) -> tuple:
 
 
 _SPLIT_TYPES = {
-    "role": str, "rows": int, "hub": str, "file": str, "header": bool,
-    "text_a": (str, int), "text_b": (str, int), "label": (str, int), "idx": (str, int),
-    "submission": str, "extra_columns": list,
+    "role": str,
+    "rows": int,
+    "hub": str,
+    "file": str,
+    "header": bool,
+    "text_a": (str, int),
+    "text_b": (str, int),
+    "label": (str, int),
+    "idx": (str, int),
+    "submission": str,
+    "extra_columns": list,
 }
 _TASK_TYPES = {
-    "glue_dir": str, "hub_config": str, "hub_columns": list, "labels": list, "regression": bool,
-    "metrics": list, "score": list, "predicted_by": str, "label_range": list,
+    "glue_dir": str,
+    "hub_config": str,
+    "hub_columns": list,
+    "labels": list,
+    "regression": bool,
+    "metrics": list,
+    "score": list,
+    "predicted_by": str,
+    "label_range": list,
 }
 
 
@@ -146,13 +161,17 @@ def parse_task(data: dict, where: str) -> Task:
         raise UserError(f"{where}: a regression task has labels = [], a classification task lists its labels")
     if "label_range" in body:
         low_high = body["label_range"]
-        if (len(low_high) != 2 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in low_high)
-                or not low_high[0] < low_high[1] or not body["regression"]):
+        if (
+            len(low_high) != 2
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in low_high)
+            or not low_high[0] < low_high[1]
+            or not body["regression"]
+        ):
             raise UserError(f"{where}: label_range must be [low, high] with low < high, for a regression task")
         body["label_range"] = tuple(float(v) for v in low_high)
     splits = {name: _parse_split(name, table, where) for name, table in body.pop("splits").items()}
     if not any(s.role == "dev" for s in splits.values()):
-        raise UserError(f"{where}: a task needs at least one split with role = \"dev\"")
+        raise UserError(f'{where}: a task needs at least one split with role = "dev"')
     tuples = {k: tuple(body[k]) for k in ("hub_columns", "labels", "metrics", "score")}
     return Task(name=data["name"], splits=splits, source_file=where, **{**body, **tuples})
 
@@ -194,8 +213,9 @@ def get_task(name: str) -> Task:
         return tasks[key]
     hint = difflib.get_close_matches(key, tasks, n=1)
     suggestion = f"did you mean '{hint[0]}'? " if hint else ""
-    raise UserError(f"unknown task '{name}': {suggestion}known tasks: {', '.join(tasks)} "
-                    "(or the path of your own task .toml file)")
+    raise UserError(
+        f"unknown task '{name}': {suggestion}known tasks: {', '.join(tasks)} (or the path of your own task .toml file)"
+    )
 
 
 def dependents(task: Task) -> list[Task]:

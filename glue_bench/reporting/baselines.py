@@ -57,8 +57,10 @@ def degenerate_splits(task: Task, dev: dict[str, dict[str, float]]) -> list[str]
     found = []
     for split, values in dev.items():
         for label, expected in constant_metrics(task, split).items():
-            if all(name in values and not math.isnan(values[name])
-                   and abs(values[name] - value) <= TOLERANCE for name, value in expected.items()):
+            if all(
+                name in values and not math.isnan(values[name]) and abs(values[name] - value) <= TOLERANCE
+                for name, value in expected.items()
+            ):
                 found.append(f"{split}: {'constant' if label == 'constant' else 'all ' + label}")
     return found
 
@@ -80,9 +82,11 @@ def dev_label_toml(sources: list[str]) -> str:
     """results/dev-labels.toml, counted from the first of `sources` that holds each dev split."""
     from glue_bench.inputs import data
 
-    lines = ["# Label counts of the GLUE dev splits (the official release), by the label strings of tasks/*.toml.",
-             "# A constant predictor's dev metrics follow from them exactly: reports flag trials that score them.",
-             "# Regenerate: python -m glue_bench.reporting.baselines ../shared/glue_data ../shared/glue_hub > results/dev-labels.toml"]
+    lines = [
+        "# Label counts of the GLUE dev splits (the official release), by the label strings of tasks/*.toml.",
+        "# A constant predictor's dev metrics follow from them exactly: reports flag trials that score them.",
+        "# Regenerate: python -m glue_bench.reporting.baselines ../shared/glue_data ../shared/glue_hub > results/dev-labels.toml",
+    ]
     resolved = [data.resolve_source(s) for s in sources]
     for task in registry().values():
         for split in task.splits_with_role("dev"):

@@ -70,8 +70,10 @@ def select_sweeps(new: pd.DataFrame, baseline: pd.DataFrame, sweep: str | None) 
     chosen = new[new["sweep"].isin(wanted)]
     if chosen.empty:
         held = ", ".join(sorted(set(new["sweep"]))) or "none"
-        raise UserError(f"the new runs hold no trials of sweep {', '.join(wanted)} (they hold: {held}); "
-                        "run that sweep or pass --sweep NAME")
+        raise UserError(
+            f"the new runs hold no trials of sweep {', '.join(wanted)} (they hold: {held}); "
+            "run that sweep or pass --sweep NAME"
+        )
     return chosen
 
 
@@ -86,15 +88,16 @@ def _settle(table: pd.DataFrame, which: str) -> pd.DataFrame:
     unsettled = table[~table.set_index(POINT).index.isin(settled.set_index(POINT).index)]
     if not unsettled.empty:
         first = unsettled.iloc[0]
-        raise UserError(f"the {which} run is unfinished: {len(unsettled)} grid point(s) have no finished trial "
-                        f"(e.g. {first['task']} bs={first['batch_size']:g} lr={first['lr']:g} seed={first['seed']:g}, "
-                        f"{first['state']}); finish the sweep, then check")
+        raise UserError(
+            f"the {which} run is unfinished: {len(unsettled)} grid point(s) have no finished trial "
+            f"(e.g. {first['task']} bs={first['batch_size']:g} lr={first['lr']:g} seed={first['seed']:g}, "
+            f"{first['state']}); finish the sweep, then check"
+        )
     return settled.sort_values(POINT, ignore_index=True)
 
 
 def _names(points: pd.DataFrame) -> str:
-    shown = [f"{r.model} {r.task} bs={r.batch_size:g} lr={r.lr:g} seed={r.seed:g}"
-             for r in points.head(3).itertuples()]
+    shown = [f"{r.model} {r.task} bs={r.batch_size:g} lr={r.lr:g} seed={r.seed:g}" for r in points.head(3).itertuples()]
     more = f" and {len(points) - 3} more" if len(points) > 3 else ""
     return "; ".join(shown) + more
 
@@ -117,8 +120,9 @@ def _check_same_grid(base: pd.DataFrame, new: pd.DataFrame) -> None:
         differences.append(f"only in the baseline: {_names(only_base)}")
     if not only_new.empty:
         differences.append(f"only in the new run: {_names(only_new)}")
-    raise UserError(f"the grids differ: {'; '.join(differences)}; run the same sweep as the baseline, "
-                    "or make a new baseline")
+    raise UserError(
+        f"the grids differ: {'; '.join(differences)}; run the same sweep as the baseline, or make a new baseline"
+    )
 
 
 def _same(a, b) -> bool:
@@ -136,14 +140,17 @@ def _check_same_recipe(base: pd.DataFrame, new: pd.DataFrame) -> None:
     columns = [c for c in RECIPE_COLUMNS if c in base.columns]
     for column in columns:
         if column not in new.columns:
-            raise UserError(f"the recipes differ: the new runs have no {column} column; export them with this "
-                            "glue-bench version")
+            raise UserError(
+                f"the recipes differ: the new runs have no {column} column; export them with this glue-bench version"
+            )
         for key, group in new.groupby(["model", "task"], sort=True):
             expected = base.loc[(base["model"] == key[0]) & (base["task"] == key[1]), column].iloc[0]
             found = group[column].iloc[0]
             if not all(_same(v, expected) for v in group[column]):
-                raise UserError(f"the recipes differ: {key[1]} ({key[0]}) has {column}={found} in the new run, "
-                                f"{expected} in the baseline; run the same sweep as the baseline, or make a new baseline")
+                raise UserError(
+                    f"the recipes differ: {key[1]} ({key[0]}) has {column}={found} in the new run, "
+                    f"{expected} in the baseline; run the same sweep as the baseline, or make a new baseline"
+                )
 
 
 def _check_same_metrics(base: pd.DataFrame, new: pd.DataFrame, metrics: list[str]) -> None:
@@ -152,8 +159,10 @@ def _check_same_metrics(base: pd.DataFrame, new: pd.DataFrame, metrics: list[str
         expected = [m for m in metrics if group[m].notna().all()]
         found = [m for m in metrics if m in done.columns and done.loc[done["task"] == task, m].notna().all()]
         if set(expected) - set(found):
-            raise UserError(f"the metrics differ: {task} has no {', '.join(sorted(set(expected) - set(found)))} "
-                            "in the new run; the task definitions changed since the baseline: make a new baseline")
+            raise UserError(
+                f"the metrics differ: {task} has no {', '.join(sorted(set(expected) - set(found)))} "
+                "in the new run; the task definitions changed since the baseline: make a new baseline"
+            )
 
 
 @dataclass(frozen=True)
@@ -166,8 +175,9 @@ class Comparison:
         return self.table[self.table["verdict"].isin(["REGRESSION", "FAILED"])]
 
 
-def compare(baseline: pd.DataFrame, new: pd.DataFrame, tolerance: float | None = None,
-            sweep: str | None = None) -> Comparison:
+def compare(
+    baseline: pd.DataFrame, new: pd.DataFrame, tolerance: float | None = None, sweep: str | None = None
+) -> Comparison:
     """Compare each (model, task, batch size, lr, metric) of `new` with `baseline`. Both are runs tables."""
     baseline, new = _normalised(baseline), _normalised(new)
     if baseline.empty:
@@ -176,8 +186,10 @@ def compare(baseline: pd.DataFrame, new: pd.DataFrame, tolerance: float | None =
     base = _settle(baseline, "baseline")
     failed_base = base[base["state"] != "COMPLETE"]
     if not failed_base.empty:
-        raise UserError(f"the baseline has grid points that never completed ({_names(failed_base)}); "
-                        "make the baseline again from a run where every trial completed")
+        raise UserError(
+            f"the baseline has grid points that never completed ({_names(failed_base)}); "
+            "make the baseline again from a run where every trial completed"
+        )
     new = _settle(new, "new")
     _check_same_grid(base, new)
     _check_same_recipe(base, new)
@@ -195,12 +207,22 @@ def compare(baseline: pd.DataFrame, new: pd.DataFrame, tolerance: float | None =
             points = 100 * base_cell[metric]
             mean, std = points.mean(), (points.std() if len(points) > 1 else 0.0)
             allowed = max(FLOOR, K * std) if tolerance is None else tolerance
-            row = dict(zip(CELL, cell), metric=metric.split("/", 1)[1], seeds=len(points), baseline=mean,
-                       std=std, allowed=allowed)
+            row = dict(
+                zip(CELL, cell),
+                metric=metric.split("/", 1)[1],
+                seeds=len(points),
+                baseline=mean,
+                std=std,
+                allowed=allowed,
+            )
             if not failures.empty:
                 reason = failures["fail_reason"].dropna()
-                row.update(new=math.nan, change=math.nan, verdict="FAILED",
-                           note=str(reason.iloc[0]) if len(reason) else "trial failed")
+                row.update(
+                    new=math.nan,
+                    change=math.nan,
+                    verdict="FAILED",
+                    note=str(reason.iloc[0]) if len(reason) else "trial failed",
+                )
             else:
                 new_mean = 100 * new_cell[metric].mean()
                 change = new_mean - mean
@@ -221,13 +243,17 @@ def render(result: Comparison) -> str:
     shown = shown.drop(columns="note")
     lines = [shown.to_string(index=False), "", f"tolerance {result.tolerance}"]
     counts = result.table["verdict"].value_counts()
-    lines.append(f"{counts.get('REGRESSION', 0) + counts.get('FAILED', 0)} regression(s), "
-                 f"{counts.get('improved', 0)} improvement(s), {counts.get('unchanged', 0)} unchanged")
+    lines.append(
+        f"{counts.get('REGRESSION', 0) + counts.get('FAILED', 0)} regression(s), "
+        f"{counts.get('improved', 0)} improvement(s), {counts.get('unchanged', 0)} unchanged"
+    )
     for r in result.regressions.itertuples():
         where = f"{r.task} {r.metric} (model {r.model}, bs={r.batch_size:g} lr={r.lr:g})"
         if r.verdict == "FAILED":
             lines.append(f"REGRESSION {where}: the new run failed: {r.note}")
         else:
-            lines.append(f"REGRESSION {where}: {r.baseline:.2f} -> {r.new:.2f} ({r.change:+.2f} points, "
-                         f"allowed drop {r.allowed:.2f})")
+            lines.append(
+                f"REGRESSION {where}: {r.baseline:.2f} -> {r.new:.2f} ({r.change:+.2f} points, "
+                f"allowed drop {r.allowed:.2f})"
+            )
     return "\n".join(lines)

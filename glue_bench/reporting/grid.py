@@ -22,12 +22,19 @@ def grid(table: pd.DataFrame, spec: str) -> Report:
     trials = table[(table["model"] == model) & (table["task"] == task.name)]
     if trials.empty:
         tasks = sorted(set(table.loc[table["model"] == model, "task"]))
-        have = f"{model} has trials of {', '.join(tasks)}" if tasks else f"models recorded: {', '.join(by_size(table['model']))}"
+        have = (
+            f"{model} has trials of {', '.join(tasks)}"
+            if tasks
+            else f"models recorded: {', '.join(by_size(table['model']))}"
+        )
         raise UserError(f"--grid {spec}: no trials of {model} on {task.name}; {have}")
     configs = configurations(trials)
     winner = configs.iloc[0] if len(configs) else None
-    varying = [c for c in CONFIG if c in trials.columns and c not in ("batch_size", "lr")
-               and trials[c].nunique(dropna=False) > 1]
+    varying = [
+        c
+        for c in CONFIG
+        if c in trials.columns and c not in ("batch_size", "lr") and trials[c].nunique(dropna=False) > 1
+    ]
     lrs = sorted(trials["lr"].unique(), reverse=True)
     cells: dict[tuple, str] = {}
     for _, config in configs.iterrows():
@@ -51,13 +58,20 @@ def grid(table: pd.DataFrame, spec: str) -> Report:
     seeds = sorted(set(configs["seeds"])) if len(configs) else []
     score = "+".join(task.score) + (" (mean over the dev splits)" if len(task.splits_with_role("dev")) > 1 else "")
     shown = {cell for row in rows for cell in row.values()}
-    notes = [note for cell, note in ((MISSING, f"{MISSING} not run."), ("failed", "failed: every trial of that "
-             "configuration failed (glue-bench export shows why).")) if cell in shown]
+    notes = [
+        note
+        for cell, note in (
+            (MISSING, f"{MISSING} not run."),
+            ("failed", "failed: every trial of that configuration failed (glue-bench export shows why)."),
+        )
+        if cell in shown
+    ]
     notes.append("(best): the selected configuration, by the mean over its seeds.")
     if any(n > 1 for n in seeds):
         notes.append("±: the sample standard deviation over the seeds.")
     if len(configs) and configs["degenerate"].any():
-        notes.append(f"{DEGENERATE} predicts one class everywhere on a dev split (its metrics equal the constant predictor's).")
+        notes.append(
+            f"{DEGENERATE} predicts one class everywhere on a dev split (its metrics equal the constant predictor's)."
+        )
     intro = f"Dev task score ({score}) in points, by batch size × learning rate; seeds per configuration: {', '.join(map(str, seeds))}."
-    return Report(f"{model} on {task.name}: the grid", pd.DataFrame(rows), intro, notes,
-                  text_columns=len(varying) + 1)
+    return Report(f"{model} on {task.name}: the grid", pd.DataFrame(rows), intro, notes, text_columns=len(varying) + 1)

@@ -50,10 +50,13 @@ def columns() -> list[Column]:
     """The 9 GLUE tasks' columns in the paper's order, then the tasks their models predict (AX)."""
     tasks = registry()
     names = list(metrics.GLUE_TASKS) + [t.name for t in tasks.values() if t.predicted_by in metrics.GLUE_TASKS]
-    return [Column(Path(test.submission).stem, name, tasks[name].predicted_by or name, dev.name, test.name,
-                   tasks[name].score)
-            for name in names
-            for dev, test in zip(tasks[name].splits_with_role("dev"), tasks[name].splits_with_role("test"))]
+    return [
+        Column(
+            Path(test.submission).stem, name, tasks[name].predicted_by or name, dev.name, test.name, tasks[name].score
+        )
+        for name in names
+        for dev, test in zip(tasks[name].splits_with_role("dev"), tasks[name].splits_with_role("test"))
+    ]
 
 
 def task_scores(winners: pd.DataFrame) -> pd.DataFrame:
@@ -78,7 +81,11 @@ def model_scores(table: pd.DataFrame, task: str | None = None) -> pd.DataFrame:
                 raise UserError(f"--plot-task {task}: not a GLUE task; pick one of {', '.join(metrics.GLUE_TASKS)}, ax")
             mine = winners[(winners["model"] == ref) & (winners["task"] == column[0].source)]
             keys = [k for c in column for k in c.runs_keys]
-            value = float(mine.iloc[0][keys].astype(float).mean()) if len(mine) and mine.iloc[0][keys].notna().all() else math.nan
+            value = (
+                float(mine.iloc[0][keys].astype(float).mean())
+                if len(mine) and mine.iloc[0][keys].notna().all()
+                else math.nan
+            )
             run, complete = int(not math.isnan(value)), True
         rows.append({"model": ref, "value": 100 * value, "tasks": run, "complete": complete})
     return pd.DataFrame(rows, columns=["model", "value", "tasks", "complete"]).dropna(subset=["value"])
@@ -89,8 +96,9 @@ def paper() -> pd.DataFrame:
     frame = pd.read_csv(shipped.reference_dir() / PAPER_FILE, comment="#")
     for name in metrics.GLUE_TASKS:
         task = get_task(name)
-        frame[name] = np.mean([frame[f"{name}/{s.name}/{m}"] for s in task.splits_with_role("test")
-                               for m in task.score], axis=0)
+        frame[name] = np.mean(
+            [frame[f"{name}/{s.name}/{m}"] for s in task.splits_with_role("test") for m in task.score], axis=0
+        )
     return frame
 
 
@@ -115,8 +123,10 @@ def _ours_cell(winner: pd.Series | None, column: Column) -> str:
 def leaderboard(table: pd.DataFrame, compare_paper: bool = False) -> Report:
     winners = best(table)
     if winners.empty:
-        raise UserError("no completed trials to report: every trial failed or is still running "
-                        "(see glue-bench export for their fail_reason)")
+        raise UserError(
+            "no completed trials to report: every trial failed or is still running "
+            "(see glue-bench export for their fail_reason)"
+        )
     scores = task_scores(winners)
     cols = columns()
     rows, flagged, seeds, partial = [], [], set(), False
@@ -137,23 +147,33 @@ def leaderboard(table: pd.DataFrame, compare_paper: bool = False) -> Report:
         rows.append({"Model": ours.pop("Model"), "Source": "ours (dev)", **ours})
         rows += _paper_rows(ref, mine, scores.loc[ref], cols)
     frame = pd.DataFrame(rows).fillna(MISSING)
-    intro = ("Best configuration per task on the dev sets (batch size × learning rate, by the mean task score "
-             "over seeds), in points. MRPC and QQP: F1/accuracy; STS-B: Pearson/Spearman; CoLA and AX: Matthews "
-             "correlation; the rest: accuracy. AX: the MNLI model on the labelled diagnostic set. Score: the GLUE "
-             "score, the mean of the 9 task scores (AX excluded).")
+    intro = (
+        "Best configuration per task on the dev sets (batch size × learning rate, by the mean task score "
+        "over seeds), in points. MRPC and QQP: F1/accuracy; STS-B: Pearson/Spearman; CoLA and AX: Matthews "
+        "correlation; the rest: accuracy. AX: the MNLI model on the labelled diagnostic set. Score: the GLUE "
+        "score, the mean of the 9 task scores (AX excluded)."
+    )
     if compare_paper:
-        intro += (f" Paper: {PAPER_SOURCE}, on the GLUE test sets, so even an exact reproduction differs a little;"
-                  " Δ = ours − paper.")
+        intro += (
+            f" Paper: {PAPER_SOURCE}, on the GLUE test sets, so even an exact reproduction differs a little;"
+            " Δ = ours − paper."
+        )
     notes = [f"{MISSING} not run."]
     if partial:
-        notes.append("(k/9): a partial score, the mean of the k GLUE tasks run"
-                     + ("; its Δ compares with the paper's mean over the same tasks." if compare_paper else "."))
+        notes.append(
+            "(k/9): a partial score, the mean of the k GLUE tasks run"
+            + ("; its Δ compares with the paper's mean over the same tasks." if compare_paper else ".")
+        )
     if seeds - {1}:
-        notes.append(f"±: the sample standard deviation over the selected configuration's seeds "
-                     f"({' or '.join(map(str, sorted(seeds - {1})))}); no ±: one seed.")
+        notes.append(
+            f"±: the sample standard deviation over the selected configuration's seeds "
+            f"({' or '.join(map(str, sorted(seeds - {1})))}); no ±: one seed."
+        )
     if flagged:
-        notes.append(f"{DEGENERATE} a collapsed fine-tune: it scores exactly what predicting one class everywhere "
-                     f"scores on that dev split, not a real result: {'; '.join(flagged)}.")
+        notes.append(
+            f"{DEGENERATE} a collapsed fine-tune: it scores exactly what predicting one class everywhere "
+            f"scores on that dev split, not a real result: {'; '.join(flagged)}."
+        )
     return Report("GLUE leaderboard", frame, intro, notes, text_columns=2 if compare_paper else 1)
 
 
@@ -167,8 +187,11 @@ def _paper_rows(ref: str, mine: dict, scores: pd.Series, cols: list[Column]) -> 
     found = paper_row(ref)
     if found is None:
         return []
-    theirs = {"Model": f"{found['model']} (L-{found['layers']}_H-{found['hidden']})", "Source": "paper (test)",
-              "Score": f"{found['score']:.1f}"}
+    theirs = {
+        "Model": f"{found['model']} (L-{found['layers']}_H-{found['hidden']})",
+        "Source": "paper (test)",
+        "Score": f"{found['score']:.1f}",
+    }
     delta = {"Model": "", "Source": "Δ"}
     for c in cols:
         theirs[c.label] = "/".join(f"{found[k]:.1f}" for k in c.paper_keys)
@@ -181,5 +204,7 @@ def _paper_rows(ref: str, mine: dict, scores: pd.Series, cols: list[Column]) -> 
         if len(run) == len(metrics.GLUE_TASKS):
             delta["Score"] = signed(ours - found["score"])
         else:
-            delta["Score"] = f"{signed(ours - float(np.mean([found[t] for t in run])))} ({len(run)}/{len(metrics.GLUE_TASKS)})"
+            delta["Score"] = (
+                f"{signed(ours - float(np.mean([found[t] for t in run])))} ({len(run)}/{len(metrics.GLUE_TASKS)})"
+            )
     return [theirs, delta]

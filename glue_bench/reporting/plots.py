@@ -40,8 +40,13 @@ def _heatmap_models(scores: pd.DataFrame) -> tuple[pd.DataFrame, str]:
 def _paper_values(task: str | None) -> pd.DataFrame:
     table = leaderboard.paper()
     column = "score" if task is None else ("ax/test/mcc" if get_task(task).name == "ax" else get_task(task).name)
-    return pd.DataFrame({"model": table["model"], "shape": list(zip(table["layers"], table["hidden"])),
-                         "value": table[column].astype(float)})
+    return pd.DataFrame(
+        {
+            "model": table["model"],
+            "shape": list(zip(table["layers"], table["hidden"])),
+            "value": table[column].astype(float),
+        }
+    )
 
 
 def plot(table: pd.DataFrame, path: str, task: str | None = None, compare_paper: bool = False) -> str:
@@ -54,13 +59,20 @@ def plot(table: pd.DataFrame, path: str, task: str | None = None, compare_paper:
     what = "GLUE score" if task is None else f"{get_task(task).name.upper()} score"
     paper = _paper_values(task) if compare_paper else None
     grid_models, family = _heatmap_models(scores)
-    ours = {row["shape"]: (row["value"], "" if row["complete"] else f"({row['tasks']}/9 tasks)")
-            for _, row in grid_models.iterrows()}
+    ours = {
+        row["shape"]: (row["value"], "" if row["complete"] else f"({row['tasks']}/9 tasks)")
+        for _, row in grid_models.iterrows()
+    }
     theirs = {row["shape"]: (row["value"], "") for _, row in paper.iterrows()} if paper is not None else {}
 
     panels = 3 if paper is not None else 2
-    fig, axes = plt.subplots(1, panels, figsize=(5.6 * panels, 4.8), layout="constrained",
-                             gridspec_kw={"width_ratios": [1] * (panels - 1) + [1.3]})
+    fig, axes = plt.subplots(
+        1,
+        panels,
+        figsize=(5.6 * panels, 4.8),
+        layout="constrained",
+        gridspec_kw={"width_ratios": [1] * (panels - 1) + [1.3]},
+    )
     known = [v for v, _ in [*ours.values(), *theirs.values()]]
     low, high = min(known), max(known)
     if high - low < 1:
@@ -91,8 +103,16 @@ def _grid_panel(ax, cells: dict, low: float, high: float, title: str):
             if (layers, hidden) in cells:
                 value, note = cells[(layers, hidden)]
                 colour = "white" if (value - low) / (high - low) < 0.6 else "black"  # readable on viridis
-                ax.text(j, i, f"{value:.1f}" + (f"\n{note}" if note else ""), ha="center", va="center",
-                        fontsize=9, color=colour, fontweight="bold")
+                ax.text(
+                    j,
+                    i,
+                    f"{value:.1f}" + (f"\n{note}" if note else ""),
+                    ha="center",
+                    va="center",
+                    fontsize=9,
+                    color=colour,
+                    fontweight="bold",
+                )
             name = NAMES.get(models.miniature_name(layers, hidden))
             if name:
                 ax.text(j - 0.46, i - 0.36, name, ha="left", va="center", fontsize=6.5, color=colour, style="italic")
@@ -110,27 +130,49 @@ def _grid_panel(ax, cells: dict, low: float, high: float, title: str):
 
 def _scatter(ax, scores: pd.DataFrame, paper: pd.DataFrame | None, what: str) -> None:
     shapes = [models.model_shape(m) for m in scores["model"]]
-    sized = scores.assign(params=[models.parameter_count(*s) / 1e6 if s in models.all_miniatures() else np.nan
-                                  for s in shapes]).dropna(subset=["params"])
+    sized = scores.assign(
+        params=[models.parameter_count(*s) / 1e6 if s in models.all_miniatures() else np.nan for s in shapes]
+    ).dropna(subset=["params"])
     for random, marker, label in ((False, "o", "ours, pretrained"), (True, "D", "ours, random init")):
         part = sized[sized["model"].str.startswith("random:") == random]
         if len(part):
             hollow = ~part["complete"].to_numpy()
             if not hollow.all():
-                ax.scatter(part["params"][~hollow], part["value"][~hollow], marker=marker, s=40,
-                           color="C0" if not random else "C2", label=label, zorder=3)
+                ax.scatter(
+                    part["params"][~hollow],
+                    part["value"][~hollow],
+                    marker=marker,
+                    s=40,
+                    color="C0" if not random else "C2",
+                    label=label,
+                    zorder=3,
+                )
             if hollow.any():
-                ax.scatter(part["params"][hollow], part["value"][hollow], marker=marker, s=40, facecolors="none",
-                           edgecolors="C0" if not random else "C2", label=f"{label} (partial)", zorder=3)
+                ax.scatter(
+                    part["params"][hollow],
+                    part["value"][hollow],
+                    marker=marker,
+                    s=40,
+                    facecolors="none",
+                    edgecolors="C0" if not random else "C2",
+                    label=f"{label} (partial)",
+                    zorder=3,
+                )
             for _, row in part.iterrows():
-                ax.annotate(row["model"].removeprefix("random:"), (row["params"], row["value"]), fontsize=7,
-                            xytext=(4, 3), textcoords="offset points")
+                ax.annotate(
+                    row["model"].removeprefix("random:"),
+                    (row["params"], row["value"]),
+                    fontsize=7,
+                    xytext=(4, 3),
+                    textcoords="offset points",
+                )
     if paper is not None:
         params = [models.parameter_count(*s) / 1e6 for s in paper["shape"]]
         ax.plot(params, paper["value"], "s--", color="C3", label="paper (test)", zorder=2, markersize=6)
         for x, (_, row) in zip(params, paper.iterrows()):
-            ax.annotate(row["model"], (x, row["value"]), fontsize=7, color="C3", xytext=(4, -10),
-                        textcoords="offset points")
+            ax.annotate(
+                row["model"], (x, row["value"]), fontsize=7, color="C3", xytext=(4, -10), textcoords="offset points"
+            )
     ax.set_xscale("log")
     ax.xaxis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
     ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda x, _: f"{x:g}M"))

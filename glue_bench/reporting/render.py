@@ -61,10 +61,27 @@ def csv(report: Report) -> str:
     return report.table.to_csv(index=False, lineterminator="\n")
 
 
-_LATEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-                  "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
-_LATEX_SYMBOLS = {"±": r"$\pm$", "†": r"$^\dagger$", "—": "--", "Δ": r"$\Delta$", "×": r"$\times$",
-                  "−": "$-$", "→": r"$\to$"}
+_LATEX_ESCAPES = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+}
+_LATEX_SYMBOLS = {
+    "±": r"$\pm$",
+    "†": r"$^\dagger$",
+    "—": "--",
+    "Δ": r"$\Delta$",
+    "×": r"$\times$",
+    "−": "$-$",
+    "→": r"$\to$",
+}
 
 
 def latex_text(text: str) -> str:
@@ -75,9 +92,17 @@ def latex_text(text: str) -> str:
 def latex(report: Report) -> str:
     """A booktabs table; the notes go below it in small type."""
     spec = "l" * report.text_columns + "r" * (report.table.shape[1] - report.text_columns)
-    lines = [r"% needs \usepackage{booktabs}", r"\begin{table}[t]", r"\centering", r"\small", f"\\caption{{{latex_text(report.title)}}}",
-             f"\\begin{{tabular}}{{{spec}}}", r"\toprule",
-             " & ".join(latex_text(c) for c in report.table.columns) + r" \\", r"\midrule"]
+    lines = [
+        r"% needs \usepackage{booktabs}",
+        r"\begin{table}[t]",
+        r"\centering",
+        r"\small",
+        f"\\caption{{{latex_text(report.title)}}}",
+        f"\\begin{{tabular}}{{{spec}}}",
+        r"\toprule",
+        " & ".join(latex_text(c) for c in report.table.columns) + r" \\",
+        r"\midrule",
+    ]
     lines += [" & ".join(latex_text(c) for c in row) + r" \\" for row in report.table.itertuples(index=False)]
     lines += [r"\bottomrule", r"\end{tabular}"]
     if report.intro or report.notes:
@@ -91,8 +116,13 @@ def to_html(report: Report) -> str:
     parts = [f"<h2>{html.escape(report.title)}</h2>"]
     if report.intro:
         parts.append(f"<p>{html.escape(report.intro)}</p>")
+
     def row(cells, tag) -> str:
-        return "<tr>" + "".join(f"<{tag}{_align(i, report)}>{html.escape(str(c))}</{tag}>" for i, c in enumerate(cells)) + "</tr>"
+        return (
+            "<tr>"
+            + "".join(f"<{tag}{_align(i, report)}>{html.escape(str(c))}</{tag}>" for i, c in enumerate(cells))
+            + "</tr>"
+        )
 
     parts += ["<table>", "<thead>", row(report.table.columns, "th"), "</thead>", "<tbody>"]
     parts += [row(r, "td") for r in report.table.itertuples(index=False)] + ["</tbody>", "</table>"]

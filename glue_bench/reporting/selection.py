@@ -28,8 +28,10 @@ def load_runs(storage: str | None = None, runs: str | None = None, sweep: str | 
         table = table[table["sweep"] == sweep]
     if table.empty:
         where = f"--runs {runs}" if runs else "the storage"
-        raise UserError(f"{where} holds no trials{f' of sweep {sweep}' if sweep else ''}; run some first "
-                        "(glue-bench run or glue-bench sweep), or pass the right --storage/--runs/--sweep")
+        raise UserError(
+            f"{where} holds no trials{f' of sweep {sweep}' if sweep else ''}; run some first "
+            "(glue-bench run or glue-bench sweep), or pass the right --storage/--runs/--sweep"
+        )
     return table
 
 
@@ -65,8 +67,11 @@ def configurations(table: pd.DataFrame) -> pd.DataFrame:
     out["best_trial"] = grouped["score"].idxmax().map(lambda i: done.loc[i, "trial"])
     out = out.reset_index()
     out["_order"] = range(len(out))
-    return (out.sort_values(["model", "task", "score", "_order"], ascending=[True, True, False, True], kind="stable")
-            .drop(columns="_order").reset_index(drop=True))
+    return (
+        out.sort_values(["model", "task", "score", "_order"], ascending=[True, True, False, True], kind="stable")
+        .drop(columns="_order")
+        .reset_index(drop=True)
+    )
 
 
 def best(table: pd.DataFrame) -> pd.DataFrame:
@@ -76,8 +81,12 @@ def best(table: pd.DataFrame) -> pd.DataFrame:
 
 def winning_trial(table: pd.DataFrame, winner: pd.Series) -> pd.Series:
     """The runs-table row of a winning configuration's best seed."""
-    return table[(table["model"] == winner["model"]) & (table["task"] == winner["task"])
-                 & (table["sweep"] == winner["sweep"]) & (table["trial"] == winner["best_trial"])].iloc[0]
+    return table[
+        (table["model"] == winner["model"])
+        & (table["task"] == winner["task"])
+        & (table["sweep"] == winner["sweep"])
+        & (table["trial"] == winner["best_trial"])
+    ].iloc[0]
 
 
 def prediction_ids(row: pd.Series) -> dict[str, str]:

@@ -37,8 +37,12 @@ class ServerFile:
 def server_files() -> list[ServerFile]:
     """The files the GLUE server takes, in the registry's order."""
     tasks = registry()
-    return [ServerFile(s.submission, t, s, tasks[t.predicted_by] if t.predicted_by else t)
-            for t in tasks.values() for s in t.splits_with_role("test") if s.submission]
+    return [
+        ServerFile(s.submission, t, s, tasks[t.predicted_by] if t.predicted_by else t)
+        for t in tasks.values()
+        for s in t.splits_with_role("test")
+        if s.submission
+    ]
 
 
 def to_text(file: ServerFile, idx, prediction) -> str:
@@ -54,8 +58,10 @@ def to_text(file: ServerFile, idx, prediction) -> str:
         ids = values.astype(float)
         bad = np.flatnonzero((ids != np.round(ids)) | (ids < 0) | (ids >= len(file.predictor.labels)))
         if len(bad):
-            raise UserError(f"{file.name}: prediction {values[bad[0]].item()!r} (index {idx[bad[0]]}) is not a label id of "
-                            f"the {file.predictor.name} model (0 … {len(file.predictor.labels) - 1})")
+            raise UserError(
+                f"{file.name}: prediction {values[bad[0]].item()!r} (index {idx[bad[0]]}) is not a label id of "
+                f"the {file.predictor.name} model (0 … {len(file.predictor.labels) - 1})"
+            )
         cells = [file.predictor.labels[int(i)] for i in ids[order]]
     return "\t".join(HEADER) + "\n" + "".join(f"{i}\t{c}\n" for i, c in zip(idx[order], cells))
 
@@ -68,10 +74,14 @@ def check_text(file: ServerFile, text: str) -> None:
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as e:
         raise UserError(f"{where}: not a two-column TSV file ({str(e).strip()[:120]})") from None
     if list(frame.columns) != HEADER:
-        raise UserError(f"{where}: the header must be 'index<TAB>prediction', got {'<TAB>'.join(map(str, frame.columns))!r}")
+        raise UserError(
+            f"{where}: the header must be 'index<TAB>prediction', got {'<TAB>'.join(map(str, frame.columns))!r}"
+        )
     if len(frame) != file.split.rows:
-        raise UserError(f"{where}: {len(frame)} rows, but the {file.task.name} {file.split.name} set has "
-                        f"{file.split.rows}; the server refuses it (was the trial run on a truncated or other test file?)")
+        raise UserError(
+            f"{where}: {len(frame)} rows, but the {file.task.name} {file.split.name} set has "
+            f"{file.split.rows}; the server refuses it (was the trial run on a truncated or other test file?)"
+        )
     index = pd.to_numeric(frame["index"], errors="coerce")
     if index.isna().any() or not np.array_equal(np.sort(index.to_numpy()), np.arange(file.split.rows)):
         raise UserError(f"{where}: the indices must be 0 … {file.split.rows - 1}, each once")
@@ -80,13 +90,17 @@ def check_text(file: ServerFile, text: str) -> None:
         low, high = file.task.label_range or (-np.inf, np.inf)
         bad = np.flatnonzero(numbers.isna().to_numpy() | (numbers < low).to_numpy() | (numbers > high).to_numpy())
         if len(bad):
-            raise UserError(f"{where}: line {bad[0] + 2}: prediction '{frame['prediction'].iloc[bad[0]]}' is not a "
-                            f"number in [{low:g}, {high:g}]")
+            raise UserError(
+                f"{where}: line {bad[0] + 2}: prediction '{frame['prediction'].iloc[bad[0]]}' is not a "
+                f"number in [{low:g}, {high:g}]"
+            )
     else:
         bad = np.flatnonzero(~frame["prediction"].isin(file.task.labels).to_numpy())
         if len(bad):
-            raise UserError(f"{where}: line {bad[0] + 2}: label '{frame['prediction'].iloc[bad[0]]}' is not one of "
-                            f"the server's {file.task.name} labels {list(file.task.labels)}")
+            raise UserError(
+                f"{where}: line {bad[0] + 2}: label '{frame['prediction'].iloc[bad[0]]}' is not one of "
+                f"the server's {file.task.name} labels {list(file.task.labels)}"
+            )
 
 
 def _majority_text(file: ServerFile) -> str:
@@ -96,22 +110,27 @@ def _majority_text(file: ServerFile) -> str:
     return "\t".join(HEADER) + "\n" + "".join(f"{i}\t{label}\n" for i in range(file.split.rows))
 
 
-def build(table: pd.DataFrame, storage_url: str | None, model: str, out: str,
-          fill_missing: str | None = None) -> tuple[list[str], list[str]]:
+def build(
+    table: pd.DataFrame, storage_url: str | None, model: str, out: str, fill_missing: str | None = None
+) -> tuple[list[str], list[str]]:
     """Write the zip; returns (lines saying where each file came from, warnings about filled files)."""
     if Path(out).suffix.lower() != ".zip":
         raise UserError(f"--out {out}: the GLUE server takes a .zip file")
     model = models.normalise_model(model)
     trials = table[table["model"] == model]
     if trials.empty:
-        raise UserError(f"no trials of model {model} in the storage; models recorded: "
-                        f"{', '.join(map(str, models.by_size(table['model'])))}")
+        raise UserError(
+            f"no trials of model {model} in the storage; models recorded: "
+            f"{', '.join(map(str, models.by_size(table['model'])))}"
+        )
     winners = selection.best(trials)
     texts, sources, missing = {}, [], []
     for file in server_files():
         chosen = winners[winners["task"] == file.predictor.name]
         key = f"{file.task.name}/{file.split.name}"
-        artifact = selection.prediction_ids(selection.winning_trial(trials, chosen.iloc[0])).get(key) if len(chosen) else None
+        artifact = (
+            selection.prediction_ids(selection.winning_trial(trials, chosen.iloc[0])).get(key) if len(chosen) else None
+        )
         if artifact is None:
             missing.append(file)
             continue
@@ -119,24 +138,32 @@ def build(table: pd.DataFrame, storage_url: str | None, model: str, out: str,
         try:
             predictions = download_predictions(artifact, storage_url)
         except Exception as e:  # optuna raises its own type for a missing artifact, OSError for a bad folder
-            raise UserError(f"{file.name}: cannot read the predictions artifact {artifact} of {winner['sweep']}/"
-                            f"{model}/{file.predictor.name} trial {winner['best_trial']} ({type(e).__name__}); are the "
-                            "artifacts beside the storage (or in GLUE_BENCH_ARTIFACTS)?") from None
+            raise UserError(
+                f"{file.name}: cannot read the predictions artifact {artifact} of {winner['sweep']}/"
+                f"{model}/{file.predictor.name} trial {winner['best_trial']} ({type(e).__name__}); are the "
+                "artifacts beside the storage (or in GLUE_BENCH_ARTIFACTS)?"
+            ) from None
         texts[file.name] = to_text(file, predictions["idx"], predictions["prediction"])
         check_text(file, texts[file.name])
-        sources.append(f"{file.name}: {file.predictor.name} trial {winner['best_trial']} of sweep {winner['sweep']} "
-                       f"(batch size {winner['batch_size']}, lr {cells.lr_text(winner['lr'])}, dev score {100 * winner['score']:.1f})")
+        sources.append(
+            f"{file.name}: {file.predictor.name} trial {winner['best_trial']} of sweep {winner['sweep']} "
+            f"(batch size {winner['batch_size']}, lr {cells.lr_text(winner['lr'])}, dev score {100 * winner['score']:.1f})"
+        )
     warnings = []
     if missing and fill_missing != "majority":
         names = ", ".join(f"{f.name} ({f.predictor.name})" for f in missing)
-        raise UserError(f"model {model} has no test predictions for {names}; run those tasks first, or pass "
-                        "--fill-missing majority to fill them with the majority class (a baseline, not a result)")
+        raise UserError(
+            f"model {model} has no test predictions for {names}; run those tasks first, or pass "
+            "--fill-missing majority to fill them with the majority class (a baseline, not a result)"
+        )
     for file in missing:
         texts[file.name] = _majority_text(file)
         check_text(file, texts[file.name])
         what = "the mean dev label" if file.task.regression else "the majority class"
-        warnings.append(f"{file.name} FILLED with {what} '{baselines.majority(file.predictor)}' on all "
-                        f"{file.split.rows} rows: model {model} has no {file.predictor.name} test predictions")
+        warnings.append(
+            f"{file.name} FILLED with {what} '{baselines.majority(file.predictor)}' on all "
+            f"{file.split.rows} rows: model {model} has no {file.predictor.name} test predictions"
+        )
     _write_zip(out, texts)
     return sources, warnings
 
@@ -145,8 +172,10 @@ def _write_zip(out: str, texts: dict[str, str]) -> None:
     path = Path(out)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with (tempfile.NamedTemporaryFile(dir=path.parent, suffix=".zip", delete=False) as tmp,
-              zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as archive):
+        with (
+            tempfile.NamedTemporaryFile(dir=path.parent, suffix=".zip", delete=False) as tmp,
+            zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as archive,
+        ):
             for file in server_files():
                 archive.writestr(file.name, texts[file.name])
         os.replace(tmp.name, path)
@@ -166,9 +195,12 @@ def check_zip(path: str) -> list[str]:
         lacking = [f.name for f in expected if f.name not in names]
         extra = sorted(names - {f.name for f in expected})
         if lacking or extra:
-            raise UserError(f"{path}: the server takes exactly {len(expected)} files at the top of the zip; "
-                            + (f"missing {', '.join(lacking)}" if lacking else "")
-                            + ("; " if lacking and extra else "") + (f"unexpected {', '.join(extra)}" if extra else ""))
+            raise UserError(
+                f"{path}: the server takes exactly {len(expected)} files at the top of the zip; "
+                + (f"missing {', '.join(lacking)}" if lacking else "")
+                + ("; " if lacking and extra else "")
+                + (f"unexpected {', '.join(extra)}" if extra else "")
+            )
         lines = []
         for file in expected:
             check_text(file, archive.read(file.name).decode("utf-8"))

@@ -32,7 +32,7 @@ EVAL_SPEEDUP = 3.0  # a forward pass costs about a third of a training step
 
 def default_throughput(layers: int, hidden: int, batch_size: int, device: str) -> float:
     """Training examples per second: 6 FLOPs per encoder parameter (12·L·H²) per token, at EFFECTIVE_FLOPS."""
-    flops_per_example = 6 * 12 * layers * hidden ** 2 * TOKENS_PER_EXAMPLE
+    flops_per_example = 6 * 12 * layers * hidden**2 * TOKENS_PER_EXAMPLE
     return min(EFFECTIVE_FLOPS[device] / flops_per_example, MAX_STEPS_PER_SECOND[device] * batch_size)
 
 
@@ -122,15 +122,28 @@ def estimate(sweep, statuses, runs: pd.DataFrame, device: str) -> pd.DataFrame:
             recipe = sweep.recipe_for(point)
             t, e = trial_examples(task, recipe, covered)
             length = padded_length(plan.task, recipe.batch_size)
-            benchmark = None if measured else benchmark_throughput(plan.model.removeprefix("random:"),
-                                                                   recipe.batch_size, length, device)
+            benchmark = (
+                None
+                if measured
+                else benchmark_throughput(plan.model.removeprefix("random:"), recipe.batch_size, length, device)
+            )
             source = "benchmark" if benchmark else source
             speed = measured or benchmark or default_throughput(*shape(ref), recipe.batch_size, device)
             train, evals, seconds = train + t, evals + e, seconds + trial_seconds(t, e, speed)
             tokens += round(t * length)
-        rows.append({"model": plan.model, "task": plan.task, "trials": len(sweep.grid()), "to run": len(left),
-                     "train examples": train, "eval examples": evals, "train tokens": tokens,
-                     "speed": source, "seconds": seconds})
+        rows.append(
+            {
+                "model": plan.model,
+                "task": plan.task,
+                "trials": len(sweep.grid()),
+                "to run": len(left),
+                "train examples": train,
+                "eval examples": evals,
+                "train tokens": tokens,
+                "speed": source,
+                "seconds": seconds,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -148,14 +161,17 @@ def report(sweep, statuses, runs: pd.DataFrame, device: str, workers: int, url: 
     table = estimate(sweep, statuses, runs, device)
     shown = table.assign(time=table["seconds"].map(duration)).drop(columns="seconds")
     total = table["seconds"].sum()
-    lines = [f"sweep {sweep.name} ({sweep.path}) in {url}: {len(table)} studies × {len(sweep.grid())} grid points "
-             f"(batch_size {list(sweep.batch_sizes)} × lr {list(sweep.lrs)} × seed {list(sweep.seeds)}), "
-             f"{sweep.epochs} epoch{'s' if sweep.epochs != 1 else ''}",
-             shown.to_string(index=False), "",
-             f"{table['to run'].sum()} of {table['trials'].sum()} trials to run: {table['train examples'].sum():,} "
-             f"training and {table['eval examples'].sum():,} evaluated examples, {table['train tokens'].sum():,} "
-             f"training tokens; about {duration(total)} ({total / 3600:,.1f} hours) of {device} "
-             f"time, {duration(total / workers)} with {workers} worker(s) that do not slow each other"]
+    lines = [
+        f"sweep {sweep.name} ({sweep.path}) in {url}: {len(table)} studies × {len(sweep.grid())} grid points "
+        f"(batch_size {list(sweep.batch_sizes)} × lr {list(sweep.lrs)} × seed {list(sweep.seeds)}), "
+        f"{sweep.epochs} epoch{'s' if sweep.epochs != 1 else ''}",
+        shown.to_string(index=False),
+        "",
+        f"{table['to run'].sum()} of {table['trials'].sum()} trials to run: {table['train examples'].sum():,} "
+        f"training and {table['eval examples'].sum():,} evaluated examples, {table['train tokens'].sum():,} "
+        f"training tokens; about {duration(total)} ({total / 3600:,.1f} hours) of {device} "
+        f"time, {duration(total / workers)} with {workers} worker(s) that do not slow each other",
+    ]
     for task, by in sweep.covered.items():
         lines.append(f"{task}: covered by the {by} trials (predicted by each {by} model, never trained)")
     return "\n".join(lines)
@@ -177,6 +193,7 @@ def dry_run(sweep, studies, url: str, workers: int, device: str | None = None) -
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     if len(runs) and "env" in runs:  # only speeds measured on that kind of device
         # A trial that never ran (waiting, failed early) has no env: NaN in the table.
-        runs = runs[runs["env"].map(lambda env: isinstance(env, str)
-                                    and json.loads(env).get("device", "").startswith(device))]
+        runs = runs[
+            runs["env"].map(lambda env: isinstance(env, str) and json.loads(env).get("device", "").startswith(device))
+        ]
     return report(sweep, read_status(sweep, studies, url), runs, device, workers, url)

@@ -51,9 +51,20 @@ def describe_placement(workers: int, gpus: list[str]) -> str:
 
 def worker_plan(studies, url: str, source_location: str, sweep) -> dict:
     grid = {"batch_size": list(sweep.batch_sizes), "lr": list(sweep.lrs), "seed": list(sweep.seeds)}
-    return {"storage": url,
-            "studies": [{"name": s.name, "model": s.model, "task": s.task, "data": source_location,
-                         "recipe": sweep.base_recipe(), "grid": grid} for s in studies]}
+    return {
+        "storage": url,
+        "studies": [
+            {
+                "name": s.name,
+                "model": s.model,
+                "task": s.task,
+                "data": source_location,
+                "recipe": sweep.base_recipe(),
+                "grid": grid,
+            }
+            for s in studies
+        ],
+    }
 
 
 def _finished(sweep, studies, url, storage) -> int:
@@ -72,14 +83,16 @@ def launch(sweep, studies, url: str, source_location: str, workers: int, progres
         json.dump(worker_plan(studies, url, source_location, sweep), f)
     command = [sys.executable, "-m", "glue_bench.sweeping.worker", f.name]
     procs = [subprocess.Popen(command, env=worker_env(i, workers, gpus)) for i in range(workers)]
-    print(f"glue-bench: {describe_placement(workers, gpus)}: pids {' '.join(str(p.pid) for p in procs)}",
-          file=sys.stderr)
+    print(
+        f"glue-bench: {describe_placement(workers, gpus)}: pids {' '.join(str(p.pid) for p in procs)}", file=sys.stderr
+    )
     total = len(sweep.grid()) * len(studies)
     storage = open_storage(url)
     done = _finished(sweep, studies, url, storage)
     poll = max(POLL_SECONDS, len(studies) / 20)  # a big sweep: read the storage less often
-    bar = tqdm(total=total, initial=done, desc=f"sweep {sweep.name}", unit="trial", disable=not progress,
-               dynamic_ncols=True)
+    bar = tqdm(
+        total=total, initial=done, desc=f"sweep {sweep.name}", unit="trial", disable=not progress, dynamic_ncols=True
+    )
     reported = set()
     try:
         while any(p.poll() is None for p in procs):
@@ -90,9 +103,12 @@ def launch(sweep, studies, url: str, source_location: str, workers: int, progres
             for i, p in enumerate(procs):
                 if p.returncode is not None and p.returncode < 0 and i not in reported:
                     reported.add(i)
-                    bar.write(f"glue-bench: worker {i} (pid {p.pid}) was killed by "
-                              f"{signal.Signals(-p.returncode).name}; its trial is retried once its heartbeat "
-                              "goes stale", file=sys.stderr)
+                    bar.write(
+                        f"glue-bench: worker {i} (pid {p.pid}) was killed by "
+                        f"{signal.Signals(-p.returncode).name}; its trial is retried once its heartbeat "
+                        "goes stale",
+                        file=sys.stderr,
+                    )
         bar.update(_finished(sweep, studies, url, storage) - done)
     except KeyboardInterrupt:
         # Ctrl-C reached the workers too (one process group): give them a moment to record their trials
@@ -113,8 +129,9 @@ def launch(sweep, studies, url: str, source_location: str, workers: int, progres
     return [p.returncode for p in procs]
 
 
-def run_sweep(sweep, studies, url: str, source_location: str, workers: int = 1, retry_failed: bool = False,
-              progress: bool = True) -> int:
+def run_sweep(
+    sweep, studies, url: str, source_location: str, workers: int = 1, retry_failed: bool = False, progress: bool = True
+) -> int:
     """Enqueue what is missing, run it with `workers` processes, and summarise. 0: every trial complete."""
     from glue_bench.sweeping.studies import enqueue, read_status
 
@@ -123,25 +140,34 @@ def run_sweep(sweep, studies, url: str, source_location: str, workers: int = 1, 
     points = _count(read_status(sweep, studies, url))
     total = len(sweep.grid()) * len(studies)
     left = points["waiting"] + points["running"]
-    print(f"sweep {sweep.name}: {len(studies)} studies, {total} trials: {points['complete']} complete, "
-          f"{points['failed']} failed, {left} to run ({added} newly queued); storage {url}")
+    print(
+        f"sweep {sweep.name}: {len(studies)} studies, {total} trials: {points['complete']} complete, "
+        f"{points['failed']} failed, {left} to run ({added} newly queued); storage {url}"
+    )
     if left:
         launch(sweep, studies, url, source_location, workers, progress)
     else:
         print("nothing to run")
     points = _count(read_status(sweep, studies, url))
-    print(f"sweep {sweep.name}: {points['complete']} of {total} trials complete, {points['failed']} failed "
-          f"(in {time.monotonic() - started:.0f}s); details: glue-bench status {sweep.path}"
-          + (f" --storage {url}" if url != sweep.storage else ""))
+    print(
+        f"sweep {sweep.name}: {points['complete']} of {total} trials complete, {points['failed']} failed "
+        f"(in {time.monotonic() - started:.0f}s); details: glue-bench status {sweep.path}"
+        + (f" --storage {url}" if url != sweep.storage else "")
+    )
     if points["complete"] == total:
         return 0
     unfinished = total - points["complete"] - points["failed"]
     if unfinished:
-        print(f"{unfinished} trials are not finished (a worker died or was stopped): run the same command again "
-              "to resume", file=sys.stderr)
+        print(
+            f"{unfinished} trials are not finished (a worker died or was stopped): run the same command again "
+            "to resume",
+            file=sys.stderr,
+        )
     if points["failed"] and not retry_failed:
-        print(f"{points['failed']} trials failed (fail_reason in glue-bench status); --retry-failed runs them again",
-              file=sys.stderr)
+        print(
+            f"{points['failed']} trials failed (fail_reason in glue-bench status); --retry-failed runs them again",
+            file=sys.stderr,
+        )
     return 1
 
 

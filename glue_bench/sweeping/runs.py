@@ -20,8 +20,18 @@ import pandas as pd
 from glue_bench.errors import UserError
 from glue_bench.sweeping.storage import open_storage
 
-RECIPE_COLUMNS = ("epochs", "max_seq_length", "weight_decay", "warmup_ratio", "max_grad_norm",
-                  "max_train_samples", "group_by_length", "bf16", "tf32", "fused_adamw")
+RECIPE_COLUMNS = (
+    "epochs",
+    "max_seq_length",
+    "weight_decay",
+    "warmup_ratio",
+    "max_grad_norm",
+    "max_train_samples",
+    "group_by_length",
+    "bf16",
+    "tf32",
+    "fused_adamw",
+)
 ADDED_RECIPE_FIELDS = {"fused_adamw": False}  # absent in older trials: they ran the default
 ID_COLUMNS = ["sweep", "model", "task", "study", "trial", "state", "batch_size", "lr", "seed", "score"]
 
@@ -32,10 +42,18 @@ def _row(study: optuna.study.StudySummary | optuna.Study, trial: optuna.trial.Fr
     info = study.user_attrs  # a sweep's study records its sweep, model and task (a model ref may hold '/')
     sweep, model, task = info.get("sweep", sweep), info.get("model", model), info.get("task", task)
     params = {**trial.system_attrs.get("fixed_params", {}), **trial.params}  # waiting: its enqueued grid point
-    row = {"sweep": sweep, "model": attrs.get("model", model), "task": attrs.get("task", task),
-           "study": study.study_name, "trial": trial.number, "state": trial.state.name,
-           "batch_size": params.get("batch_size"), "lr": params.get("lr"),
-           "seed": params.get("seed"), "score": trial.value if trial.values else None}
+    row = {
+        "sweep": sweep,
+        "model": attrs.get("model", model),
+        "task": attrs.get("task", task),
+        "study": study.study_name,
+        "trial": trial.number,
+        "state": trial.state.name,
+        "batch_size": params.get("batch_size"),
+        "lr": params.get("lr"),
+        "seed": params.get("seed"),
+        "score": trial.value if trial.values else None,
+    }
     for split, values in attrs.get("metrics", {}).items():
         for name, value in values.items():
             row[f"dev/{split}/{name}"] = value
@@ -44,8 +62,15 @@ def _row(study: optuna.study.StudySummary | optuna.Study, trial: optuna.trial.Fr
             row[f"extra/{key}/{name}"] = value
     recipe = attrs.get("recipe", {})
     row.update({name: recipe.get(name, ADDED_RECIPE_FIELDS.get(name)) for name in RECIPE_COLUMNS})
-    for name in ("train_seconds", "eval_seconds", "train_examples", "steps", "examples_per_second", "data",
-                 "fail_reason"):
+    for name in (
+        "train_seconds",
+        "eval_seconds",
+        "train_examples",
+        "steps",
+        "examples_per_second",
+        "data",
+        "fail_reason",
+    ):
         row[name] = attrs.get(name)
     row["covers"] = ",".join(info.get("covers", [])) or None  # tasks this model also predicts (MNLI: ax)
     row["retry_of"] = trial.system_attrs.get("failed_trial")  # a killed worker's trial, run again
@@ -73,8 +98,7 @@ def _ordered(table: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame(columns=ID_COLUMNS)
     metric_columns = sorted(c for c in table.columns if c.startswith(("dev/", "extra/")))
     rest = [c for c in table.columns if c not in ID_COLUMNS and c not in metric_columns]
-    return table[ID_COLUMNS + metric_columns + rest].sort_values(["sweep", "model", "task", "trial"],
-                                                                 ignore_index=True)
+    return table[ID_COLUMNS + metric_columns + rest].sort_values(["sweep", "model", "task", "trial"], ignore_index=True)
 
 
 def export(table: pd.DataFrame, path: str) -> None:

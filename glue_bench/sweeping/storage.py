@@ -55,7 +55,10 @@ def artifact_store(url: str | None) -> FileSystemArtifactStore:
 def heartbeat_settings() -> tuple[int, int]:
     """(heartbeat interval, grace period) in seconds, from the environment or the defaults."""
     values = []
-    for name, default in (("GLUE_BENCH_HEARTBEAT_SECONDS", HEARTBEAT_SECONDS), ("GLUE_BENCH_GRACE_SECONDS", GRACE_SECONDS)):
+    for name, default in (
+        ("GLUE_BENCH_HEARTBEAT_SECONDS", HEARTBEAT_SECONDS),
+        ("GLUE_BENCH_GRACE_SECONDS", GRACE_SECONDS),
+    ):
         text = os.environ.get(name, str(default))
         if not text.isdigit() or int(text) <= 0:
             raise UserError(f"{name}={text}: must be a positive whole number of seconds")
@@ -75,6 +78,7 @@ def _serialize_sqlite(engine) -> None:
     (up to the connect timeout) and make Optuna's read-check-write steps atomic, as row locks do in
     PostgreSQL. This is SQLAlchemy's documented recipe for pysqlite.
     """
+
     @sqlalchemy.event.listens_for(engine, "connect")
     def _no_implicit_begin(dbapi_connection, _record):
         dbapi_connection.isolation_level = None
@@ -89,8 +93,11 @@ def _serialize_sqlite(engine) -> None:
 def engine_url(url: str) -> str:
     """The URL SQLAlchemy connects with. SQLAlchemy 2.1 reads postgresql:// as the psycopg (3) driver,
     but the [postgres] extra installs psycopg2: name it where psycopg is not installed."""
-    if url.startswith("postgresql://") and importlib.util.find_spec("psycopg") is None \
-            and importlib.util.find_spec("psycopg2") is not None:
+    if (
+        url.startswith("postgresql://")
+        and importlib.util.find_spec("psycopg") is None
+        and importlib.util.find_spec("psycopg2") is not None
+    ):
         return "postgresql+psycopg2://" + url.removeprefix("postgresql://")
     return url
 
@@ -107,8 +114,10 @@ def open_storage(url: str | None, heartbeat: bool = False, create: bool = True) 
         except OSError as e:  # a file where a folder should be, a read-only place
             blocker = next((p for p in path.parents if p.exists()), None)
             why = f"{blocker} is a file, not a folder" if blocker and not blocker.is_dir() else e.strerror
-            raise UserError(f"--storage {url}: cannot create the folder {path.parent} ({why}); "
-                            "pass a SQLite file in a writable folder (sqlite:///path/to/file.db)") from None
+            raise UserError(
+                f"--storage {url}: cannot create the folder {path.parent} ({why}); "
+                "pass a SQLite file in a writable folder (sqlite:///path/to/file.db)"
+            ) from None
     # SQLite: wait for a writer instead of failing with "database is locked".
     engine = {"connect_args": {"timeout": 120}} if url.startswith("sqlite") else {"pool_pre_ping": True}
     interval, grace = heartbeat_settings() if heartbeat else (None, None)
@@ -118,9 +127,13 @@ def open_storage(url: str | None, heartbeat: bool = False, create: bool = True) 
             retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES) if heartbeat else None
             for attempt in range(3):
                 try:
-                    storage = optuna.storages.RDBStorage(engine_url(url), engine_kwargs=engine,
-                                                         heartbeat_interval=interval, grace_period=grace,
-                                                         heartbeat_stale_trial_callback=retry)
+                    storage = optuna.storages.RDBStorage(
+                        engine_url(url),
+                        engine_kwargs=engine,
+                        heartbeat_interval=interval,
+                        grace_period=grace,
+                        heartbeat_stale_trial_callback=retry,
+                    )
                     break
                 except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.OperationalError) as e:
                     # Another process made the same new tables at the same moment: they are there now.
@@ -129,12 +142,15 @@ def open_storage(url: str | None, heartbeat: bool = False, create: bool = True) 
                         raise
                     time.sleep(1)
     except ImportError as e:
-        raise UserError(f"--storage {url}: a database driver is missing ({e}); for PostgreSQL: "
-                        "pip install 'glue-bench[postgres]'") from None
+        raise UserError(
+            f"--storage {url}: a database driver is missing ({e}); for PostgreSQL: pip install 'glue-bench[postgres]'"
+        ) from None
     except Exception as e:  # sqlalchemy raises ArgumentError, OperationalError, … for a bad or dead URL
         first = str(e).strip().splitlines()[0][:200]
-        raise UserError(f"--storage {url}: cannot open the storage ({type(e).__name__}: {first}); check the URL "
-                        "(sqlite:///path.db or postgresql://user:pass@host/db) and that the server is up") from None
+        raise UserError(
+            f"--storage {url}: cannot open the storage ({type(e).__name__}: {first}); check the URL "
+            "(sqlite:///path.db or postgresql://user:pass@host/db) and that the server is up"
+        ) from None
     if url.startswith("sqlite"):
         _serialize_sqlite(storage.engine)
     return storage
@@ -165,8 +181,10 @@ def plan_lock(url: str | None):
             connection = engine.connect()
         except Exception as e:  # a dead server, a bad password, a missing driver
             first = str(e).strip().splitlines()[0][:200]
-            raise UserError(f"--storage {url}: cannot connect ({type(e).__name__}: {first}); check the URL "
-                            "and that the server is up") from None
+            raise UserError(
+                f"--storage {url}: cannot connect ({type(e).__name__}: {first}); check the URL "
+                "and that the server is up"
+            ) from None
         try:
             connection.exec_driver_sql(f"SELECT pg_advisory_lock({PLAN_LOCK_KEY})")
             yield
@@ -174,5 +192,7 @@ def plan_lock(url: str | None):
             connection.close()  # ends the session, which releases its advisory lock
             engine.dispose()
     else:
-        raise UserError(f"--storage {url}: sweeps need a SQLite file (sqlite:///path.db) or PostgreSQL "
-                        "(postgresql://user:pass@host/db), so that workers can share it safely")
+        raise UserError(
+            f"--storage {url}: sweeps need a SQLite file (sqlite:///path.db) or PostgreSQL "
+            "(postgresql://user:pass@host/db), so that workers can share it safely"
+        )

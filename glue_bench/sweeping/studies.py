@@ -40,7 +40,9 @@ def point_key(point: dict) -> tuple:
 def _trial_state(trial: FrozenTrial) -> str | None:
     if trial.state == TrialState.FAIL:
         return "failed" if trial.user_attrs.get("fail_reason") else None
-    return {TrialState.COMPLETE: "complete", TrialState.RUNNING: "running", TrialState.WAITING: "waiting"}.get(trial.state)
+    return {TrialState.COMPLETE: "complete", TrialState.RUNNING: "running", TrialState.WAITING: "waiting"}.get(
+        trial.state
+    )
 
 
 def point_states(trials: list[FrozenTrial]) -> dict[tuple, str]:
@@ -55,8 +57,13 @@ def point_states(trials: list[FrozenTrial]) -> dict[tuple, str]:
 
 
 def _study_attrs(sweep: Sweep, plan: StudyPlan) -> dict:
-    return {"sweep": sweep.name, "model": plan.model, "task": plan.task, "recipe": sweep.base_recipe(),
-            "covers": list(plan.covers)}
+    return {
+        "sweep": sweep.name,
+        "model": plan.model,
+        "task": plan.task,
+        "recipe": sweep.base_recipe(),
+        "covers": list(plan.covers),
+    }
 
 
 def enqueue(sweep: Sweep, plans: list[StudyPlan], url: str, retry_failed: bool = False) -> int:
@@ -71,8 +78,9 @@ def enqueue(sweep: Sweep, plans: list[StudyPlan], url: str, retry_failed: bool =
     with plan_lock(url):
         storage = open_storage(url, heartbeat=True)
         for plan in plans:
-            study = optuna.create_study(storage=storage, study_name=plan.name, direction="maximize",
-                                        load_if_exists=True)
+            study = optuna.create_study(
+                storage=storage, study_name=plan.name, direction="maximize", load_if_exists=True
+            )
             _check_same_recipe(study, sweep, plan, url)
             states = point_states(study.get_trials(deepcopy=False))
             for point in sweep.grid():
@@ -94,11 +102,14 @@ def _check_same_recipe(study: optuna.Study, sweep: Sweep, plan: StudyPlan, url: 
     if before != attrs["recipe"]:
         changed = sorted(k for k in set(before) | set(attrs["recipe"]) if before.get(k) != attrs["recipe"].get(k))
         shown = ", ".join(f"{k} {before.get(k)!r} → {attrs['recipe'].get(k)!r}" for k in changed)
-        raise UserError(f"{sweep.path}: study {plan.name} in {url} was run with another recipe ({shown}); "
-                        f"give the sweep a new name (name = \"{sweep.name}-2\") or use another --storage")
+        raise UserError(
+            f"{sweep.path}: study {plan.name} in {url} was run with another recipe ({shown}); "
+            f'give the sweep a new name (name = "{sweep.name}-2") or use another --storage'
+        )
 
 
 # --- where a sweep stands -----------------------------------------------------------------------------
+
 
 @dataclass
 class StudyStatus:
@@ -133,8 +144,11 @@ def read_status(sweep: Sweep, plans: list[StudyPlan], url: str, storage=None) ->
         status.states = {point: states.get(point, "pending") for point in grid}
         status.points.update(status.states.values())
         status.retried = sum(1 for t in trials if t.state == TrialState.FAIL and not t.user_attrs.get("fail_reason"))
-        status.reasons = [t.user_attrs["fail_reason"] for t in trials
-                          if _trial_state(t) == "failed" and states[grid_point(t)] == "failed"]
+        status.reasons = [
+            t.user_attrs["fail_reason"]
+            for t in trials
+            if _trial_state(t) == "failed" and states[grid_point(t)] == "failed"
+        ]
         complete = [t for t in trials if t.state == TrialState.COMPLETE]
         status.best = max(complete, key=lambda t: t.value) if complete else None
         statuses.append(status)
@@ -153,20 +167,36 @@ def format_status(sweep: Sweep, statuses: list[StudyStatus], url: str) -> str:
     import pandas as pd
 
     grid = len(sweep.grid())
-    rows = [{"model": s.plan.model, "task": s.plan.task, "done": f"{s.points['complete']}/{grid}",
-             "running": s.points["running"], "waiting": s.points["waiting"], "failed": s.points["failed"],
-             "not queued": s.points["pending"], "retried": s.retried, "best dev score": _best(s.best)}
-            for s in statuses]
+    rows = [
+        {
+            "model": s.plan.model,
+            "task": s.plan.task,
+            "done": f"{s.points['complete']}/{grid}",
+            "running": s.points["running"],
+            "waiting": s.points["waiting"],
+            "failed": s.points["failed"],
+            "not queued": s.points["pending"],
+            "retried": s.retried,
+            "best dev score": _best(s.best),
+        }
+        for s in statuses
+    ]
     total = Counter()
     for s in statuses:
         total.update(s.points)
-    lines = [f"sweep {sweep.name} ({sweep.path}) in {url}", pd.DataFrame(rows).to_string(index=False), "",
-             f"{total['complete']} of {grid * len(statuses)} trials complete, {total['failed']} failed, "
-             f"{total['running']} running, {total['waiting']} waiting, {total['pending']} not queued"]
+    lines = [
+        f"sweep {sweep.name} ({sweep.path}) in {url}",
+        pd.DataFrame(rows).to_string(index=False),
+        "",
+        f"{total['complete']} of {grid * len(statuses)} trials complete, {total['failed']} failed, "
+        f"{total['running']} running, {total['waiting']} waiting, {total['pending']} not queued",
+    ]
     for task, by in sweep.covered.items():
         mine = [s for s in statuses if s.plan.task == by]
-        lines.append(f"{task}: covered by the {by} trials ({sum(s.points['complete'] for s in mine)} complete); "
-                     f"never trained: each {by} trial predicts it, its metrics are the runs table's extra/{task}/* columns")
+        lines.append(
+            f"{task}: covered by the {by} trials ({sum(s.points['complete'] for s in mine)} complete); "
+            f"never trained: each {by} trial predicts it, its metrics are the runs table's extra/{task}/* columns"
+        )
     reasons = Counter(r for s in statuses for r in s.reasons)
     for reason, count in reasons.most_common(5):
         lines.append(f"failed ×{count}: {reason}")

@@ -66,12 +66,20 @@ class Sweep:
         return Recipe(**self.base_recipe(), **point)
 
     def studies(self) -> list[StudyPlan]:
-        return [StudyPlan(study_name(self.name, model, task), model, task,
-                          tuple(t for t, by in self.covered.items() if by == task))
-                for model in self.models for task in self.tasks]
+        return [
+            StudyPlan(
+                study_name(self.name, model, task),
+                model,
+                task,
+                tuple(t for t, by in self.covered.items() if by == task),
+            )
+            for model in self.models
+            for task in self.tasks
+        ]
 
 
 # --- loading a sweep file --------------------------------------------------------------------------
+
 
 def _unknown(key: str, allowed, where: str) -> UserError:
     hint = difflib.get_close_matches(key, list(allowed), n=1)
@@ -118,7 +126,9 @@ def _recipe_overrides(table, where: str) -> dict:
         kind = types[key]
         ok = isinstance(value, bool) if kind == "bool" else _number(value, integer=kind == "int")
         if not ok:
-            raise UserError(f"{where}: '{key}' must be {'true or false' if kind == 'bool' else f'a {kind}'}, got {value!r}")
+            raise UserError(
+                f"{where}: '{key}' must be {'true or false' if kind == 'bool' else f'a {kind}'}, got {value!r}"
+            )
     return dict(table)
 
 
@@ -146,8 +156,9 @@ def _tasks(values: list[str], where: str) -> tuple[tuple[str, ...], dict[str, st
     covered = {t.name: t.predicted_by for t in tasks if t.predicted_by}
     for task, by in covered.items():
         if by not in names:
-            raise UserError(f"{where}: tasks: '{task}' has no training data; the '{by}' model predicts it: "
-                            f"add '{by}' to tasks")
+            raise UserError(
+                f"{where}: tasks: '{task}' has no training data; the '{by}' model predicts it: add '{by}' to tasks"
+            )
     trained = tuple(n for n in names if n not in covered)
     if not trained:
         raise UserError(f"{where}: tasks: nothing to train")
@@ -176,7 +187,9 @@ def load(path: str | Path) -> Sweep:
 
     name = table.get("name", file.stem)
     if not isinstance(name, str) or not re.fullmatch(r"[\w.-]+", name):
-        raise UserError(f"{where}: 'name' must be letters, digits, '.', '-' or '_' (it names the studies), got {name!r}")
+        raise UserError(
+            f"{where}: 'name' must be letters, digits, '.', '-' or '_' (it names the studies), got {name!r}"
+        )
     grid = table["grid"]
     if not isinstance(grid, dict):
         raise UserError(f"{where}: 'grid' must be a table: [grid] batch_size = [...] lr = [...]")
@@ -189,17 +202,32 @@ def load(path: str | Path) -> Sweep:
     if not _number(epochs, integer=True) or epochs <= 0:
         raise UserError(f"{where}: 'epochs' must be a positive whole number, got {epochs!r}")
     seeds = table.get("seeds", [0])
-    if not isinstance(seeds, list) or not seeds or not all(_number(s, integer=True) and s >= 0 for s in seeds) \
-            or len(set(seeds)) != len(seeds):
+    if (
+        not isinstance(seeds, list)
+        or not seeds
+        or not all(_number(s, integer=True) and s >= 0 for s in seeds)
+        or len(set(seeds)) != len(seeds)
+    ):
         raise UserError(f"{where}: 'seeds' must be a list of distinct whole numbers >= 0, got {seeds!r}")
     for key in ("data", "storage"):
         if key in table and (not isinstance(table[key], str) or not table[key].strip()):
             raise UserError(f"{where}: '{key}' must be a non-empty string, got {table[key]!r}")
     recipe = _recipe_overrides(table.get("recipe", {}), where)
     tasks, covered = _tasks(_strings(table, "tasks", where), where)
-    sweep = Sweep(name=name, path=where, models=_models(_strings(table, "models", where), where), tasks=tasks,
-                  covered=covered, batch_sizes=batch_sizes, lrs=tuple(float(v) for v in lrs), seeds=tuple(seeds),
-                  epochs=epochs, data=table.get("data"), storage=table.get("storage"), recipe=recipe)
+    sweep = Sweep(
+        name=name,
+        path=where,
+        models=_models(_strings(table, "models", where), where),
+        tasks=tasks,
+        covered=covered,
+        batch_sizes=batch_sizes,
+        lrs=tuple(float(v) for v in lrs),
+        seeds=tuple(seeds),
+        epochs=epochs,
+        data=table.get("data"),
+        storage=table.get("storage"),
+        recipe=recipe,
+    )
     try:
         for point in sweep.grid():
             sweep.recipe_for(point)  # the Recipe's own checks (warmup_ratio in [0, 1), …)
@@ -228,8 +256,9 @@ def select(sweep: Sweep, only: list[str] | None) -> list[StudyPlan]:
             choices = list(sweep.tasks) + list(sweep.covered) + list(sweep.models)
             hint = difflib.get_close_matches(name, choices, n=1)
             did = f"did you mean '{hint[0]}'? " if hint else ""
-            raise UserError(f"--only {name}: not a task or model of sweep {sweep.name}; {did}"
-                            f"it has {', '.join(choices)}")
+            raise UserError(
+                f"--only {name}: not a task or model of sweep {sweep.name}; {did}it has {', '.join(choices)}"
+            )
         refs.add(ref)
     return [s for s in studies if (not tasks or s.task in tasks) and (not refs or s.model in refs)]
 
@@ -240,6 +269,7 @@ def resolve_storage(sweep: Sweep, cli_storage: str | None) -> str:
 
 
 # --- pre-flight: everything a user can get wrong, before any trial starts ------------------------------
+
 
 def preflight(sweep: Sweep, studies: list[StudyPlan], data_option: str | None = None) -> data.DataSource:
     """Check the data source, every task's train and dev splits and every model; return the data source."""
@@ -260,8 +290,10 @@ def _check_splits(task: Task, splits, source: data.DataSource, sweep: Sweep) -> 
         return
     missing = [s.name for s in splits if not data.available(task, s, source)]
     if missing:
-        raise UserError(f"{sweep.path}: {task.name} {' and '.join(missing)} not found in {source.location}; "
-                        f"remove '{task.name}' from tasks, or point data (or --data) at a source that has it")
+        raise UserError(
+            f"{sweep.path}: {task.name} {' and '.join(missing)} not found in {source.location}; "
+            f"remove '{task.name}' from tasks, or point data (or --data) at a source that has it"
+        )
     # Read and check every split a trial reads (a second for all of GLUE): a damaged file is one line
     # here, not one failed trial per grid point, each settled until --retry-failed.
     for checked in (task, *dependents(task)):
@@ -276,6 +308,8 @@ def _check_model(ref: models.ModelRef, sweep: Sweep) -> None:
     from huggingface_hub import try_to_load_from_cache
 
     if not isinstance(try_to_load_from_cache(ref.location, "config.json"), str):
-        raise UserError(f"{sweep.path}: model {ref.ref} ({ref.location}) is not in the local Hugging Face cache and "
-                        "the Hub is unreachable; run once where the Hub can be reached, or use a local folder "
-                        "(package:<module>/<folder> or a path) or random:<shape>")
+        raise UserError(
+            f"{sweep.path}: model {ref.ref} ({ref.location}) is not in the local Hugging Face cache and "
+            "the Hub is unreachable; run once where the Hub can be reached, or use a local folder "
+            "(package:<module>/<folder> or a path) or random:<shape>"
+        )

@@ -41,19 +41,35 @@ def grid_distributions(batch_sizes, lrs, seeds) -> dict[str, optuna.distribution
     """Ranges spanning the given values. Not categorical: Optuna refuses a categorical param whose choices
     change within a study (a second `glue-bench run` with another lr, a sweep whose grid grew), while a
     range may. Values are never sampled from them: a single value is fixed, a sweep enqueues its points."""
-    return {"batch_size": optuna.distributions.IntDistribution(min(batch_sizes), max(batch_sizes)),
-            "lr": optuna.distributions.FloatDistribution(min(lrs), max(lrs), log=True),
-            "seed": optuna.distributions.IntDistribution(min(seeds), max(seeds))}
+    return {
+        "batch_size": optuna.distributions.IntDistribution(min(batch_sizes), max(batch_sizes)),
+        "lr": optuna.distributions.FloatDistribution(min(lrs), max(lrs), log=True),
+        "seed": optuna.distributions.IntDistribution(min(seeds), max(seeds)),
+    }
 
 
 _TOKENIZED: dict[tuple, dict] = {}  # kept for the life of the process: a worker's trials share them
 
 
-def load_tokenized(task: Task, source: data.DataSource, tokenizer, max_length: int, check_rows: bool,
-                   roles=("train", "dev", "test"), optional=("test",)) -> dict:
+def load_tokenized(
+    task: Task,
+    source: data.DataSource,
+    tokenizer,
+    max_length: int,
+    check_rows: bool,
+    roles=("train", "dev", "test"),
+    optional=("test",),
+) -> dict:
     """The task's tokenized splits (those of an `optional` role only where the source has them)."""
-    key = (task.source_file, source, data.tokenizer_fingerprint(tokenizer), max_length, check_rows, tuple(roles),
-           tuple(optional))
+    key = (
+        task.source_file,
+        source,
+        data.tokenizer_fingerprint(tokenizer),
+        max_length,
+        check_rows,
+        tuple(roles),
+        tuple(optional),
+    )
     if key not in _TOKENIZED:
         out = {}
         for split in task.splits.values():
@@ -67,10 +83,17 @@ def load_tokenized(task: Task, source: data.DataSource, tokenizer, max_length: i
 
 
 def environment(device: str) -> dict:
-    return {"glue_bench": __version__, "torch": torch.__version__, "transformers": transformers.__version__,
-            "optuna": optuna.__version__, "python": platform.python_version(), "host": platform.node(),
-            "device": device, "gpu": torch.cuda.get_device_name() if device.startswith("cuda") else "",
-            "threads": torch.get_num_threads()}
+    return {
+        "glue_bench": __version__,
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "optuna": optuna.__version__,
+        "python": platform.python_version(),
+        "host": platform.node(),
+        "device": device,
+        "gpu": torch.cuda.get_device_name() if device.startswith("cuda") else "",
+        "threads": torch.get_num_threads(),
+    }
 
 
 @dataclass
@@ -93,16 +116,26 @@ def prepare(spec: TrialSpec) -> Prepared:
     ref = models.resolve(spec.model)
     source = data.resolve_source(spec.data)
     if task.train_split is None:
-        raise UserError(f"{task.name} has no training data: it is predicted by the '{task.predicted_by}' model; "
-                        f"run --task {task.predicted_by}")
+        raise UserError(
+            f"{task.name} has no training data: it is predicted by the '{task.predicted_by}' model; "
+            f"run --task {task.predicted_by}"
+        )
     model, tokenizer = models.load(ref, task, spec.recipe.seed)
     splits = load_tokenized(task, source, tokenizer, spec.recipe.max_seq_length, spec.check_rows)
     dev = {s.name: splits[s.name] for s in task.splits_with_role("dev")}
-    to_predict = {f"{task.name}/{s.name}": (task, splits[s.name])
-                  for s in task.splits_with_role("test") if s.name in splits}
+    to_predict = {
+        f"{task.name}/{s.name}": (task, splits[s.name]) for s in task.splits_with_role("test") if s.name in splits
+    }
     for other in dependents(task):  # AX: predicted by the MNLI model, its labelled split scored too
-        for name, split in load_tokenized(other, source, tokenizer, spec.recipe.max_seq_length, spec.check_rows,
-                                          roles=("dev", "test"), optional=("dev", "test")).items():
+        for name, split in load_tokenized(
+            other,
+            source,
+            tokenizer,
+            spec.recipe.max_seq_length,
+            spec.check_rows,
+            roles=("dev", "test"),
+            optional=("dev", "test"),
+        ).items():
             to_predict[f"{other.name}/{name}"] = (other, split)
     return Prepared(spec, task, ref, source, model, splits[task.train_split.name], dev, to_predict)
 
@@ -114,8 +147,9 @@ def execute(prepared: Prepared, trial: optuna.Trial, storage_url: str | None, pr
     trial.set_user_attr("task", task.name)
     trial.set_user_attr("data", prepared.source.describe())
     trial.set_user_attr("recipe", recipe.to_dict())
-    result = fine_tune(prepared.model, task, prepared.train, prepared.dev, prepared.to_predict, recipe,
-                       progress=progress)
+    result = fine_tune(
+        prepared.model, task, prepared.train, prepared.dev, prepared.to_predict, recipe, progress=progress
+    )
     score = metrics.task_score(task, result.dev)
     trial.set_user_attr("metrics", result.dev)
     trial.set_user_attr("extra_metrics", result.extra_metrics)
@@ -137,14 +171,16 @@ def _upload_predictions(trial: optuna.Trial, predictions: dict, storage_url: str
         for key, values in predictions.items():
             path = Path(tmp, key.replace("/", "__") + ".json")
             path.write_text(json.dumps(values))
-            ids[key] = optuna.artifacts.upload_artifact(artifact_store=store, file_path=str(path),
-                                                        study_or_trial=trial, mimetype="application/json")
+            ids[key] = optuna.artifacts.upload_artifact(
+                artifact_store=store, file_path=str(path), study_or_trial=trial, mimetype="application/json"
+            )
     return ids
 
 
 def download_predictions(artifact_id: str, storage_url: str | None) -> dict[str, list]:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp, "predictions.json")
-        optuna.artifacts.download_artifact(artifact_store=artifact_store(storage_url), file_path=str(path),
-                                           artifact_id=artifact_id)
+        optuna.artifacts.download_artifact(
+            artifact_store=artifact_store(storage_url), file_path=str(path), artifact_id=artifact_id
+        )
         return json.loads(path.read_text())

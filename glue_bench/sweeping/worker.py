@@ -114,8 +114,11 @@ def run_trial(study: optuna.Study, trial: optuna.Trial, spec: dict, storage_url:
         else:
             study.tell(trial, score)
     except UpdateFinishedTrialError:  # our heartbeat went stale (a stalled machine): its retry runs elsewhere
-        print(f"glue-bench worker: trial {trial.number} of {study.study_name} was declared dead while it ran; "
-              "its retry will record the result", file=sys.stderr)
+        print(
+            f"glue-bench worker: trial {trial.number} of {study.study_name} was declared dead while it ran; "
+            "its retry will record the result",
+            file=sys.stderr,
+        )
     except Diverged as e:
         _fail(study, trial, f"diverged: {e}", fail_step=e.step)
     except torch.cuda.OutOfMemoryError as e:

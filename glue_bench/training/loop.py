@@ -45,10 +45,20 @@ class Recipe:
     fused_adamw: bool = False  # the fused AdamW kernel on a CPU too (a GPU always uses it): other last bits
 
     def __post_init__(self):
-        positive = {"batch_size": self.batch_size, "lr": self.lr, "epochs": self.epochs,
-                    "max_seq_length": self.max_seq_length, "eval_batch_size": self.eval_batch_size}
+        positive = {
+            "batch_size": self.batch_size,
+            "lr": self.lr,
+            "epochs": self.epochs,
+            "max_seq_length": self.max_seq_length,
+            "eval_batch_size": self.eval_batch_size,
+        }
         for name, value in positive.items():
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0 or not math.isfinite(value):
+            if (
+                not isinstance(value, (int, float))
+                or isinstance(value, bool)
+                or not value > 0
+                or not math.isfinite(value)
+            ):
                 raise UserError(f"{name} must be a positive number, got {value!r}")
         if not 0 <= self.warmup_ratio < 1:
             raise UserError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio!r}")
@@ -114,9 +124,13 @@ def _batches(data: Packed, batch_size: int, generator: torch.Generator, group_by
     order = torch.randperm(len(data), generator=generator).numpy()
     if group_by_length:  # sort within mega-batches of 50 batches, as the HF Trainer's length grouping does
         mega = 50 * batch_size
-        order = np.concatenate([chunk[np.argsort(-data.lengths[chunk], kind="stable")]
-                                for chunk in np.array_split(order, max(1, math.ceil(len(order) / mega)))])
-    batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+        order = np.concatenate(
+            [
+                chunk[np.argsort(-data.lengths[chunk], kind="stable")]
+                for chunk in np.array_split(order, max(1, math.ceil(len(order) / mega)))
+            ]
+        )
+    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     if group_by_length:  # shuffle batch order so long batches are not all at the start
         batches = [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
     return batches
@@ -139,7 +153,7 @@ def predict(model, data: Packed, batch_size: int, device: torch.device, regressi
     outputs = []
     for start in range(0, len(order), batch_size):
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            logits = model(**data.batch(order[start:start + batch_size], device)).logits.float()
+            logits = model(**data.batch(order[start : start + batch_size], device)).logits.float()
         outputs.append(logits.squeeze(-1) if regression else logits.argmax(-1))
     result = torch.cat(outputs).cpu().numpy() if outputs else np.zeros(0)
     predictions = np.empty_like(result)
@@ -147,9 +161,16 @@ def predict(model, data: Packed, batch_size: int, device: torch.device, regressi
     return predictions
 
 
-def fine_tune(model, task: Task, train: datasets.Dataset, dev: dict[str, datasets.Dataset],
-              to_predict: dict[str, tuple[Task, datasets.Dataset]], recipe: Recipe,
-              device: str = "auto", progress: bool = True) -> FineTuneResult:
+def fine_tune(
+    model,
+    task: Task,
+    train: datasets.Dataset,
+    dev: dict[str, datasets.Dataset],
+    to_predict: dict[str, tuple[Task, datasets.Dataset]],
+    recipe: Recipe,
+    device: str = "auto",
+    progress: bool = True,
+) -> FineTuneResult:
     """Fine-tune `model` on the tokenized `train` split; evaluate `dev` every epoch; predict `to_predict`.
 
     `to_predict` maps "task/split" to (task, split): the test splits, and the splits of tasks predicted
@@ -177,8 +198,13 @@ def fine_tune(model, task: Task, train: datasets.Dataset, dev: dict[str, dataset
 
     curve, train_seconds, eval_seconds, step = [], 0.0, 0.0, 0
     unchecked = []  # losses of the steps since the last look, kept on the device
-    bar = tqdm(total=total_steps, desc=f"{task.name} bs={recipe.batch_size} lr={recipe.lr:g}", unit="step",
-               disable=not progress, leave=False)
+    bar = tqdm(
+        total=total_steps,
+        desc=f"{task.name} bs={recipe.batch_size} lr={recipe.lr:g}",
+        unit="step",
+        disable=not progress,
+        leave=False,
+    )
     for epoch in range(1, recipe.epochs + 1):
         model.train()
         started = time.perf_counter()
@@ -210,12 +236,21 @@ def fine_tune(model, task: Task, train: datasets.Dataset, dev: dict[str, dataset
         train_seconds += time.perf_counter() - started
 
         started = time.perf_counter()
-        epoch_dev = {name: metrics.compute(task, predict(model, data, recipe.eval_batch_size, device,
-                                                         task.regression, bf16), data.labels)
-                     for name, data in dev_data.items()}
+        epoch_dev = {
+            name: metrics.compute(
+                task, predict(model, data, recipe.eval_batch_size, device, task.regression, bf16), data.labels
+            )
+            for name, data in dev_data.items()
+        }
         eval_seconds += time.perf_counter() - started
-        curve.append({"epoch": epoch, "train_loss": loss_sum.item() / steps_per_epoch, "dev": epoch_dev,
-                      "train_seconds": round(train_seconds, 3)})
+        curve.append(
+            {
+                "epoch": epoch,
+                "train_loss": loss_sum.item() / steps_per_epoch,
+                "dev": epoch_dev,
+                "train_seconds": round(train_seconds, 3),
+            }
+        )
     bar.close()
 
     started = time.perf_counter()
@@ -227,7 +262,14 @@ def fine_tune(model, task: Task, train: datasets.Dataset, dev: dict[str, dataset
         if (data.labels >= 0).all() and len(data):  # a labelled split of another task (AX's diagnostic)
             extra[key] = metrics.compute(other, values, data.labels)
     eval_seconds += time.perf_counter() - started
-    return FineTuneResult(dev=curve[-1]["dev"], curve=curve, predictions=predictions,
-                          train_seconds=train_seconds, eval_seconds=eval_seconds,
-                          train_examples=len(train_data) * recipe.epochs, steps=step, device=str(device),
-                          extra_metrics=extra)
+    return FineTuneResult(
+        dev=curve[-1]["dev"],
+        curve=curve,
+        predictions=predictions,
+        train_seconds=train_seconds,
+        eval_seconds=eval_seconds,
+        train_examples=len(train_data) * recipe.epochs,
+        steps=step,
+        device=str(device),
+        extra_metrics=extra,
+    )
