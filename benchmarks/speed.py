@@ -91,7 +91,8 @@ def run_arm(arm: str, args) -> dict:
     from glue_bench.inputs import data, models
     from glue_bench.inputs.tasks import get_task
     from glue_bench.sweeping import trial
-    from glue_bench.training.loop import Recipe, fine_tune
+    from glue_bench.training.loop import fine_tune
+    from glue_bench.training.recipe import Recipe
 
     loop, options = ARMS[arm]
     rows = args.steps * args.batch_size

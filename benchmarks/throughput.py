@@ -51,7 +51,8 @@ def seconds_per_step(model_name: str, batch_size: int, length: int, steps: int) 
 
     from glue_bench.inputs import models
     from glue_bench.inputs.tasks import get_task
-    from glue_bench.training.loop import Recipe, fine_tune
+    from glue_bench.training.loop import fine_tune
+    from glue_bench.training.recipe import Recipe
 
     task = get_task("sst2")
     model, _ = models.load(models.resolve(f"random:{model_name}"), task, 0)

@@ -29,7 +29,8 @@ from glue_bench.inputs import data, models
 from glue_bench.inputs.tasks import get_task
 from glue_bench.sweeping import trial
 from glue_bench.training import metrics
-from glue_bench.training.loop import Recipe, fine_tune
+from glue_bench.training.loop import fine_tune
+from glue_bench.training.recipe import Recipe
 
 
 def minilm_dir() -> str:

@@ -74,7 +74,7 @@ def cmd_models(args) -> int:
 
 
 def _recipe(args):
-    from glue_bench.training.loop import Recipe
+    from glue_bench.training.recipe import Recipe
 
     return Recipe(
         batch_size=args.batch_size,

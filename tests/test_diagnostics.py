@@ -14,7 +14,7 @@ from glue_bench.errors import UserError
 from glue_bench.reporting.diagnostics import ax_report, breakdown
 from glue_bench.sweeping import trial as trials
 from glue_bench.sweeping.runs import runs_table
-from glue_bench.training.loop import Recipe
+from glue_bench.training.recipe import Recipe
 
 
 def test_breakdown_by_hand():

@@ -12,7 +12,7 @@ from conftest import FIXTURES
 from glue_bench.inputs import data
 from glue_bench.inputs.tasks import registry
 from glue_bench.sweeping import trial
-from glue_bench.training.loop import Recipe
+from glue_bench.training.recipe import Recipe
 
 SOURCE = data.resolve_source(str(FIXTURES / "glue_data"))
 

@@ -322,6 +322,6 @@ def test_the_flag_agrees_with_the_recorded_predictions_of_a_real_trial(glue_data
     capsys.readouterr()
     row = selection.load_runs(storage).iloc[0]
     test = download_predictions(selection.prediction_ids(row)["wnli/test"], storage)["prediction"]
-    flagged = selection._degenerate(row.to_dict())
+    flagged = selection.collapsed_splits(row.to_dict())
     assert bool(flagged) == (len(np.unique(test)) == 1)
     assert (flagged != "") == (row["dev/validation/accuracy"] in (40 / 71, 31 / 71))

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from glue_bench.sweeping import trial
-from glue_bench.training.loop import Recipe, _optimizer, fine_tune
+from glue_bench.training.loop import _optimizer, fine_tune
+from glue_bench.training.recipe import Recipe
 
 TINY = {"batch_size": 16, "lr": 1e-4, "epochs": 2, "max_train_samples": 96}  # tests/test_train.py's pinned run
 

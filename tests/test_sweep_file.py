@@ -18,7 +18,7 @@ from glue_bench.inputs.tasks import get_task
 from glue_bench.sweeping import cost, storage, studies
 from glue_bench.sweeping import sweep_file as sweeps
 from glue_bench.sweeping import trial as trials
-from glue_bench.training.loop import Recipe
+from glue_bench.training.recipe import Recipe
 
 SWEEPS = ROOT / "sweeps"
 

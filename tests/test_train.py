@@ -9,7 +9,8 @@ import torch
 
 from glue_bench import cli
 from glue_bench.sweeping import trial
-from glue_bench.training.loop import Packed, Recipe, _optimizer, fine_tune, predict
+from glue_bench.training.loop import Packed, _optimizer, fine_tune, predict
+from glue_bench.training.recipe import Recipe
 
 TINY = {"batch_size": 16, "lr": 1e-4, "epochs": 2, "max_train_samples": 96}
 # Measured on this project's CPU machines (torch 2.13.0, 2 cores) with the default recipe.
@@ -137,3 +138,13 @@ def test_the_issue_command_on_rte_in_both_layouts(glue_data, glue_hub, storage, 
     tsv, hub = _run(glue_data, storage, "rte", capsys), _run(glue_hub, storage, "rte", capsys)
     assert tsv == hub and tsv.startswith("rte validation: accuracy ")
     assert [t.user_attrs["train_examples"] for t in _completed(storage, "rte")] == [2490, 2490]
+
+
+def test_max_grad_norm_zero_means_no_clipping(glue_data):
+    """As in the Hugging Face Trainer: 0 turns clipping off (it once zeroed every gradient)."""
+    _, off = _fine_tune(glue_data, "wnli", max_grad_norm=0.0)
+    _, huge = _fine_tune(glue_data, "wnli", max_grad_norm=1e9)  # a bound no gradient reaches
+    _, clipped = _fine_tune(glue_data, "wnli", max_grad_norm=1e-3)
+    assert [e["train_loss"] for e in off.curve] == [e["train_loss"] for e in huge.curve]
+    assert off.predictions == huge.predictions
+    assert [e["train_loss"] for e in clipped.curve] != [e["train_loss"] for e in off.curve]

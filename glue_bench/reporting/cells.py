@@ -6,6 +6,7 @@ import numpy as np
 
 MISSING = "—"
 DEGENERATE = "†"
+INCOMPLETE = "‡"
 
 
 def points(value: float) -> str:
@@ -21,3 +22,20 @@ def signed(value: float) -> str:
 def lr_text(value: float) -> str:
     """A learning rate in the shortest scientific form: 1e-4, 3e-5."""
     return np.format_float_scientific(value, trim="-", exp_digits=1)
+
+
+def collapse_mark(config) -> str:
+    """' †' for a one-seed configuration that collapsed, ' †k/n' when k of its n seeds did; '' otherwise."""
+    if not config["collapsed"]:
+        return ""
+    return f" {DEGENERATE}" if config["seeds"] == 1 else f" {DEGENERATE}{config['collapsed']}/{config['seeds']}"
+
+
+def seed_gaps(config) -> str:
+    """Which seeds of a configuration did not finish: 'seed 1 failed; seed 2 missing'."""
+    parts = []
+    for column, word in (("failed_seeds", "failed"), ("missing_seeds", "missing")):
+        seeds = config[column]
+        if seeds:
+            parts.append(f"seed{'s' if ',' in seeds else ''} {seeds} {word}")
+    return "; ".join(parts)

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from glue_bench.errors import UserError
-from glue_bench.sweeping.runs import RECIPE_COLUMNS
+from glue_bench.sweeping.runs import RECIPE_COLUMNS, latest
 
 K = 3.0  # × the baseline's seed standard deviation (sample std over seeds)
 FLOOR = 2.0  # points: the smallest allowed drop under `auto`
@@ -78,14 +78,11 @@ def select_sweeps(new: pd.DataFrame, baseline: pd.DataFrame, sweep: str | None) 
 
 
 def _settle(table: pd.DataFrame, which: str) -> pd.DataFrame:
-    """One row per grid point: its latest completed trial, else its latest failed one (a retried point
-    has both). A point still running or waiting means the run is unfinished."""
-    table = table.sort_values("trial")
-    done = table[table["state"] == "COMPLETE"].groupby(POINT, sort=True).tail(1)
-    failed = table[table["state"] == "FAIL"].groupby(POINT, sort=True).tail(1)
-    failed = failed[~failed.set_index(POINT).index.isin(done.set_index(POINT).index)]
-    settled = pd.concat([done, failed])
-    unsettled = table[~table.set_index(POINT).index.isin(settled.set_index(POINT).index)]
+    """One row per grid point (runs.latest: its latest completed trial, else its latest one). A point whose
+    latest trial is still running or waiting means the run is unfinished."""
+    counted = latest(table)
+    settled = counted[counted["state"].isin(["COMPLETE", "FAIL"])]
+    unsettled = counted[~counted["state"].isin(["COMPLETE", "FAIL"])]
     if not unsettled.empty:
         first = unsettled.iloc[0]
         raise UserError(

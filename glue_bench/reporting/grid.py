@@ -7,7 +7,7 @@ import pandas as pd
 from glue_bench.errors import UserError
 from glue_bench.inputs.models import by_size, normalise_model
 from glue_bench.inputs.tasks import get_task
-from glue_bench.reporting.cells import DEGENERATE, MISSING, lr_text, points
+from glue_bench.reporting.cells import DEGENERATE, INCOMPLETE, MISSING, collapse_mark, lr_text, points, seed_gaps
 from glue_bench.reporting.render import Report
 from glue_bench.reporting.selection import CONFIG, configurations
 
@@ -37,12 +37,15 @@ def grid(table: pd.DataFrame, spec: str) -> Report:
     ]
     lrs = sorted(trials["lr"].unique(), reverse=True)
     cells: dict[tuple, str] = {}
+    gaps = []
     for _, config in configs.iterrows():
         text = points(config["score"])
         if config["seeds"] > 1 and pd.notna(config["std:score"]):
             text += f"±{100 * config['std:score']:.1f}"
-        if config["degenerate"]:
-            text += f" {DEGENERATE}"
+        text += collapse_mark(config)
+        if not config["complete"]:
+            text += f" {INCOMPLETE}"
+            gaps.append(f"bs {config['batch_size']:g} lr {lr_text(config['lr'])}: {seed_gaps(config)}")
         if winner is not None and config.equals(winner):
             text += " (best)"
         cells[tuple(config[c] for c in varying + ["batch_size", "lr"])] = text
@@ -69,9 +72,25 @@ def grid(table: pd.DataFrame, spec: str) -> Report:
     notes.append("(best): the selected configuration, by the mean over its seeds.")
     if any(n > 1 for n in seeds):
         notes.append("±: the sample standard deviation over the seeds.")
-    if len(configs) and configs["degenerate"].any():
+    if len(configs) and configs["collapsed"].any():
         notes.append(
-            f"{DEGENERATE} predicts one class everywhere on a dev split (its metrics equal the constant predictor's)."
+            f"{DEGENERATE} predicts one class everywhere on a dev split"
+            + (
+                f" ({DEGENERATE}k/n: k of the n seeds)"
+                if (configs.loc[configs["collapsed"] > 0, "seeds"] > 1).any()
+                else ""
+            )
+            + ": "
+            + "; ".join(
+                f"bs {c['batch_size']:g} lr {lr_text(c['lr'])} ({c['degenerate']})"
+                for _, c in configs[configs["collapsed"] > 0].iterrows()
+            )
+            + "."
+        )
+    if gaps:
+        notes.append(
+            f"{INCOMPLETE} incomplete, its mean rests on fewer seeds; it is selected only if no configuration "
+            f"is complete: {'; '.join(gaps)}."
         )
     intro = f"Dev task score ({score}) in points, by batch size × learning rate; seeds per configuration: {', '.join(map(str, seeds))}."
     return Report(f"{model} on {task.name}: the grid", pd.DataFrame(rows), intro, notes, text_columns=len(varying) + 1)

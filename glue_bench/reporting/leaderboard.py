@@ -16,9 +16,18 @@ from glue_bench.errors import UserError
 from glue_bench.inputs import shipped
 from glue_bench.inputs.models import by_size, model_label, model_shape
 from glue_bench.inputs.tasks import get_task, registry
-from glue_bench.reporting.cells import DEGENERATE, MISSING, points, signed
+from glue_bench.reporting.cells import (
+    DEGENERATE,
+    INCOMPLETE,
+    MISSING,
+    collapse_mark,
+    lr_text,
+    points,
+    seed_gaps,
+    signed,
+)
 from glue_bench.reporting.render import Report
-from glue_bench.reporting.selection import best
+from glue_bench.reporting.selection import best, passed_over
 from glue_bench.training import metrics
 
 PAPER_FILE = "paper-miniatures.csv"
@@ -116,8 +125,10 @@ def _ours_cell(winner: pd.Series | None, column: Column) -> str:
     for key in column.runs_keys:
         std = winner.get(f"std:{key}")
         parts.append(points(winner[key]) + (f"±{100 * std:.1f}" if winner["seeds"] > 1 and pd.notna(std) else ""))
-    flagged = column.task == column.source and winner["degenerate"]
-    return "/".join(parts) + (f" {DEGENERATE}" if flagged else "")
+    text = "/".join(parts)
+    if column.task == column.source:  # AX cells show the MNLI model: its flags belong to the MNLI cells
+        text += collapse_mark(winner) + ("" if winner["complete"] else f" {INCOMPLETE}")
+    return text
 
 
 def leaderboard(table: pd.DataFrame, compare_paper: bool = False) -> Report:
@@ -129,7 +140,7 @@ def leaderboard(table: pd.DataFrame, compare_paper: bool = False) -> Report:
         )
     scores = task_scores(winners)
     cols = columns()
-    rows, flagged, seeds, partial = [], [], set(), False
+    rows, flagged, unfinished, seeds, partial = [], [], [], set(), False
     for ref in scores.index:
         mine = {row["task"]: row for _, row in winners[winners["model"] == ref].iterrows()}
         score, complete = metrics.glue_score(scores.loc[ref].dropna().to_dict())
@@ -141,6 +152,8 @@ def leaderboard(table: pd.DataFrame, compare_paper: bool = False) -> Report:
             seeds.add(int(winner["seeds"]))
             if winner["degenerate"]:
                 flagged.append(f"{ref} {task} ({winner['degenerate']})")
+            if not winner["complete"]:
+                unfinished.append(f"{ref} {task} ({seed_gaps(winner)})")
         if not compare_paper:
             rows.append(ours)
             continue
@@ -170,10 +183,24 @@ def leaderboard(table: pd.DataFrame, compare_paper: bool = False) -> Report:
             f"({' or '.join(map(str, sorted(seeds - {1})))}); no ±: one seed."
         )
     if flagged:
+        some = f" ({DEGENERATE}k/n: k of its n seeds did)" if any("seed " in f for f in flagged) else ""
         notes.append(
             f"{DEGENERATE} a collapsed fine-tune: it scores exactly what predicting one class everywhere "
-            f"scores on that dev split, not a real result: {'; '.join(flagged)}."
+            f"scores on that dev split, not a real result{some}: {'; '.join(flagged)}."
         )
+    if unfinished:
+        notes.append(
+            f"{INCOMPLETE} incomplete: no configuration of that task has every seed finished, so the mean rests "
+            f"on fewer seeds: {'; '.join(unfinished)}."
+        )
+    skipped = passed_over(table)
+    if len(skipped):
+        shown = "; ".join(
+            f"{r['model']} {r['task']} bs {r['batch_size']:g} lr {lr_text(r['lr'])} ({points(r['score'])}, "
+            f"{seed_gaps(r)})"
+            for _, r in skipped.iterrows()
+        )
+        notes.append(f"Not selected though higher, because a seed failed or is missing: {shown}.")
     return Report("GLUE leaderboard", frame, intro, notes, text_columns=2 if compare_paper else 1)
 
 

@@ -16,7 +16,7 @@ import pandas as pd
 from glue_bench.errors import UserError
 from glue_bench.inputs.tasks import get_task
 from glue_bench.reporting import baselines
-from glue_bench.sweeping.runs import RECIPE_COLUMNS, read_runs, runs_table
+from glue_bench.sweeping.runs import RECIPE_COLUMNS, latest, read_runs, runs_table
 
 CONFIG = ("sweep", "batch_size", "lr") + RECIPE_COLUMNS
 
@@ -35,43 +35,106 @@ def load_runs(storage: str | None = None, runs: str | None = None, sweep: str | 
     return table
 
 
-def _degenerate(row: dict) -> str:
-    """'validation: all 1' where a trial's dev metrics equal a constant predictor's; '' otherwise."""
+def collapsed_splits(row: dict) -> str:
+    """'validation: all 1' for each dev split on which a trial predicted one class everywhere; '' if none.
+
+    Exact where the trial recorded the classes it predicted on each dev split (`predicted_classes`);
+    older trials are judged by their metrics equalling a constant predictor's (baselines.py).
+    """
+    try:
+        task = get_task(row["task"])
+    except UserError:  # a user's task file not on this machine: nothing to compare with
+        return ""
+    recorded = row.get("predicted_classes")
+    classes = json.loads(recorded) if isinstance(recorded, str) and recorded else {}
+    if classes:  # a classifier's trial; regression records none and is judged by its metrics
+        return "; ".join(
+            f"{split}: all {task.labels[ids[0]]}" for split, ids in sorted(classes.items()) if len(ids) == 1
+        )
     dev: dict[str, dict[str, float]] = {}
     for key, value in row.items():
         if key.startswith("dev/") and isinstance(value, (int, float)) and not math.isnan(value):
             _, split, metric = key.split("/", 2)
             dev.setdefault(split, {})[metric] = float(value)
-    try:
-        task = get_task(row["task"])
-    except UserError:  # a user's task file not on this machine: nothing to compare with
-        return ""
     return "; ".join(baselines.degenerate_splits(task, dev))
 
 
+def _seed_list(seeds) -> str:
+    return ", ".join(str(int(s)) for s in sorted(seeds))
+
+
 def configurations(table: pd.DataFrame) -> pd.DataFrame:
-    """One row per (model, task, configuration) of completed trials: seeds, mean and std of every value,
-    the degenerate seeds' findings, the best seed's trial; ordered best first within (model, task)."""
-    done = table[table["state"] == "COMPLETE"].copy()
-    keys = ["model", "task"] + [c for c in CONFIG if c in done.columns]
+    """One row per (model, task, configuration) with a completed seed, ordered best first per (model, task).
+
+    Each grid point counts once (runs.latest). Columns: the mean and std over seeds of every value; `seeds`,
+    the number of distinct completed seeds; `failed_seeds` and `missing_seeds` (of the seeds the same sweep
+    and recipe ran elsewhere in its grid), `complete` when both are empty; `collapsed`, how many seeds
+    predicted one class on a dev split, and `degenerate`, which (e.g. "seed 1: validation: all 1"); the
+    best seed's trial. A complete configuration ranks above every incomplete one; then by mean score.
+    """
+    counted = latest(table)
+    keys = ["model", "task"] + [c for c in CONFIG if c in counted.columns]
+    done = counted[counted["state"] == "COMPLETE"].copy()
+    extra = ["seeds", "failed_seeds", "missing_seeds", "complete", "collapsed", "degenerate", "best_trial"]
     if done.empty:
-        return pd.DataFrame(columns=keys + ["seeds", "score", "std:score", "degenerate", "best_trial"])
-    done["degenerate"] = [_degenerate(row) for row in done.to_dict("records")]
+        return pd.DataFrame(columns=keys + ["score", "std:score"] + extra)
+    done["degenerate"] = [collapsed_splits(row) for row in done.to_dict("records")]
     values = ["score"] + sorted(c for c in done.columns if c.startswith(("dev/", "extra/")))
     done[values] = done[values].apply(pd.to_numeric, errors="coerce")
     grouped = done.groupby(keys, dropna=False, sort=False)
     out = grouped[values].mean()
     out = out.join(grouped[values].std(ddof=1).add_prefix("std:"))
-    out["seeds"] = grouped.size()
-    out["degenerate"] = grouped["degenerate"].agg(lambda s: "; ".join(sorted({x for x in s if x})))
+    out["seeds"] = grouped["seed"].nunique()
     out["best_trial"] = grouped["score"].idxmax().map(lambda i: done.loc[i, "trial"])
     out = out.reset_index()
+
+    # Which seeds each configuration should have: those its sweep and recipe ran at any grid point.
+    family = [k for k in keys if k not in ("batch_size", "lr")]
+    expected = {_key(k): set(g["seed"]) for k, g in counted.groupby(family, dropna=False, sort=False)}
+    states = {_key(k): g for k, g in counted.groupby(keys, dropna=False, sort=False)}
+    by_config = {_key(k): g for k, g in done.groupby(keys, dropna=False, sort=False)}
+    failed, missing, collapsed, degenerate = [], [], [], []
+    for row in out[keys].itertuples(index=False):
+        config, trials = _key(tuple(row)), by_config[_key(tuple(row))]
+        ran = states[config]
+        complete_seeds = set(trials["seed"])
+        failed_seeds = set(ran.loc[ran["state"] == "FAIL", "seed"]) - complete_seeds
+        family_key = _key(tuple(v for k, v in zip(keys, row) if k in family))
+        failed.append(_seed_list(failed_seeds))
+        missing.append(_seed_list(expected[family_key] - complete_seeds - failed_seeds))
+        flagged = trials[trials["degenerate"] != ""].sort_values("seed")
+        collapsed.append(len(flagged))
+        if len(complete_seeds) == 1:
+            degenerate.append("; ".join(flagged["degenerate"]))
+        else:
+            degenerate.append("; ".join(f"seed {int(r.seed)}: {r.degenerate}" for r in flagged.itertuples()))
+    out["failed_seeds"], out["missing_seeds"] = failed, missing
+    out["complete"] = (out["failed_seeds"] == "") & (out["missing_seeds"] == "")
+    out["collapsed"], out["degenerate"] = collapsed, degenerate
     out["_order"] = range(len(out))
     return (
-        out.sort_values(["model", "task", "score", "_order"], ascending=[True, True, False, True], kind="stable")
+        out.sort_values(
+            ["model", "task", "complete", "score", "_order"], ascending=[True, True, False, False, True], kind="stable"
+        )
         .drop(columns="_order")
         .reset_index(drop=True)
     )
+
+
+def _key(values: tuple) -> tuple:
+    """A group key with NaN made equal to itself (recipe columns an older trial does not have)."""
+    return tuple("<nan>" if v is None or isinstance(v, float) and math.isnan(v) else v for v in values)
+
+
+def passed_over(table: pd.DataFrame) -> pd.DataFrame:
+    """Per (model, task), the incomplete configurations that score above the selected complete one."""
+    configs = configurations(table)
+    rows = []
+    for _, group in configs.groupby(["model", "task"], sort=False):
+        winner = group.iloc[0]
+        if winner["complete"]:
+            rows.append(group[(~group["complete"]) & (group["score"] > winner["score"])])
+    return pd.concat(rows) if rows else configs.iloc[:0]
 
 
 def best(table: pd.DataFrame) -> pd.DataFrame:

@@ -22,7 +22,7 @@ import pandas as pd
 from glue_bench.inputs import models
 from glue_bench.inputs.tasks import Task, get_task
 from glue_bench.sweeping.studies import point_key
-from glue_bench.training.loop import Recipe
+from glue_bench.training.recipe import Recipe
 
 TOKENS_PER_EXAMPLE = 64  # GLUE rows average about 30-60 WordPiece tokens; a batch pads to its longest row
 EFFECTIVE_FLOPS = {"cpu": 2e10, "cuda": 2e13}  # training FLOP/s small BERTs reach (rough: 2 CPU cores, one GPU)

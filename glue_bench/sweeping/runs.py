@@ -6,12 +6,14 @@ Columns: sweep, model, task, study, trial, state, batch_size, lr, seed, score, o
 column per dev metric, `extra/<task>/<split>/<metric>` for splits of other tasks the model scored (AX's
 diagnostic), recipe fields (epochs, max_seq_length, …), timings, fail_reason, covers (tasks never trained
 but predicted by this trial's model: "ax" on MNLI rows), retry_of (the trial a retry re-runs), and JSON
-columns curve, recipe, env, predictions.
+columns curve, recipe, env, predictions, predicted_classes (per dev split, the classes a classifier predicted).
+An exported table adds `counted`: whether the trial is the one that stands for its grid point (`latest`).
 """
 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import optuna
@@ -19,21 +21,39 @@ import pandas as pd
 
 from glue_bench.errors import UserError
 from glue_bench.sweeping.storage import open_storage
+from glue_bench.training.recipe import shared_fields
 
-RECIPE_COLUMNS = (
-    "epochs",
-    "max_seq_length",
-    "weight_decay",
-    "warmup_ratio",
-    "max_grad_norm",
-    "max_train_samples",
-    "group_by_length",
-    "bf16",
-    "tf32",
-    "fused_adamw",
-)
-ADDED_RECIPE_FIELDS = {"fused_adamw": False}  # absent in older trials: they ran the default
+RECIPE_COLUMNS = shared_fields()  # every Recipe field but the grid point's: a new field is a column at once
+# A field added after trials were recorded: the value those older trials ran with (not today's default,
+# which may have changed since). Every field added from now on gets an entry here.
+LEGACY_RECIPE_VALUES = {"fused_adamw": False}
 ID_COLUMNS = ["sweep", "model", "task", "study", "trial", "state", "batch_size", "lr", "seed", "score"]
+
+
+POINT = ["sweep", "model", "task", "batch_size", "lr", "seed"]
+
+
+def point_columns(table: pd.DataFrame) -> list[str]:
+    """What makes two trials runs of the same thing: the sweep, model, task, grid point and whole recipe."""
+    return POINT + [c for c in RECIPE_COLUMNS if c in table.columns]
+
+
+def latest(table: pd.DataFrame) -> pd.DataFrame:
+    """The one trial that stands for each grid point and recipe: its latest COMPLETE trial, else its latest
+    trial in any state (a failed, running or waiting point). A trial run again (a second `glue-bench run`
+    with the same seed, a retry) replaces the earlier one and never counts as another seed. Report, submit,
+    check, plots and export all count trials through this one rule."""
+    if table.empty:
+        return table
+    keys = point_columns(table)
+    frame = table[keys].copy()
+    frame["lr"] = frame["lr"].map(lambda v: float(f"{v:.12g}") if pd.notna(v) else v)  # a CSV round trip
+    # NaN, None, bools and numbers group alike whether read from a storage or a file.
+    frame = frame.map(lambda v: "" if v is None or isinstance(v, float) and math.isnan(v) else str(v))
+    frame["_done"] = (table["state"] == "COMPLETE").to_numpy()
+    frame["_trial"] = pd.to_numeric(table["trial"]).to_numpy()
+    chosen = frame.sort_values(["_done", "_trial"], kind="stable").groupby(keys, sort=False, dropna=False).tail(1).index
+    return table.loc[table.index.isin(chosen)]
 
 
 def _row(study: optuna.study.StudySummary | optuna.Study, trial: optuna.trial.FrozenTrial) -> dict:
@@ -61,7 +81,7 @@ def _row(study: optuna.study.StudySummary | optuna.Study, trial: optuna.trial.Fr
         for name, value in values.items():
             row[f"extra/{key}/{name}"] = value
     recipe = attrs.get("recipe", {})
-    row.update({name: recipe.get(name, ADDED_RECIPE_FIELDS.get(name)) for name in RECIPE_COLUMNS})
+    row.update({name: recipe.get(name, LEGACY_RECIPE_VALUES.get(name)) for name in RECIPE_COLUMNS})
     for name in (
         "train_seconds",
         "eval_seconds",
@@ -76,7 +96,7 @@ def _row(study: optuna.study.StudySummary | optuna.Study, trial: optuna.trial.Fr
     row["retry_of"] = trial.system_attrs.get("failed_trial")  # a killed worker's trial, run again
     row["started"] = trial.datetime_start
     row["completed"] = trial.datetime_complete
-    for name in ("curve", "recipe", "env", "predictions"):
+    for name in ("curve", "recipe", "env", "predictions", "predicted_classes"):
         row[name] = json.dumps(attrs[name], sort_keys=True) if name in attrs else None
     return row
 
@@ -102,6 +122,8 @@ def _ordered(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def export(table: pd.DataFrame, path: str) -> None:
+    """Write the runs table; `counted` marks the trial that stands for its grid point (see `latest`)."""
+    table = table.assign(counted=table.index.isin(latest(table).index))
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix == ".csv":
@@ -124,4 +146,15 @@ def read_runs(path: str, option: str = "--runs") -> pd.DataFrame:
     missing = [c for c in ID_COLUMNS if c not in table.columns]
     if missing:
         raise UserError(f"{option} {path}: not a glue-bench runs table (missing columns {', '.join(missing)})")
+    return _with_recipe_columns(table)
+
+
+def _with_recipe_columns(table: pd.DataFrame) -> pd.DataFrame:
+    """A table exported before a recipe field had its own column: the field from the `recipe` JSON column."""
+    absent = [c for c in RECIPE_COLUMNS if c not in table.columns]
+    if not absent or "recipe" not in table.columns:
+        return table
+    recipes = [json.loads(r) if isinstance(r, str) and r else {} for r in table["recipe"]]
+    for name in absent:
+        table[name] = [r.get(name, LEGACY_RECIPE_VALUES.get(name)) for r in recipes]
     return table

@@ -21,7 +21,7 @@ from glue_bench.inputs import data, hub, models
 from glue_bench.inputs.tasks import Task, dependents, get_task
 from glue_bench.sweeping.storage import storage_url
 from glue_bench.sweeping.trial import study_name
-from glue_bench.training.loop import Recipe
+from glue_bench.training.recipe import Recipe
 
 GRID_KEYS = ("batch_size", "lr")
 SET_ELSEWHERE = {"batch_size": "[grid]", "lr": "[grid]", "seed": "seeds", "epochs": "epochs"}

@@ -18,10 +18,11 @@ from glue_bench.inputs import data, models
 from glue_bench.inputs.tasks import Task, dependents, get_task
 from glue_bench.sweeping.storage import artifact_store
 from glue_bench.training import metrics
-from glue_bench.training.loop import Recipe, fine_tune
+from glue_bench.training.loop import fine_tune
+from glue_bench.training.recipe import GRID_FIELDS, Recipe
 
 # Optuna params: what a grid varies. The rest of the recipe is a user attribute.
-GRID_PARAMS = ("batch_size", "lr", "seed")
+GRID_PARAMS = GRID_FIELDS
 
 
 @dataclass(frozen=True)
@@ -153,6 +154,7 @@ def execute(prepared: Prepared, trial: optuna.Trial, storage_url: str | None, pr
     score = metrics.task_score(task, result.dev)
     trial.set_user_attr("metrics", result.dev)
     trial.set_user_attr("extra_metrics", result.extra_metrics)
+    trial.set_user_attr("predicted_classes", result.dev_classes)
     trial.set_user_attr("curve", result.curve)
     trial.set_user_attr("train_seconds", round(result.train_seconds, 3))
     trial.set_user_attr("eval_seconds", round(result.eval_seconds, 3))

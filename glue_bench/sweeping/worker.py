@@ -100,7 +100,8 @@ def run_trial(study: optuna.Study, trial: optuna.Trial, spec: dict, storage_url:
     import torch
 
     from glue_bench.sweeping import trial as trials
-    from glue_bench.training.loop import Diverged, Recipe
+    from glue_bench.training.loop import Diverged
+    from glue_bench.training.recipe import Recipe
 
     try:
         point = _grid_point(trial, spec["grid"])

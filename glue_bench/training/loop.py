@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import datasets
 import numpy as np
@@ -17,56 +17,11 @@ import torch
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
-from glue_bench.errors import UserError
 from glue_bench.inputs.tasks import Task
 from glue_bench.training import metrics
+from glue_bench.training.recipe import Recipe
 
 NAN_CHECK_EVERY = 20  # steps between looks at the loss: looking costs a host sync on a GPU
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """Everything that can change a result. Recorded whole in every trial."""
-
-    batch_size: int
-    lr: float
-    epochs: int = 4
-    seed: int = 0
-    max_seq_length: int = 128
-    weight_decay: float = 0.01
-    warmup_ratio: float = 0.1
-    max_grad_norm: float = 1.0
-    max_train_samples: int = 0  # 0: the whole train split; else its first N rows (quick checks, CI)
-    group_by_length: bool = False  # batches of similar length: faster, changes the batch order
-    bf16: bool = False  # bf16 autocast on a GPU
-    tf32: bool = False  # TF32 matrix products on a GPU
-    eval_batch_size: int = 256
-    # Speed options that change results (each measured in benchmarks/README.md):
-    fused_adamw: bool = False  # the fused AdamW kernel on a CPU too (a GPU always uses it): other last bits
-
-    def __post_init__(self):
-        positive = {
-            "batch_size": self.batch_size,
-            "lr": self.lr,
-            "epochs": self.epochs,
-            "max_seq_length": self.max_seq_length,
-            "eval_batch_size": self.eval_batch_size,
-        }
-        for name, value in positive.items():
-            if (
-                not isinstance(value, (int, float))
-                or isinstance(value, bool)
-                or not value > 0
-                or not math.isfinite(value)
-            ):
-                raise UserError(f"{name} must be a positive number, got {value!r}")
-        if not 0 <= self.warmup_ratio < 1:
-            raise UserError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio!r}")
-        if self.weight_decay < 0 or self.max_grad_norm < 0 or self.max_train_samples < 0:
-            raise UserError("weight_decay, max_grad_norm and max_train_samples must be >= 0")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 class Diverged(RuntimeError):
@@ -88,6 +43,7 @@ class FineTuneResult:
     steps: int = 0
     device: str = ""
     extra_metrics: dict[str, dict[str, float]] = field(default_factory=dict)  # labelled splits of other tasks
+    dev_classes: dict[str, list[int]] = field(default_factory=dict)  # split → classes predicted (last epoch)
 
 
 class Packed:
@@ -215,7 +171,8 @@ def fine_tune(
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
                 loss = model(**batch).loss
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.max_grad_norm)
+            if recipe.max_grad_norm > 0:  # 0: no clipping, as in the Hugging Face Trainer
+                torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.max_grad_norm)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
@@ -236,12 +193,11 @@ def fine_tune(
         train_seconds += time.perf_counter() - started
 
         started = time.perf_counter()
-        epoch_dev = {
-            name: metrics.compute(
-                task, predict(model, data, recipe.eval_batch_size, device, task.regression, bf16), data.labels
-            )
+        dev_predictions = {
+            name: predict(model, data, recipe.eval_batch_size, device, task.regression, bf16)
             for name, data in dev_data.items()
         }
+        epoch_dev = {name: metrics.compute(task, dev_predictions[name], dev_data[name].labels) for name in dev_data}
         eval_seconds += time.perf_counter() - started
         curve.append(
             {
@@ -262,8 +218,14 @@ def fine_tune(
         if (data.labels >= 0).all() and len(data):  # a labelled split of another task (AX's diagnostic)
             extra[key] = metrics.compute(other, values, data.labels)
     eval_seconds += time.perf_counter() - started
+    # The classes predicted on each dev split: a collapsed run (one class everywhere) is then a fact, not
+    # inferred from its metric value (a model near chance can hit the majority count by accident).
+    classes = (
+        {} if task.regression else {name: np.unique(p).astype(int).tolist() for name, p in dev_predictions.items()}
+    )
     return FineTuneResult(
         dev=curve[-1]["dev"],
+        dev_classes=classes,
         curve=curve,
         predictions=predictions,
         train_seconds=train_seconds,
