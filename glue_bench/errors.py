@@ -1,5 +1,30 @@
-"""The one error type a user can cause. The CLI prints its message on one line and exits 2."""
+"""The one error type a user can cause, and the two ways every stage words one. The CLI prints a UserError's
+message on one line and exits 2."""
+
+from __future__ import annotations
+
+import difflib
 
 
 class UserError(Exception):
     """Bad input from the user: the message says what is wrong and how to fix it."""
+
+
+def did_you_mean(name: str, choices) -> str:
+    """ "did you mean 'x'? " for the choice closest to a misspelt name, or "" when none is close."""
+    hint = difflib.get_close_matches(name, [str(c) for c in choices], n=1)
+    return f"did you mean '{hint[0]}'? " if hint else ""
+
+
+def unknown_key(key: str, allowed, where: str) -> UserError:
+    """An unknown key of a TOML table (a task or sweep file), with the closest allowed key or the list."""
+    allowed = sorted(allowed) if isinstance(allowed, set) else list(allowed)
+    hint = difflib.get_close_matches(key, allowed, n=1)
+    extra = f" (did you mean '{hint[0]}'?)" if hint else f"; allowed keys: {', '.join(allowed)}"
+    return UserError(f"{where}: unknown key '{key}'{extra}")
+
+
+def first_line(error: BaseException, limit: int = 200) -> str:
+    """An exception's first line of text, cut at `limit` characters; its type's name if it has no text."""
+    text = str(error).strip()
+    return text.splitlines()[0][:limit] if text else type(error).__name__

@@ -3,6 +3,9 @@ that fails is recorded with its reason while the sweep goes on. Tiny: random BER
 
 from __future__ import annotations
 
+import threading
+import time
+
 import optuna
 import pytest
 import torch
@@ -12,6 +15,7 @@ from glue_bench.cli import main
 from glue_bench.sweeping import launcher, studies, worker
 from glue_bench.sweeping import sweep_file as sweeps
 from glue_bench.sweeping import trial as trials
+from glue_bench.sweeping.storage import open_storage
 from glue_bench.training.loop import Diverged, fine_tune
 
 TINY = """# glue-bench sweep tiny.toml
@@ -99,24 +103,73 @@ def test_failing_trials_are_recorded_with_their_reason_and_the_sweep_goes_on(
     assert studies.enqueue(sweep, plans, storage) == 4
     assert worker.work(launcher.worker_plan(plans, storage, str(glue_data), sweep)) == 0
     study = optuna.load_study(study_name=plans[0].name, storage=storage)
+    first = {(t.params["batch_size"], t.params["lr"]): t for t in reversed(study.trials)}  # each point's first try
     outcome = {
-        (t.params["batch_size"], t.params["lr"]): (t.state, t.user_attrs.get("fail_reason")) for t in study.trials
+        point: (t.state, t.user_attrs.get("fail_reason"), t.user_attrs.get("fail_kind")) for point, t in first.items()
     }
+    oom = "out of memory: CUDA out of memory. Tried to allocate 2.00 GiB"
     assert outcome == {
-        (16, 1e-4): (TrialState.COMPLETE, None),
-        (16, 3e-5): (TrialState.FAIL, "diverged: loss became nan at step 7"),
-        (32, 1e-4): (TrialState.FAIL, "ValueError: a bad batch: token id 40000 is outside the vocabulary"),
-        (32, 3e-5): (TrialState.FAIL, "out of memory: CUDA out of memory. Tried to allocate 2.00 GiB"),
+        (16, 1e-4): (TrialState.COMPLETE, None, None),
+        (16, 3e-5): (TrialState.FAIL, "diverged: loss became nan at step 7", "permanent"),
+        (32, 1e-4): (TrialState.FAIL, "ValueError: a bad batch: token id 40000 is outside the vocabulary", "permanent"),
+        (32, 3e-5): (TrialState.FAIL, oom, "transient"),
     }
-    assert [t.user_attrs.get("fail_step") for t in study.trials if t.params["lr"] == 3e-5] == [7, None]
-    assert (
-        "trial 1 of tiny/random:L-2_H-128/wnli failed: diverged: loss became nan at step 7" in capsys.readouterr().err
-    )
+    assert first[(16, 3e-5)].user_attrs["fail_step"] == 7
+    # Out of memory is transient: retried 3 times (each a new trial with its lineage), then settled.
+    retries = [t for t in study.trials if "failed_trial" in t.system_attrs]
+    assert [(t.state, t.user_attrs["fail_reason"]) for t in retries] == [(TrialState.FAIL, oom)] * 3
+    root = first[(32, 3e-5)].number
+    assert [t.system_attrs["retry_history"] for t in retries] == [[root], [root, root + 1], [root, root + 1, root + 2]]
+    assert {t.system_attrs["failed_trial"] for t in retries} == {root}
+    err = capsys.readouterr().err
+    assert "trial 1 of tiny/random:L-2_H-128/wnli failed: diverged: loss became nan at step 7\n" in err
+    assert f"trial {root + 3} of tiny/random:L-2_H-128/wnli failed: {oom}; retries used up" in err
 
     # Failures are settled: a rerun queues nothing, unless asked to retry them.
     assert studies.enqueue(sweep, plans, storage) == 0
     assert studies.enqueue(sweep, plans, storage, retry_failed=True) == 3
-    assert len(study.trials) == 7
+    assert len(study.trials) == 10
+
+
+def test_a_transient_failure_is_retried_and_a_failed_write_never_fails_a_finished_trial(
+    tmp_path, glue_data, storage, monkeypatch, capsys
+):
+    """Out of memory on a point's first try, and the storage refusing the first write of a finished trial's
+    results: both points end COMPLETE, the first after one automatic retry, the second without any FAIL."""
+    sweep = sweeps.load(tiny_sweep(tmp_path, glue_data, storage))
+    real_fine_tune, real_set = trials.fine_tune, optuna.Trial.set_user_attr
+    faults = {"oom": 1, "write": 1}
+
+    def fine_tune_oom_once(model, task, train, dev, to_predict, recipe, **kwargs):
+        if recipe.batch_size == 16 and faults["oom"]:
+            faults["oom"] -= 1
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 1.00 GiB")
+        return real_fine_tune(model, task, train, dev, to_predict, recipe, **kwargs)
+
+    def set_user_attr_fails_once(self, key, value):
+        if key == "metrics" and faults["write"]:
+            faults["write"] -= 1
+            raise optuna.exceptions.StorageInternalError("server closed the connection unexpectedly")
+        return real_set(self, key, value)
+
+    monkeypatch.setattr(trials, "fine_tune", fine_tune_oom_once)
+    monkeypatch.setattr(optuna.Trial, "set_user_attr", set_user_attr_fails_once)
+    plans = sweep.studies()
+    studies.enqueue(sweep, plans, storage)
+    assert worker.work(launcher.worker_plan(plans, storage, str(glue_data), sweep)) == 0
+    trials_ = optuna.load_study(study_name=plans[0].name, storage=storage).trials
+    assert faults == {"oom": 0, "write": 0}
+    assert [(t.params["batch_size"], t.state.name, t.system_attrs.get("failed_trial")) for t in trials_] == [
+        (16, "FAIL", None),
+        (32, "COMPLETE", None),
+        (16, "COMPLETE", 0),
+    ]
+    assert all("metrics" in t.user_attrs for t in trials_ if t.state == TrialState.COMPLETE)
+    err = capsys.readouterr().err
+    assert "the storage did not answer while recording a finished trial's results (StorageInternalError" in err
+    assert "failed: out of memory: CUDA out of memory. Tried to allocate 1.00 GiB; queued again" in err
+    assert main(["status", str(sweep.path)]) == 0
+    assert "2 of 2 trials complete, 0 failed" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(
@@ -141,3 +194,41 @@ def test_cpu_workers_share_the_cores(monkeypatch):
     assert launcher.visible_gpus() == []
     assert [launcher.worker_env(i, 4, [])["OMP_NUM_THREADS"] for i in range(4)] == ["2"] * 4
     assert launcher.describe_placement(4, []) == "4 worker(s) on the CPU (2 thread(s) each)"
+
+
+def test_a_planner_never_enqueues_a_point_whose_stale_trial_is_being_retried(tmp_path, glue_data, storage, monkeypatch):
+    """Optuna fails a dead worker's trial and queues its retry in two transactions. A planner (a resubmitted
+    launcher) looking between them saw a failed point without a retry and enqueued it again: it ran twice.
+    Here the retry is held back until the planner is done (or 3 s): it must still enqueue nothing."""
+    monkeypatch.setenv("GLUE_BENCH_HEARTBEAT_SECONDS", "1")
+    monkeypatch.setenv("GLUE_BENCH_GRACE_SECONDS", "2")
+    sweep = sweeps.load(tiny_sweep(tmp_path, glue_data, storage))
+    plans = sweep.studies()
+    studies.enqueue(sweep, plans, storage)
+    held = open_storage(storage, heartbeat=True)
+    study = optuna.load_study(study_name=plans[0].name, storage=held)
+    dead = worker.take_waiting(study, held)  # RUNNING with one heartbeat: then its worker "dies"
+    point = studies.grid_point(held.get_trial(dead._trial_id))
+    time.sleep(3)  # the heartbeat is now older than the grace period
+
+    in_window, planner_done, added = threading.Event(), threading.Event(), []
+    retry = held.heartbeat_stale_trial_callback
+
+    def retry_after_the_planner(study_, failed):
+        in_window.set()  # the trial is FAIL now, its retry not queued yet
+        planner_done.wait(timeout=3)
+        retry(study_, failed)
+
+    def planner():
+        in_window.wait(timeout=30)
+        added.append(studies.enqueue(sweep, plans, storage))
+        planner_done.set()
+
+    held.heartbeat_stale_trial_callback = retry_after_the_planner
+    thread = threading.Thread(target=planner)
+    thread.start()
+    studies.fail_stale([study], storage)
+    thread.join(timeout=60)
+    waiting = [t for t in study.get_trials() if t.state == TrialState.WAITING and studies.grid_point(t) == point]
+    assert added == [0]
+    assert len(waiting) == 1 and waiting[0].system_attrs["failed_trial"] == dead.number

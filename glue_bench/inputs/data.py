@@ -9,7 +9,6 @@ Three sources give the same rows with the same label ids:
 from __future__ import annotations
 
 import csv
-import difflib
 import hashlib
 import os
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ import datasets
 import numpy as np
 import pandas as pd
 
-from glue_bench.errors import UserError
+from glue_bench.errors import UserError, did_you_mean, first_line
 from glue_bench.inputs import hub
 from glue_bench.inputs.tasks import Split, Task
 
@@ -171,7 +170,7 @@ def _read_hub(task: Task, split: Split) -> pd.DataFrame:
     try:
         return datasets.load_dataset(HUB_DATASET, task.hub_config, split=split.hub).to_pandas()
     except Exception as e:  # offline, or the Hub refused: datasets raises many types for both
-        reason = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+        reason = first_line(e, 160)
         raise UserError(
             f"cannot load {HUB_DATASET}/{task.hub_config} from the Hugging Face Hub ({reason}); {POINT_AT_LOCAL}"
         ) from None
@@ -187,8 +186,7 @@ def _column(frame: pd.DataFrame, ref: str | int, where: str, role: str) -> pd.Se
         return frame.iloc[:, ref]
     if ref not in frame.columns:
         names = [str(c) for c in frame.columns]
-        hint = difflib.get_close_matches(ref, names, n=1)
-        fix = f"did you mean '{hint[0]}'? " if hint else ""
+        fix = did_you_mean(ref, names)
         shown = ", ".join(names) if len(names) > 1 else f"one column '{names[0][:60]}' (is it tab-separated?)"
         raise UserError(f"{where}: no '{ref}' column for the {role}; {fix}the file has {shown}")
     return frame[ref]

@@ -13,7 +13,6 @@ A reference is one of:
 
 from __future__ import annotations
 
-import difflib
 import importlib.util
 import math
 import re
@@ -24,7 +23,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, BertConfig, BertTokenizerFast
 
-from glue_bench.errors import UserError
+from glue_bench.errors import UserError, did_you_mean, first_line
 from glue_bench.inputs import hub, shipped
 from glue_bench.inputs.tasks import Task
 
@@ -91,10 +90,8 @@ def _shape(text: str, original: str) -> tuple[int, int]:
 
 def _suggest(name: str) -> str:
     names = list(NAMED) + [miniature_name(*s) for s in all_miniatures()]
-    hint = difflib.get_close_matches(name.removeprefix("random:"), names, n=1)
-    did = f"did you mean '{hint[0]}'? " if hint else ""
     return (
-        f"{did}use bert-tiny|mini|small|medium|base, L-<layers>_H-<hidden> with layers in {LAYERS} and "
+        f"{did_you_mean(name.removeprefix('random:'), names)}use bert-tiny|mini|small|medium|base, L-<layers>_H-<hidden> with layers in {LAYERS} and "
         f"hidden in {HIDDEN}, random:L-2_H-128, a local model folder, or a Hub id (org/name)"
     )
 
@@ -197,7 +194,7 @@ def load(ref: ModelRef, task: Task, seed: int):
         tokenizer = AutoTokenizer.from_pretrained(ref.location, **offline)
         model = AutoModelForSequenceClassification.from_pretrained(ref.location, **offline, **_problem(task))
     except OSError as e:
-        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        first = first_line(e)
         where = (
             "the folder"
             if ref.kind == "local"

@@ -5,13 +5,12 @@ Everything task-specific lives in those files, so no code branches on a task's n
 
 from __future__ import annotations
 
-import difflib
 import tomllib
 from dataclasses import dataclass, fields
 from functools import cache
 from pathlib import Path
 
-from glue_bench.errors import UserError
+from glue_bench.errors import UserError, did_you_mean, unknown_key
 from glue_bench.inputs import shipped
 
 ROLES = ("train", "dev", "test")
@@ -72,9 +71,7 @@ def _check_keys(table: dict, cls, where: str, required_names: set[str]) -> None:
     allowed = {f.name for f in fields(cls)} - {"name", "splits", "source_file"}
     for key in table:
         if key not in allowed:
-            hint = difflib.get_close_matches(key, sorted(allowed), n=1)
-            extra = f" (did you mean '{hint[0]}'?)" if hint else f"; allowed keys: {', '.join(sorted(allowed))}"
-            raise UserError(f"{where}: unknown key '{key}'{extra}")
+            raise unknown_key(key, allowed, where)
     for key in sorted(required_names - set(table)):
         raise UserError(f"{where}: missing required key '{key}'")
 
@@ -211,10 +208,8 @@ def get_task(name: str) -> Task:
     key = name.lower().replace("-", "")
     if key in tasks:
         return tasks[key]
-    hint = difflib.get_close_matches(key, tasks, n=1)
-    suggestion = f"did you mean '{hint[0]}'? " if hint else ""
     raise UserError(
-        f"unknown task '{name}': {suggestion}known tasks: {', '.join(tasks)} (or the path of your own task .toml file)"
+        f"unknown task '{name}': {did_you_mean(key, tasks)}known tasks: {', '.join(tasks)} (or the path of your own task .toml file)"
     )
 
 

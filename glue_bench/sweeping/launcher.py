@@ -16,7 +16,7 @@ import sys
 import tempfile
 import time
 
-from glue_bench.sweeping.storage import open_storage
+from glue_bench.sweeping.storage import open_storage, ride_out
 
 POLL_SECONDS = 2.0  # how often the launcher reads the storage for its progress bar
 
@@ -70,31 +70,39 @@ def worker_plan(studies, url: str, source_location: str, sweep) -> dict:
 def _finished(sweep, studies, url, storage) -> int:
     from glue_bench.sweeping.studies import read_status
 
-    return sum(s.finished for s in read_status(sweep, studies, url, storage))
+    return ride_out(lambda: sum(s.finished for s in read_status(sweep, studies, url, storage)), "following the sweep")
 
 
 def launch(sweep, studies, url: str, source_location: str, workers: int, progress: bool = True) -> list[int]:
     """Start the workers and follow them with a progress bar (finished trials of the sweep, time left).
-    Returns the workers' exit codes."""
+    Returns the workers' exit codes. Whatever goes wrong here, no worker is left behind unwatched and the
+    plan file is removed."""
     from tqdm.auto import tqdm
 
     gpus = visible_gpus()
     with tempfile.NamedTemporaryFile("w", suffix=".json", prefix="glue-bench-plan-", delete=False) as f:
         json.dump(worker_plan(studies, url, source_location, sweep), f)
     command = [sys.executable, "-m", "glue_bench.sweeping.worker", f.name]
-    procs = [subprocess.Popen(command, env=worker_env(i, workers, gpus)) for i in range(workers)]
-    print(
-        f"glue-bench: {describe_placement(workers, gpus)}: pids {' '.join(str(p.pid) for p in procs)}", file=sys.stderr
-    )
-    total = len(sweep.grid()) * len(studies)
-    storage = open_storage(url)
-    done = _finished(sweep, studies, url, storage)
-    poll = max(POLL_SECONDS, len(studies) / 20)  # a big sweep: read the storage less often
-    bar = tqdm(
-        total=total, initial=done, desc=f"sweep {sweep.name}", unit="trial", disable=not progress, dynamic_ncols=True
-    )
-    reported = set()
+    procs, bar, storage = [], None, None
     try:
+        procs = [subprocess.Popen(command, env=worker_env(i, workers, gpus)) for i in range(workers)]
+        print(
+            f"glue-bench: {describe_placement(workers, gpus)}: pids {' '.join(str(p.pid) for p in procs)}",
+            file=sys.stderr,
+        )
+        total = len(sweep.grid()) * len(studies)
+        storage = ride_out(lambda: open_storage(url), "opening the storage")
+        done = _finished(sweep, studies, url, storage)
+        poll = max(POLL_SECONDS, len(studies) / 20)  # a big sweep: read the storage less often
+        bar = tqdm(
+            total=total,
+            initial=done,
+            desc=f"sweep {sweep.name}",
+            unit="trial",
+            disable=not progress,
+            dynamic_ncols=True,
+        )
+        reported = set()
         while any(p.poll() is None for p in procs):
             time.sleep(poll)
             now = _finished(sweep, studies, url, storage)
@@ -110,9 +118,9 @@ def launch(sweep, studies, url: str, source_location: str, workers: int, progres
                         file=sys.stderr,
                     )
         bar.update(_finished(sweep, studies, url, storage) - done)
-    except KeyboardInterrupt:
+    except BaseException:
         # Ctrl-C reached the workers too (one process group): give them a moment to record their trials
-        # as interrupted; a SIGINT sent to this launcher alone is passed on to them.
+        # as interrupted; then stop the rest with SIGINT (a SIGINT sent to this launcher alone, an error here).
         deadline = time.monotonic() + 5
         while any(p.poll() is None for p in procs) and time.monotonic() < deadline:
             time.sleep(0.1)
@@ -123,8 +131,10 @@ def launch(sweep, studies, url: str, source_location: str, workers: int, progres
             p.wait()
         raise
     finally:
-        bar.close()
-        storage.engine.dispose()
+        if bar is not None:
+            bar.close()
+        if storage is not None:
+            storage.engine.dispose()
         os.unlink(f.name)
     return [p.returncode for p in procs]
 
@@ -137,7 +147,7 @@ def run_sweep(
 
     started = time.monotonic()
     added = enqueue(sweep, studies, url, retry_failed)
-    points = _count(read_status(sweep, studies, url))
+    points = _count(ride_out(lambda: read_status(sweep, studies, url), "reading the sweep's state"))
     total = len(sweep.grid()) * len(studies)
     left = points["waiting"] + points["running"]
     print(
@@ -148,7 +158,7 @@ def run_sweep(
         launch(sweep, studies, url, source_location, workers, progress)
     else:
         print("nothing to run")
-    points = _count(read_status(sweep, studies, url))
+    points = _count(ride_out(lambda: read_status(sweep, studies, url), "reading the sweep's state"))
     print(
         f"sweep {sweep.name}: {points['complete']} of {total} trials complete, {points['failed']} failed "
         f"(in {time.monotonic() - started:.0f}s); details: glue-bench status {sweep.path}"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import fcntl
 import importlib.util
 import os
+import sys
 import time
 import warnings
 from contextlib import contextmanager
@@ -18,7 +19,7 @@ import optuna
 import sqlalchemy
 from optuna.artifacts import FileSystemArtifactStore
 
-from glue_bench.errors import UserError
+from glue_bench.errors import UserError, first_line
 
 DEFAULT_STORAGE = "sqlite:///results/glue-bench.db"
 # A sweep worker records a heartbeat every HEARTBEAT_SECONDS; a running trial whose last heartbeat is
@@ -28,6 +29,23 @@ HEARTBEAT_SECONDS = 30
 GRACE_SECONDS = 120
 MAX_RETRIES = 3
 PLAN_LOCK_KEY = 0x676C7565  # PostgreSQL advisory lock id of sweep planning: any fixed number ("glue")
+# A storage that stops answering (a database restart, a network blip) is waited for, with backoff, for up
+# to RIDE_OUT_SECONDS before a worker or launcher gives up (env GLUE_BENCH_STORAGE_RETRY_SECONDS).
+RIDE_OUT_SECONDS = 300
+
+
+class StorageUnreachable(UserError):
+    """The storage cannot be reached now: one line and exit 2 for a command, a wait for a running sweep."""
+
+
+# What a storage that is down or restarting raises: Optuna wraps SQLAlchemy errors raised while it commits.
+STORAGE_ERRORS = (
+    StorageUnreachable,
+    optuna.exceptions.StorageInternalError,
+    sqlalchemy.exc.OperationalError,
+    sqlalchemy.exc.InterfaceError,
+    sqlalchemy.exc.DisconnectionError,
+)
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -50,6 +68,35 @@ def artifact_store(url: str | None) -> FileSystemArtifactStore:
     folder = artifacts_dir(url)
     folder.mkdir(parents=True, exist_ok=True)
     return FileSystemArtifactStore(str(folder))
+
+
+def ride_out_seconds() -> float:
+    text = os.environ.get("GLUE_BENCH_STORAGE_RETRY_SECONDS", str(RIDE_OUT_SECONDS))
+    try:
+        return max(0.0, float(text))
+    except ValueError:
+        raise UserError(f"GLUE_BENCH_STORAGE_RETRY_SECONDS={text}: must be a number of seconds") from None
+
+
+def ride_out(call, doing: str, seconds: float | None = None):
+    """call(), retried with backoff (1, 2, 4 … 30 s) while the storage is unreachable, for up to `seconds`
+    in all (default: ride_out_seconds()); one line each time it waits. Then the storage's error is raised."""
+    seconds = ride_out_seconds() if seconds is None else seconds
+    deadline, delay = time.monotonic() + seconds, 1.0
+    while True:
+        try:
+            return call()
+        except STORAGE_ERRORS as e:
+            if time.monotonic() + delay > deadline:
+                raise
+            print(
+                f"glue-bench: the storage did not answer while {doing} ({type(e).__name__}: {first_line(e, 120)}); "
+                f"trying again in {delay:.0f}s, for up to {seconds:.0f}s in all",
+                file=sys.stderr,
+                flush=True,
+            )
+            time.sleep(delay)
+            delay = min(2 * delay, 30.0)
 
 
 def heartbeat_settings() -> tuple[int, int]:
@@ -146,9 +193,9 @@ def open_storage(url: str | None, heartbeat: bool = False, create: bool = True) 
             f"--storage {url}: a database driver is missing ({e}); for PostgreSQL: pip install 'glue-bench[postgres]'"
         ) from None
     except Exception as e:  # sqlalchemy raises ArgumentError, OperationalError, … for a bad or dead URL
-        first = str(e).strip().splitlines()[0][:200]
-        raise UserError(
-            f"--storage {url}: cannot open the storage ({type(e).__name__}: {first}); check the URL "
+        down = isinstance(e, STORAGE_ERRORS)  # a server that does not answer, rather than a bad URL
+        raise (StorageUnreachable if down else UserError)(
+            f"--storage {url}: cannot open the storage ({type(e).__name__}: {first_line(e)}); check the URL "
             "(sqlite:///path.db or postgresql://user:pass@host/db) and that the server is up"
         ) from None
     if url.startswith("sqlite"):
@@ -180,9 +227,9 @@ def plan_lock(url: str | None):
         try:
             connection = engine.connect()
         except Exception as e:  # a dead server, a bad password, a missing driver
-            first = str(e).strip().splitlines()[0][:200]
-            raise UserError(
-                f"--storage {url}: cannot connect ({type(e).__name__}: {first}); check the URL "
+            down = isinstance(e, STORAGE_ERRORS)
+            raise (StorageUnreachable if down else UserError)(
+                f"--storage {url}: cannot connect ({type(e).__name__}: {first_line(e)}); check the URL "
                 "and that the server is up"
             ) from None
         try:

@@ -12,14 +12,16 @@ A grid point (batch_size, lr, seed) of a study is, from all the trials that ran 
 
 from __future__ import annotations
 
+import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 
 import optuna
+from optuna.exceptions import ExperimentalWarning
 from optuna.trial import FrozenTrial, TrialState
 
 from glue_bench.errors import UserError
-from glue_bench.sweeping.storage import open_storage, plan_lock
+from glue_bench.sweeping.storage import MAX_RETRIES, StorageUnreachable, open_storage, plan_lock
 from glue_bench.sweeping.sweep_file import StudyPlan, Sweep
 from glue_bench.sweeping.trial import GRID_PARAMS
 
@@ -91,6 +93,53 @@ def enqueue(sweep: Sweep, plans: list[StudyPlan], url: str, retry_failed: bool =
     return added
 
 
+# --- failures and their retries: under the same lock as the planner ------------------------------------------
+
+
+def fail_stale(studies: list[optuna.Study], url: str) -> None:
+    """Fail the trials of dead workers (stale heartbeats) and queue their retries. Optuna does the two in
+    separate transactions; under the planning lock no planner can look in between, see a failed point
+    without its retry, and enqueue it a second time."""
+    with plan_lock(url), warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExperimentalWarning)  # "experimental" in Optuna since 2.9
+        for study in studies:
+            optuna.storages.fail_stale_trials(study)  # → FAIL; RetryHeartbeatStaleTrialCallback queues the retry
+
+
+def fail(study: optuna.Study, trial: optuna.Trial, reason: str, url: str, transient: bool, **attrs) -> bool:
+    """Record the trial FAIL with its reason. A transient failure (out of memory, the network, the storage)
+    is queued again, up to MAX_RETRIES times along its lineage; a permanent one (diverged, bad input) is
+    settled until --retry-failed. Returns whether a retry was queued."""
+    with plan_lock(url):
+        trial.set_user_attr("fail_reason", reason)
+        trial.set_user_attr("fail_kind", "transient" if transient else "permanent")
+        for key, value in attrs.items():
+            trial.set_user_attr(key, value)
+        study.tell(trial, state=TrialState.FAIL)
+        return transient and requeue(study, study._storage.get_trial(trial._trial_id))
+
+
+def requeue(study: optuna.Study, failed: FrozenTrial) -> bool:
+    """A WAITING copy of a failed trial's grid point, with its lineage in the system attrs as Optuna's own
+    retry callback writes it (failed_trial: the first trial of the lineage; retry_history: all before)."""
+    history = [*failed.system_attrs.get("retry_history", []), failed.number]
+    if len(history) > MAX_RETRIES:
+        return False
+    system_attrs = {**failed.system_attrs, "failed_trial": failed.system_attrs.get("failed_trial", failed.number)}
+    system_attrs["retry_history"] = history
+    user_attrs = {k: failed.user_attrs[k] for k in ("model", "task") if k in failed.user_attrs}
+    study.add_trial(
+        optuna.trial.create_trial(
+            state=TrialState.WAITING,
+            params=failed.params,
+            distributions=failed.distributions,
+            user_attrs=user_attrs,
+            system_attrs=system_attrs,
+        )
+    )
+    return True
+
+
 def _check_same_recipe(study: optuna.Study, sweep: Sweep, plan: StudyPlan, url: str) -> None:
     """A study holds one recipe: a sweep file edited after its first run must not mix two in one study."""
     attrs = _study_attrs(sweep, plan)
@@ -116,7 +165,7 @@ class StudyStatus:
     plan: StudyPlan
     states: dict = field(default_factory=dict)  # grid point → one of POINT_STATES
     points: Counter = field(default_factory=Counter)  # POINT_STATES → count, over the sweep's grid
-    retried: int = 0  # trials failed by a missed heartbeat (a killed worker) and re-queued
+    retried: int = 0  # retries queued: of a killed worker's trial, of a transient failure
     best: FrozenTrial | None = None
     reasons: list[str] = field(default_factory=list)  # fail_reason of failed points
 
@@ -131,7 +180,9 @@ def read_status(sweep: Sweep, plans: list[StudyPlan], url: str, storage=None) ->
     try:
         storage = storage or open_storage(url, create=False)
         existing = set(optuna.get_all_study_names(storage))
-    except UserError:
+    except StorageUnreachable:
+        raise  # a storage that does not answer is not an empty one
+    except UserError:  # a SQLite file not made yet: nothing has run
         storage, existing = None, set()
     statuses = []
     grid = [point_key(p) for p in sweep.grid()]
@@ -143,7 +194,7 @@ def read_status(sweep: Sweep, plans: list[StudyPlan], url: str, storage=None) ->
         states = point_states(trials)
         status.states = {point: states.get(point, "pending") for point in grid}
         status.points.update(status.states.values())
-        status.retried = sum(1 for t in trials if t.state == TrialState.FAIL and not t.user_attrs.get("fail_reason"))
+        status.retried = sum(1 for t in trials if "failed_trial" in t.system_attrs)
         status.reasons = [
             t.user_attrs["fail_reason"]
             for t in trials

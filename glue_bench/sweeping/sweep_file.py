@@ -9,14 +9,13 @@ failed trials. studies.enqueue then puts every grid point that has no trial yet 
 
 from __future__ import annotations
 
-import difflib
 import math
 import re
 import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from glue_bench.errors import UserError
+from glue_bench.errors import UserError, did_you_mean, unknown_key
 from glue_bench.inputs import data, hub, models
 from glue_bench.inputs.tasks import Task, dependents, get_task
 from glue_bench.sweeping.storage import storage_url
@@ -81,12 +80,6 @@ class Sweep:
 # --- loading a sweep file --------------------------------------------------------------------------
 
 
-def _unknown(key: str, allowed, where: str) -> UserError:
-    hint = difflib.get_close_matches(key, list(allowed), n=1)
-    extra = f" (did you mean '{hint[0]}'?)" if hint else f"; allowed keys: {', '.join(allowed)}"
-    return UserError(f"{where}: unknown key '{key}'{extra}")
-
-
 def _number(value, integer: bool) -> bool:
     kinds = (int,) if integer else (int, float)
     return isinstance(value, kinds) and not isinstance(value, bool) and math.isfinite(value)
@@ -122,7 +115,7 @@ def _recipe_overrides(table, where: str) -> dict:
         if key in SET_ELSEWHERE:
             raise UserError(f"{where}: '{key}' is set by the sweep's {SET_ELSEWHERE[key]}, not in [recipe]")
         if key not in RECIPE_KEYS:
-            raise _unknown(key, RECIPE_KEYS, where)
+            raise unknown_key(key, RECIPE_KEYS, where)
         kind = types[key]
         ok = isinstance(value, bool) if kind == "bool" else _number(value, integer=kind == "int")
         if not ok:
@@ -180,7 +173,7 @@ def load(path: str | Path) -> Sweep:
         raise UserError(f"{where}: not valid TOML ({e})") from None
     for key in table:
         if key not in TOP_KEYS:
-            raise _unknown(key, TOP_KEYS, where)
+            raise unknown_key(key, TOP_KEYS, where)
     for key in ("models", "tasks", "grid"):
         if key not in table:
             raise UserError(f"{where}: missing required key '{key}'")
@@ -195,7 +188,7 @@ def load(path: str | Path) -> Sweep:
         raise UserError(f"{where}: 'grid' must be a table: [grid] batch_size = [...] lr = [...]")
     for key in grid:
         if key not in GRID_KEYS:
-            raise _unknown(key, GRID_KEYS, f"{where} [grid]")
+            raise unknown_key(key, GRID_KEYS, f"{where} [grid]")
     batch_sizes = _positive_list(grid, "batch_size", f"{where} [grid]", integer=True)
     lrs = _positive_list(grid, "lr", f"{where} [grid]", integer=False)
     epochs = table.get("epochs", Recipe.epochs)
@@ -254,10 +247,8 @@ def select(sweep: Sweep, only: list[str] | None) -> list[StudyPlan]:
             ref = None
         if ref not in sweep.models:
             choices = list(sweep.tasks) + list(sweep.covered) + list(sweep.models)
-            hint = difflib.get_close_matches(name, choices, n=1)
-            did = f"did you mean '{hint[0]}'? " if hint else ""
             raise UserError(
-                f"--only {name}: not a task or model of sweep {sweep.name}; {did}it has {', '.join(choices)}"
+                f"--only {name}: not a task or model of sweep {sweep.name}; {did_you_mean(name, choices)}it has {', '.join(choices)}"
             )
         refs.add(ref)
     return [s for s in studies if (not tasks or s.task in tasks) and (not refs or s.model in refs)]

@@ -16,7 +16,7 @@ from glue_bench import __version__
 from glue_bench.errors import UserError
 from glue_bench.inputs import data, models
 from glue_bench.inputs.tasks import Task, dependents, get_task
-from glue_bench.sweeping.storage import artifact_store
+from glue_bench.sweeping.storage import artifact_store, ride_out
 from glue_bench.training import metrics
 from glue_bench.training.loop import fine_tune
 from glue_bench.training.recipe import GRID_FIELDS, Recipe
@@ -142,28 +142,44 @@ def prepare(spec: TrialSpec) -> Prepared:
 
 
 def execute(prepared: Prepared, trial: optuna.Trial, storage_url: str | None, progress: bool = True) -> float:
-    """Fine-tune and record everything in `trial`. Returns the task score (the trial's value)."""
+    """Fine-tune and record everything in `trial`. Returns the task score (the trial's value).
+
+    Every write rides out a storage outage (storage.ride_out): a finished fine-tune is never lost to a
+    database that restarts while its results are written. Writing a user attribute twice is harmless."""
     task, recipe = prepared.task, prepared.spec.recipe
-    trial.set_user_attr("model", prepared.model_ref.ref)
-    trial.set_user_attr("task", task.name)
-    trial.set_user_attr("data", prepared.source.describe())
-    trial.set_user_attr("recipe", recipe.to_dict())
+    started = {
+        "model": prepared.model_ref.ref,
+        "task": task.name,
+        "data": prepared.source.describe(),
+        "recipe": recipe.to_dict(),
+    }
+    ride_out(lambda: _set_attrs(trial, started), "starting a trial")
     result = fine_tune(
         prepared.model, task, prepared.train, prepared.dev, prepared.to_predict, recipe, progress=progress
     )
-    score = metrics.task_score(task, result.dev)
-    trial.set_user_attr("metrics", result.dev)
-    trial.set_user_attr("extra_metrics", result.extra_metrics)
-    trial.set_user_attr("predicted_classes", result.dev_classes)
-    trial.set_user_attr("curve", result.curve)
-    trial.set_user_attr("train_seconds", round(result.train_seconds, 3))
-    trial.set_user_attr("eval_seconds", round(result.eval_seconds, 3))
-    trial.set_user_attr("train_examples", result.train_examples)
-    trial.set_user_attr("steps", result.steps)
-    trial.set_user_attr("examples_per_second", round(result.train_examples / max(result.train_seconds, 1e-9), 2))
-    trial.set_user_attr("env", environment(result.device))
-    trial.set_user_attr("predictions", _upload_predictions(trial, result.predictions, storage_url))
-    return score
+    finished = {
+        "metrics": result.dev,
+        "extra_metrics": result.extra_metrics,
+        "predicted_classes": result.dev_classes,
+        "curve": result.curve,
+        "train_seconds": round(result.train_seconds, 3),
+        "eval_seconds": round(result.eval_seconds, 3),
+        "train_examples": result.train_examples,
+        "steps": result.steps,
+        "examples_per_second": round(result.train_examples / max(result.train_seconds, 1e-9), 2),
+        "env": environment(result.device),
+    }
+    ride_out(lambda: _set_attrs(trial, finished), "recording a finished trial's results")
+    predictions = ride_out(
+        lambda: _upload_predictions(trial, result.predictions, storage_url), "recording a finished trial's predictions"
+    )
+    ride_out(lambda: trial.set_user_attr("predictions", predictions), "recording a finished trial's predictions")
+    return metrics.task_score(task, result.dev)
+
+
+def _set_attrs(trial: optuna.Trial, attrs: dict) -> None:
+    for key, value in attrs.items():
+        trial.set_user_attr(key, value)
 
 
 def _upload_predictions(trial: optuna.Trial, predictions: dict, storage_url: str | None) -> dict[str, str]:

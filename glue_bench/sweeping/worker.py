@@ -12,6 +12,7 @@ and the worker goes on.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -20,15 +21,16 @@ import sys
 import threading
 import time
 import traceback
-import warnings
 from contextlib import contextmanager
 
 import optuna
-from optuna.exceptions import ExperimentalWarning, UpdateFinishedTrialError
+from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState
 
-from glue_bench.errors import UserError
-from glue_bench.sweeping.storage import open_storage
+from glue_bench.errors import UserError, first_line
+from glue_bench.sweeping import studies
+from glue_bench.sweeping.storage import STORAGE_ERRORS, open_storage, ride_out
+from glue_bench.sweeping.studies import fail_stale
 
 POLL_SECONDS = 2.0  # how often an idle worker looks again for a trial to take
 
@@ -87,33 +89,52 @@ def _grid_point(trial: optuna.Trial, grid: dict) -> dict:
     return point
 
 
-def _fail(study: optuna.Study, trial: optuna.Trial, reason: str, **attrs) -> None:
-    trial.set_user_attr("fail_reason", reason)
-    for key, value in attrs.items():
-        trial.set_user_attr(key, value)
-    study.tell(trial, state=TrialState.FAIL)
-    print(f"glue-bench worker: trial {trial.number} of {study.study_name} failed: {reason}", file=sys.stderr)
+def _fail(study: optuna.Study, trial: optuna.Trial, reason: str, url: str, transient: bool, **attrs) -> None:
+    """Record the failure (and a transient one's retry), riding out a storage outage. Never raises: a worker
+    that cannot record one failure goes on; the trial's heartbeat then goes stale and it is retried."""
+    try:
+        retried = ride_out(lambda: studies.fail(study, trial, reason, url, transient, **attrs), "recording a failure")
+    except Exception as e:
+        print(
+            f"glue-bench worker: could not record that trial {trial.number} failed ({first_line(e)})", file=sys.stderr
+        )
+        return
+    then = "; queued again" if retried else ("; retries used up" if transient else "")
+    print(f"glue-bench worker: trial {trial.number} of {study.study_name} failed: {reason}{then}", file=sys.stderr)
 
 
-def run_trial(study: optuna.Study, trial: optuna.Trial, spec: dict, storage_url: str) -> None:
-    """Run one taken trial to COMPLETE or FAIL (with fail_reason). Interrupts leave it to be re-queued."""
+def transient(error: BaseException) -> bool:
+    """Whether a failure may pass by itself (out of memory, the network, the storage), so a retry may succeed;
+    otherwise it is the trial's own (a NaN loss, a bad input, a bug) and running it again would repeat it."""
     import torch
 
+    network = (ConnectionError, TimeoutError)
+    try:
+        import requests
+
+        network += (requests.exceptions.ConnectionError, requests.exceptions.Timeout)
+    except ImportError:
+        pass
+    return isinstance(error, (torch.cuda.OutOfMemoryError, MemoryError, *network, *STORAGE_ERRORS))
+
+
+def run_trial(study: optuna.Study, trial: optuna.Trial, spec: dict, url: str) -> None:
+    """Run one taken trial to COMPLETE or FAIL (with fail_reason). Interrupts leave it to be re-queued."""
     from glue_bench.sweeping import trial as trials
     from glue_bench.training.loop import Diverged
     from glue_bench.training.recipe import Recipe
 
     try:
-        point = _grid_point(trial, spec["grid"])
-        trial.set_user_attr("worker", f"{platform.node()}:{os.getpid()}")  # which process ran it
+        point = ride_out(lambda: _grid_point(trial, spec["grid"]), "starting a trial")
+        ride_out(lambda: trial.set_user_attr("worker", f"{platform.node()}:{os.getpid()}"), "starting a trial")
         recipe = Recipe(**spec["recipe"], **point)
         prepared = trials.prepare(trials.TrialSpec(spec["model"], spec["task"], spec["data"], recipe))
-        score = trials.execute(prepared, trial, storage_url, progress=False)
+        score = trials.execute(prepared, trial, url, progress=False)  # its results are written riding out outages
         del prepared
         if not math.isfinite(score):
-            _fail(study, trial, f"the dev score is {score}")
+            _fail(study, trial, f"the dev score is {score}", url, transient=False)
         else:
-            study.tell(trial, score)
+            ride_out(lambda: study.tell(trial, score), "recording a finished trial")
     except UpdateFinishedTrialError:  # our heartbeat went stale (a stalled machine): its retry runs elsewhere
         print(
             f"glue-bench worker: trial {trial.number} of {study.study_name} was declared dead while it ran; "
@@ -121,21 +142,36 @@ def run_trial(study: optuna.Study, trial: optuna.Trial, spec: dict, storage_url:
             file=sys.stderr,
         )
     except Diverged as e:
-        _fail(study, trial, f"diverged: {e}", fail_step=e.step)
-    except torch.cuda.OutOfMemoryError as e:
-        torch.cuda.empty_cache()
-        _fail(study, trial, f"out of memory: {str(e).splitlines()[0][:200]}")
+        _fail(study, trial, f"diverged: {e}", url, transient=False, fail_step=e.step)
     except UserError as e:
-        _fail(study, trial, str(e))
+        _fail(study, trial, str(e), url, transient=isinstance(e, STORAGE_ERRORS))
     except (KeyboardInterrupt, SystemExit):
         # No fail_reason: not the trial's fault, so the next `glue-bench sweep` queues it again.
-        trial.set_user_attr("interrupted", True)
-        study.tell(trial, state=TrialState.FAIL)
+        with contextlib.suppress(Exception):
+            trial.set_user_attr("interrupted", True)
+            study.tell(trial, state=TrialState.FAIL)
         raise
-    except Exception as e:  # a bad batch, a library error: record it and go on with the next trial
-        traceback.print_exc()
-        first = str(e).strip().splitlines()[0][:300] if str(e).strip() else ""
-        _fail(study, trial, f"{type(e).__name__}: {first}")
+    except Exception as e:  # out of memory, the network, a bad batch, a library error: record it, go on
+        if not transient(e):
+            traceback.print_exc()
+        if "OutOfMemoryError" in type(e).__name__:
+            import torch
+
+            torch.cuda.empty_cache()
+        what = "out of memory" if "OutOfMemoryError" in type(e).__name__ else type(e).__name__
+        _fail(study, trial, f"{what}: {first_line(e, 300)}", url, transient=transient(e))
+
+
+def _take(studies: list, storage, url: str):
+    """(a taken trial with its study and spec, or None; whether any trial is still running)."""
+    fail_stale([study for study, _ in studies], url)  # a dead worker's trial → FAIL, and its retry queued
+    busy = False
+    for study, spec in studies:
+        trial = take_waiting(study, storage)
+        if trial is not None:
+            return (study, trial, spec), True
+        busy = busy or bool(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
+    return None, busy
 
 
 def work(plan: dict) -> int:
@@ -144,28 +180,23 @@ def work(plan: dict) -> int:
 
     import glue_bench.sweeping.trial  # noqa: F401
 
-    storage = open_storage(plan["storage"], heartbeat=True)
-    studies = [(optuna.load_study(study_name=spec["name"], storage=storage), spec) for spec in plan["studies"]]
+    url = plan["storage"]
+    storage = ride_out(lambda: open_storage(url, heartbeat=True), "opening the storage")
+    loaded = ride_out(
+        lambda: [(optuna.load_study(study_name=spec["name"], storage=storage), spec) for spec in plan["studies"]],
+        "loading the sweep's studies",
+    )
     while True:
-        taken, busy = None, False
-        for study, spec in studies:
-            with warnings.catch_warnings():  # "experimental" in Optuna since 2.9
-                warnings.simplefilter("ignore", ExperimentalWarning)
-                optuna.storages.fail_stale_trials(study)  # a dead worker's trial → FAIL, and a retry is queued
-            trial = take_waiting(study, storage)
-            if trial is not None:
-                taken = (study, trial, spec)
-                break
-            busy = busy or bool(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
+        taken, busy = ride_out(lambda: _take(loaded, storage, url), "looking for a trial to run")
         if taken is None:
             if not busy:
                 return 0
             # A running trial may be a dead worker's: look again soon, to retry it once its heartbeat is stale.
-            time.sleep(min(storage.heartbeat_interval, max(POLL_SECONDS, len(studies) / 20)))
+            time.sleep(min(storage.heartbeat_interval, max(POLL_SECONDS, len(loaded) / 20)))
             continue
         study, trial, spec = taken
         with heartbeat(storage, trial._trial_id):
-            run_trial(study, trial, spec, plan["storage"])
+            run_trial(study, trial, spec, url)
 
 
 def main(argv: list[str]) -> int:
