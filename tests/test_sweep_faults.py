@@ -20,6 +20,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
@@ -138,6 +140,7 @@ def _wait_for(condition, timeout: float) -> bool:
 
 def test_workers_killed_at_random_moments_then_resumed(tmp_path, glue_data):
     seed = int(os.environ.get("GLUE_BENCH_KILL_SEED", time.time_ns() % 1_000_000))
+    print(f"kill schedule seed {seed}: rerun it with GLUE_BENCH_KILL_SEED={seed}")
     rng = random.Random(seed)
     grid = {"batch_size": [16, 32], "lr": [1e-4, 5e-5], "seed": [0, 1]}  # 8 grid points
     path, url = write_sweep(tmp_path, glue_data, grid), f"sqlite:///{tmp_path / 'runs.db'}"
@@ -213,6 +216,13 @@ def _postgres_bin() -> Path | None:
     return versions[-1].parent if versions else None
 
 
+@dataclass
+class PostgresServer:
+    url: str  # postgresql://postgres@127.0.0.1:PORT, without a database
+    start: Callable
+    stop: Callable
+
+
 @pytest.fixture(scope="session")
 def postgres_server():
     """A throwaway PostgreSQL server on 127.0.0.1 (Debian's postgresql package). Root cannot run it: as root
@@ -238,18 +248,19 @@ def postgres_server():
         f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off "
         "-c full_page_writes=off"
     )
-    subprocess.run(
-        as_postgres
-        + [str(bindir / "pg_ctl"), "-D", str(data), "-l", str(folder / "log"), "-o", options, "-w", "start"],
-        check=True,
-        capture_output=True,
+    pg_ctl = as_postgres + [str(bindir / "pg_ctl"), "-D", str(data)]
+    server = PostgresServer(
+        url=f"postgresql://postgres@127.0.0.1:{port}",
+        start=lambda: subprocess.run(
+            pg_ctl + ["-l", str(folder / "log"), "-o", options, "-w", "start"], check=True, capture_output=True
+        ),
+        stop=lambda: subprocess.run(pg_ctl + ["-m", "fast", "-w", "stop"], check=True, capture_output=True),
     )
+    server.start()
     try:
-        yield f"postgresql://postgres@127.0.0.1:{port}"
+        yield server
     finally:
-        subprocess.run(
-            as_postgres + [str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"], capture_output=True
-        )
+        subprocess.run(pg_ctl + ["-m", "immediate", "stop"], capture_output=True)
         shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -266,9 +277,31 @@ def fresh_database(server: str, name: str) -> str:
 
 @pytest.mark.parametrize("launchers", [[1, 1, 1], [4]], ids=["3 machines x 1 worker", "1 machine x 4 workers"])
 def test_workers_sharing_one_postgresql_server(tmp_path, glue_data, postgres_server, launchers):
-    url = fresh_database(postgres_server, f"sweep_{len(launchers)}_{sum(launchers)}")
+    url = fresh_database(postgres_server.url, f"sweep_{len(launchers)}_{sum(launchers)}")
     text = run_concurrently(write_sweep(tmp_path, glue_data), url, launchers, tmp_path)
     done = assert_each_point_complete_exactly_once(url)
     assert len(all_trials(url)) == 12
     assert "Traceback" not in text
     assert len({t.user_attrs["worker"] for t in done}) >= 2  # the work was shared
+
+
+def test_a_postgresql_restart_mid_sweep_is_ridden_out(tmp_path, glue_data, postgres_server):
+    """The server stopped (pg_ctl stop -m fast) while a worker trains and started again 20 s later: the
+    worker and the launcher wait for it, say so, and the sweep ends with every point COMPLETE once."""
+    url = fresh_database(postgres_server.url, "restart")
+    log = tmp_path / "launcher.log"
+    sweep = launch(write_sweep(tmp_path, glue_data), url, 1, tmp_path, log)
+    try:
+        assert _wait_for(lambda: sum(t.state == TrialState.COMPLETE for t in all_trials(url)) >= 3, 600), (
+            log.read_text()
+        )
+        postgres_server.stop()
+        time.sleep(20)
+    finally:
+        postgres_server.start()
+    assert sweep.wait(timeout=900) == 0, log.read_text()[-3000:]
+    assert_each_point_complete_exactly_once(url)
+    assert len(all_trials(url)) == 12
+    text = log.read_text()
+    assert "the storage did not answer while" in text
+    assert "Traceback" not in text

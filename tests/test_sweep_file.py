@@ -18,6 +18,7 @@ from glue_bench.inputs.tasks import get_task
 from glue_bench.sweeping import cost, storage, studies
 from glue_bench.sweeping import sweep_file as sweeps
 from glue_bench.sweeping import trial as trials
+from glue_bench.training import recipe
 from glue_bench.training.recipe import Recipe
 
 SWEEPS = ROOT / "sweeps"
@@ -246,7 +247,7 @@ def test_enqueue_twice_queues_each_grid_point_once(tmp_path, glue_data, storage)
         "sweep": "my",
         "model": "random:L-2_H-128",
         "task": "wnli",
-        "recipe": {"max_train_samples": 32, "epochs": 1},
+        "recipe": {**recipe.defaults(), "max_train_samples": 32, "epochs": 1},  # the whole recipe
         "covers": [],
     }
     assert sorted(studies.grid_point(t) for t in study.trials) == sorted(studies.point_key(p) for p in sweep.grid())
@@ -267,6 +268,20 @@ def test_a_changed_recipe_under_the_same_name_is_refused(tmp_path, glue_data, st
         r"\(epochs 1 → 2\); give the sweep a new name \(name = \"my-2\"\)",
     ):
         studies.enqueue(changed, changed.studies(), storage)
+
+
+def test_the_recipe_is_compared_whole(tmp_path, glue_data, storage):
+    """Writing a default out is no change; a default the code changed since the study ran is one."""
+    sweep = sweeps.load(write_sweep(tmp_path, data=glue_data, storage_url=storage))
+    studies.enqueue(sweep, sweep.studies(), storage)
+    explicit = GOOD.replace("[recipe]", "[recipe]\nwarmup_ratio = 0.1\nmax_grad_norm = 1.0")
+    same = sweeps.load(write_sweep(tmp_path, explicit, data=glue_data, storage_url=storage))
+    assert studies.enqueue(same, same.studies(), storage) == 0
+    # As if the study was run by a version whose weight_decay default was 0.0: it recorded the whole recipe.
+    study = optuna.load_study(study_name=sweep.studies()[0].name, storage=storage)
+    study.set_user_attr("recipe", {**study.user_attrs["recipe"], "weight_decay": 0.0})
+    with pytest.raises(UserError, match=r"was run with another recipe \(weight_decay 0.0 → 0.01\)"):
+        studies.enqueue(sweep, sweep.studies(), storage)
 
 
 def _trial(state, point, **user_attrs):

@@ -21,9 +21,11 @@ from optuna.exceptions import ExperimentalWarning
 from optuna.trial import FrozenTrial, TrialState
 
 from glue_bench.errors import UserError
+from glue_bench.sweeping.runs import LEGACY_RECIPE_VALUES
 from glue_bench.sweeping.storage import MAX_RETRIES, StorageUnreachable, open_storage, plan_lock
 from glue_bench.sweeping.sweep_file import StudyPlan, Sweep
 from glue_bench.sweeping.trial import GRID_PARAMS
+from glue_bench.training.recipe import defaults as recipe_defaults
 
 POINT_STATES = ("complete", "failed", "running", "waiting", "pending")
 _RANK = {"complete": 4, "running": 3, "waiting": 2, "failed": 1}
@@ -63,7 +65,7 @@ def _study_attrs(sweep: Sweep, plan: StudyPlan) -> dict:
         "sweep": sweep.name,
         "model": plan.model,
         "task": plan.task,
-        "recipe": sweep.base_recipe(),
+        "recipe": {**recipe_defaults(), **sweep.base_recipe()},  # whole: a changed code default shows too
         "covers": list(plan.covers),
     }
 
@@ -147,7 +149,8 @@ def _check_same_recipe(study: optuna.Study, sweep: Sweep, plan: StudyPlan, url: 
         for key, value in attrs.items():
             study.set_user_attr(key, value)
         return
-    before = study.user_attrs.get("recipe", {})
+    # Studies made before the whole recipe was recorded hold only their sweep's overrides.
+    before = {**recipe_defaults(), **LEGACY_RECIPE_VALUES, **study.user_attrs.get("recipe", {})}
     if before != attrs["recipe"]:
         changed = sorted(k for k in set(before) | set(attrs["recipe"]) if before.get(k) != attrs["recipe"].get(k))
         shown = ", ".join(f"{k} {before.get(k)!r} → {attrs['recipe'].get(k)!r}" for k in changed)
