@@ -30,7 +30,15 @@ def pattern(task, rows: int) -> list:
     return [i % len(task.labels) for i in range(rows)]
 
 
-def record(url: str, task_name: str, predictions: dict | None = None, sweep: str = "fixture", model: str = MODEL):
+def record(
+    url: str,
+    task_name: str,
+    predictions: dict | None = None,
+    sweep: str = "fixture",
+    model: str = MODEL,
+    seed: int = 0,
+    dev_value: float = 0.5,
+):
     """One completed trial of `task_name`, recorded as trial.execute records it."""
     task = get_task(task_name)
     if predictions is None:
@@ -43,11 +51,11 @@ def record(url: str, task_name: str, predictions: dict | None = None, sweep: str
                     "idx": order.tolist(),
                     "prediction": values[order].tolist(),
                 }
-    dev = {s.name: dict.fromkeys(task.metrics, 0.5) for s in task.splits_with_role("dev")}
+    dev = {s.name: dict.fromkeys(task.metrics, dev_value) for s in task.splits_with_role("dev")}
     study = optuna.create_study(
         storage=url, study_name=trials.study_name(sweep, model, task.name), direction="maximize", load_if_exists=True
     )
-    trial = study.ask(trials.grid_distributions([32], [1e-4], [0]))
+    trial = study.ask(trials.grid_distributions([32], [1e-4], [seed]))
     for key, value in {"model": model, "task": task.name, "metrics": dev, "extra_metrics": {}}.items():
         trial.set_user_attr(key, value)
     trial.set_user_attr("predictions", trials._upload_predictions(trial, predictions, url))
@@ -240,3 +248,37 @@ def test_label_range_is_a_regression_tasks_low_high():
     rte = tomllib.loads((task_dir() / "rte.toml").read_text(encoding="utf-8"))
     with pytest.raises(UserError, match="for a regression task"):
         parse_task({**rte, "label_range": [0, 1]}, "rte.toml")
+
+
+def test_the_source_line_gives_the_submitted_seeds_own_dev_score(tmp_path):
+    """The configuration wins on its mean over seeds; the file holds one seed's predictions: say both."""
+    url = f"sqlite:///{tmp_path / 'runs.db'}"
+    for name in metrics.GLUE_TASKS:
+        record(url, name)
+    record(url, "rte", seed=1, dev_value=0.7)  # RTE: seeds 0 (0.5) and 1 (0.7), mean 0.6
+    sources, _ = submit.build(load_runs(url), url, MODEL, str(tmp_path / "s.zip"))
+    rte = next(line for line in sources if line.startswith("RTE.tsv"))
+    assert rte == (
+        "RTE.tsv: rte trial 1 of sweep fixture (batch size 32, lr 1e-4, seed 1: dev score 70.0; "
+        "mean over its 2 seeds 60.0)"
+    )
+
+
+def test_every_command_that_reads_results_takes_a_sweep_file(full, tmp_path, capsys):
+    """report, submit, check and export find a sweep's storage and name the same way: --sweep FILE."""
+    sweep = tmp_path / "fixture.toml"
+    sweep.write_text(
+        f'models = ["{MODEL}"]\ntasks = ["rte"]\nstorage = "{full}"\n[grid]\nbatch_size = [32]\nlr = [1e-4]\n'
+    )
+    assert main(["report", "--sweep", str(sweep)]) == 0
+    assert "| L-2_H-128 (bert-tiny) | 50.0 |" in capsys.readouterr().out
+    assert main(["submit", "--sweep", str(sweep), "--model", MODEL, "--out", str(tmp_path / "s.zip")]) == 0
+    assert main(["export", "--sweep", str(sweep), "--out", str(tmp_path / "runs.csv")]) == 0
+    capsys.readouterr()
+    assert main(["check", "--sweep", str(sweep), "--baseline", str(tmp_path / "runs.csv")]) == 0
+    assert "0 regression(s), 0 improvement(s)" in capsys.readouterr().out
+    # The file's name, not a guess: a sweep file named otherwise finds no trials of its sweep.
+    other = tmp_path / "other.toml"
+    other.write_text(sweep.read_text())
+    assert main(["report", "--sweep", str(other)]) == 2
+    assert "holds no trials of sweep other" in capsys.readouterr().err

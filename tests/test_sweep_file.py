@@ -234,6 +234,33 @@ def test_preflight_stops_a_hub_model_that_is_not_here(tmp_path, glue_data):
         sweeps.preflight(sweep, sweep.studies())
 
 
+def test_preflight_fetches_each_hub_models_config_when_the_hub_is_reachable(tmp_path, glue_data, monkeypatch, capsys):
+    """A mistyped Hub id once passed the pre-flight with the Hub reachable and failed every grid point."""
+    import huggingface_hub
+
+    from glue_bench.inputs import hub
+
+    asked = []
+
+    def hub_download(repo_id, filename, **kwargs):  # the Hub as it answers a repository that does not exist
+        asked.append((repo_id, filename))
+        raise OSError(f"404 Client Error. Repository Not Found for {repo_id}")
+
+    monkeypatch.setattr(hub, "reachable", lambda: True)
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", hub_download)
+    path = write_sweep(
+        tmp_path, GOOD.replace('"random:bert-tiny"', '"google/bert_uncased_L-2_H-129_A-2"'), data=glue_data
+    )
+    assert main(["sweep", str(path)]) == 2
+    assert asked == [("google/bert_uncased_L-2_H-129_A-2", "config.json")]
+    err = capsys.readouterr().err
+    assert err.startswith(
+        f"glue-bench: error: {path}: model google/bert_uncased_L-2_H-129_A-2: cannot fetch "
+        "google/bert_uncased_L-2_H-129_A-2/config.json from the Hugging Face Hub (OSError: 404 Client Error"
+    )
+    assert err.count("\n") == 1
+
+
 # --- enqueue exactly once, status ------------------------------------------------------------------------
 
 

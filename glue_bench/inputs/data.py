@@ -97,12 +97,6 @@ def load_split(task: Task, split: Split, source: DataSource, check_rows: bool = 
     return datasets.Dataset.from_pandas(frame, preserve_index=False)
 
 
-def load_splits(
-    task: Task, source: DataSource, roles=("train", "dev", "test"), check_rows: bool = True
-) -> dict[str, datasets.Dataset]:
-    return {s.name: load_split(task, s, source, check_rows) for s in task.splits.values() if s.role in roles}
-
-
 # --- readers -------------------------------------------------------------------------------------
 
 

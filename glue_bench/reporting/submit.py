@@ -128,9 +128,8 @@ def build(
     for file in server_files():
         chosen = winners[winners["task"] == file.predictor.name]
         key = f"{file.task.name}/{file.split.name}"
-        artifact = (
-            selection.prediction_ids(selection.winning_trial(trials, chosen.iloc[0])).get(key) if len(chosen) else None
-        )
+        submitted = selection.winning_trial(trials, chosen.iloc[0]) if len(chosen) else None
+        artifact = selection.prediction_ids(submitted).get(key) if submitted is not None else None
         if artifact is None:
             missing.append(file)
             continue
@@ -145,9 +144,12 @@ def build(
             ) from None
         texts[file.name] = to_text(file, predictions["idx"], predictions["prediction"])
         check_text(file, texts[file.name])
+        # The submitted seed's own dev score; the configuration was selected on its mean over seeds.
+        mean = f"; mean over its {winner['seeds']} seeds {100 * winner['score']:.1f}" if winner["seeds"] > 1 else ""
         sources.append(
             f"{file.name}: {file.predictor.name} trial {winner['best_trial']} of sweep {winner['sweep']} "
-            f"(batch size {winner['batch_size']}, lr {cells.lr_text(winner['lr'])}, dev score {100 * winner['score']:.1f})"
+            f"(batch size {winner['batch_size']}, lr {cells.lr_text(winner['lr'])}, seed {submitted['seed']:g}: "
+            f"dev score {100 * submitted['score']:.1f}{mean})"
         )
     warnings = []
     if missing and fill_missing != "majority":

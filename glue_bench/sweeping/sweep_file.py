@@ -15,7 +15,7 @@ import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from glue_bench.errors import UserError, did_you_mean, unknown_key
+from glue_bench.errors import UserError, did_you_mean, first_line, unknown_key
 from glue_bench.inputs import data, hub, models
 from glue_bench.inputs.tasks import Task, dependents, get_task
 from glue_bench.sweeping.storage import storage_url
@@ -294,7 +294,20 @@ def _check_splits(task: Task, splits, source: data.DataSource, sweep: Sweep) -> 
 
 
 def _check_model(ref: models.ModelRef, sweep: Sweep) -> None:
-    if ref.kind in ("random", "local") or hub.reachable():
+    """A Hub model must be had: its config fetched now (a mistyped id fails here, not in every trial), or,
+    with the Hub unreachable, found in the local cache."""
+    if ref.kind in ("random", "local"):
+        return
+    if hub.reachable():
+        from huggingface_hub import hf_hub_download
+
+        try:
+            hf_hub_download(ref.location, "config.json")
+        except Exception as e:  # not found, private, gated, a network error: each its own type
+            raise UserError(
+                f"{sweep.path}: model {ref.ref}: cannot fetch {ref.location}/config.json from the Hugging Face Hub "
+                f"({type(e).__name__}: {first_line(e, 160)}); check the model id (e.g. google/bert_uncased_L-2_H-128_A-2)"
+            ) from None
         return
     from huggingface_hub import try_to_load_from_cache
 
