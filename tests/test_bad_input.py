@@ -324,6 +324,12 @@ CASES = [
         "see glue-bench run --help",
     ),
     Case(
+        "negative max train samples (0, the default, means every row)",
+        ["--data", "{shared}", "--max-train-samples=-1"],
+        "glue-bench run: error: argument --max-train-samples: must be a whole number >= 0, got -1; "
+        "see glue-bench run --help",
+    ),
+    Case(
         "unreachable storage (PostgreSQL, nothing listening)",
         ["--data", "{shared}", "--storage", "postgresql://u:p@127.0.0.1:1/x"],
         "glue-bench: error: --storage postgresql://u:p@127.0.0.1:1/x: cannot open the storage (OperationalError: "
@@ -609,3 +615,11 @@ def test_a_sweep_records_the_diverging_trial_and_goes_on(glue_data, tmp_path, st
         (1e-4, "COMPLETE", None),
         (1e10, "FAIL", "diverged: loss became nan at step 3"),
     ]
+
+
+def test_max_train_samples_zero_the_documented_default_is_accepted():
+    from glue_bench.cli import build_parser
+
+    argv = ["run", "--model", "random:L-2_H-128", "--task", "rte", "--batch-size", "8", "--lr", "1e-4"]
+    assert build_parser().parse_args([*argv, "--max-train-samples", "0"]).max_train_samples == 0
+    assert build_parser().parse_args(argv).max_train_samples == 0

@@ -92,7 +92,7 @@ def test_mnli_and_qqp_dev_from_the_hub_layout(glue_hub):
     """Real MNLI/QQP dev rows: the Hub's label ids (MNLI entailment 0, neutral 1, contradiction 2)."""
     hub, tasks = data.resolve_source(str(glue_hub)), registry()
     matched = data.load_split(tasks["mnli"], tasks["mnli"].splits["validation_matched"], hub).to_pandas()
-    assert len(matched) == 9815 and sorted(matched["label"].unique()) == [0, 1, 2]
+    assert len(matched) == 9815 and matched["label"].value_counts().to_dict() == {0: 3479, 2: 3213, 1: 3123}
     mismatched = data.load_split(tasks["mnli"], tasks["mnli"].splits["validation_mismatched"], hub)
     assert len(mismatched) == 9832
     qqp = data.load_split(tasks["qqp"], tasks["qqp"].splits["validation"], hub).to_pandas()
@@ -115,3 +115,27 @@ def test_row_count_mismatch_is_reported(glue_data, tmp_path):
     task = registry()["rte"]
     with pytest.raises(data.UserError, match=r"dev.tsv: 270 rows, but rte validation has 277"):
         data.load_split(task, task.splits["validation"], data.resolve_source(str(tmp_path)))
+
+
+def test_label_ids_match_the_hub_parquet_files_own_classlabel_names(glue_hub):
+    """Our label id i is the Hub's id i for every task: by name where our labels are words (MNLI:
+    entailment 0, neutral 1, contradiction 2; WNLI: not_entailment 0), by number where the GLUE server
+    takes numbers (CoLA, SST-2, MRPC, QQP, WNLI: "0", "1")."""
+    import json
+
+    import pyarrow.parquet as pq
+
+    checked = 0
+    for task in registry().values():
+        for path in sorted((glue_hub / task.hub_config).glob("*.parquet")):
+            feature = json.loads(pq.read_schema(path).metadata[b"huggingface"])["info"]["features"]["label"]
+            if task.regression:
+                assert feature["_type"] == "Value", path
+                continue
+            names = feature["names"]
+            if all(label.isdigit() for label in task.labels):
+                assert list(task.labels) == [str(i) for i in range(len(names))], path
+            else:
+                assert list(task.labels) == names, path
+            checked += 1
+    assert checked >= 20  # every labelled split of the ten configs
