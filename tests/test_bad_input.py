@@ -332,7 +332,7 @@ CASES = [
     Case(
         "unreachable storage (PostgreSQL, nothing listening)",
         ["--data", "{shared}", "--storage", "postgresql://u:p@127.0.0.1:1/x"],
-        "glue-bench: error: --storage postgresql://u:p@127.0.0.1:1/x: cannot open the storage (OperationalError: "
+        "glue-bench: error: --storage postgresql://u:***@127.0.0.1:1/x: cannot open the storage (OperationalError: "
         '(psycopg2.OperationalError) connection to server at "127.0.0.1", port 1 failed: Connection refused); '
         "check the URL (sqlite:///path.db or postgresql://user:pass@host/db) and that the server is up",
     ),
@@ -623,3 +623,46 @@ def test_max_train_samples_zero_the_documented_default_is_accepted():
     argv = ["run", "--model", "random:L-2_H-128", "--task", "rte", "--batch-size", "8", "--lr", "1e-4"]
     assert build_parser().parse_args([*argv, "--max-train-samples", "0"]).max_train_samples == 0
     assert build_parser().parse_args(argv).max_train_samples == 0
+
+
+SECRET_URL = "postgresql://glue:s3cret@127.0.0.1:1/x"  # nothing listens on port 1
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["status", "{sweep}", "--storage", SECRET_URL],
+        ["sweep", "{sweep}", "--storage", SECRET_URL],
+        ["sweep", "{sweep}", "--storage", SECRET_URL, "--dry-run"],
+        ["export", "--storage", SECRET_URL, "--out", "{tmp}/runs.csv"],
+        ["report", "--storage", SECRET_URL],
+        ["submit", "--storage", SECRET_URL, "--model", "bert-tiny", "--out", "{tmp}/s.zip"],
+        ["check", "--storage", SECRET_URL, "--baseline", "results/baselines/ci-baseline.csv"],
+        [
+            "run",
+            "--model",
+            "random:L-2_H-128",
+            "--task",
+            "wnli",
+            "--batch-size",
+            "8",
+            "--lr",
+            "1e-4",
+            "--storage",
+            SECRET_URL,
+        ],
+    ],
+    ids=lambda argv: argv[0] + (" --dry-run" if "--dry-run" in argv else ""),
+)
+def test_an_unreachable_storage_is_one_line_and_never_shows_its_password(argv, tmp_path, glue_data, capsys):
+    sweep = tmp_path / "s.toml"
+    sweep.write_text(
+        f'models = ["random:L-2_H-128"]\ntasks = ["wnli"]\ndata = "{glue_data}"\n'
+        "[grid]\nbatch_size = [8]\nlr = [1e-4]\n"
+    )
+    argv = [a.format(sweep=sweep, tmp=tmp_path) for a in argv]
+    code = main(argv)
+    out, err = capsys.readouterr()
+    assert "s3cret" not in out + err
+    assert code == 2
+    assert err.count("\n") == 1 and "cannot" in err and "postgresql://glue:***@127.0.0.1:1/x" in err, err

@@ -21,6 +21,7 @@ import pandas as pd
 
 from glue_bench.inputs import models
 from glue_bench.inputs.tasks import Task, get_task
+from glue_bench.sweeping.storage import masked
 from glue_bench.sweeping.studies import point_key
 from glue_bench.training.recipe import Recipe
 
@@ -162,7 +163,7 @@ def report(sweep, statuses, runs: pd.DataFrame, device: str, workers: int, url: 
     shown = table.assign(time=table["seconds"].map(duration)).drop(columns="seconds")
     total = table["seconds"].sum()
     lines = [
-        f"sweep {sweep.name} ({sweep.path}) in {url}: {len(table)} studies × {len(sweep.grid())} grid points "
+        f"sweep {sweep.name} ({sweep.path}) in {masked(url)}: {len(table)} studies × {len(sweep.grid())} grid points "
         f"(batch_size {list(sweep.batch_sizes)} × lr {list(sweep.lrs)} × seed {list(sweep.seeds)}), "
         f"{sweep.epochs} epoch{'s' if sweep.epochs != 1 else ''}",
         shown.to_string(index=False),

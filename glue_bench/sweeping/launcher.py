@@ -16,7 +16,7 @@ import sys
 import tempfile
 import time
 
-from glue_bench.sweeping.storage import open_storage, ride_out
+from glue_bench.sweeping.storage import masked, open_storage, ride_out
 
 POLL_SECONDS = 2.0  # how often the launcher reads the storage for its progress bar
 
@@ -152,7 +152,7 @@ def run_sweep(
     left = points["waiting"] + points["running"]
     print(
         f"sweep {sweep.name}: {len(studies)} studies, {total} trials: {points['complete']} complete, "
-        f"{points['failed']} failed, {left} to run ({added} newly queued); storage {url}"
+        f"{points['failed']} failed, {left} to run ({added} newly queued); storage {masked(url)}"
     )
     if left:
         launch(sweep, studies, url, source_location, workers, progress)
@@ -162,7 +162,7 @@ def run_sweep(
     print(
         f"sweep {sweep.name}: {points['complete']} of {total} trials complete, {points['failed']} failed "
         f"(in {time.monotonic() - started:.0f}s); details: glue-bench status {sweep.path}"
-        + (f" --storage {url}" if url != sweep.storage else "")
+        + (f" --storage {masked(url)}" if url != sweep.storage else "")
     )
     if points["complete"] == total:
         return 0

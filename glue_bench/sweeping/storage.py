@@ -9,6 +9,7 @@ from __future__ import annotations
 import fcntl
 import importlib.util
 import os
+import re
 import sys
 import time
 import warnings
@@ -52,6 +53,16 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 def storage_url(url: str | None) -> str:
     return url or os.environ.get("GLUE_BENCH_STORAGE") or DEFAULT_STORAGE
+
+
+def masked(url: str | None) -> str:
+    """A storage URL as glue-bench prints it: the password hidden (postgresql://glue:***@host/db), so that
+    logs, CI output and error messages never hold it."""
+    url = storage_url(url)
+    try:
+        return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a URL SQLAlchemy can parse: hide whatever sits between user: and @
+        return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", url)
 
 
 def artifacts_dir(url: str | None) -> Path:
@@ -155,14 +166,14 @@ def open_storage(url: str | None, heartbeat: bool = False, create: bool = True) 
     if url.startswith("sqlite:///"):
         path = Path(url.removeprefix("sqlite:///"))
         if not create and not path.is_file():
-            raise UserError(f"--storage {url}: no such file; run a sweep first or pass the right --storage")
+            raise UserError(f"--storage {masked(url)}: no such file; run a sweep first or pass the right --storage")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as e:  # a file where a folder should be, a read-only place
             blocker = next((p for p in path.parents if p.exists()), None)
             why = f"{blocker} is a file, not a folder" if blocker and not blocker.is_dir() else e.strerror
             raise UserError(
-                f"--storage {url}: cannot create the folder {path.parent} ({why}); "
+                f"--storage {masked(url)}: cannot create the folder {path.parent} ({why}); "
                 "pass a SQLite file in a writable folder (sqlite:///path/to/file.db)"
             ) from None
     # SQLite: wait for a writer instead of failing with "database is locked".
@@ -190,12 +201,12 @@ def open_storage(url: str | None, heartbeat: bool = False, create: bool = True) 
                     time.sleep(1)
     except ImportError as e:
         raise UserError(
-            f"--storage {url}: a database driver is missing ({e}); for PostgreSQL: pip install 'glue-bench[postgres]'"
+            f"--storage {masked(url)}: a database driver is missing ({e}); for PostgreSQL: pip install 'glue-bench[postgres]'"
         ) from None
     except Exception as e:  # sqlalchemy raises ArgumentError, OperationalError, … for a bad or dead URL
         down = isinstance(e, STORAGE_ERRORS)  # a server that does not answer, rather than a bad URL
         raise (StorageUnreachable if down else UserError)(
-            f"--storage {url}: cannot open the storage ({type(e).__name__}: {first_line(e)}); check the URL "
+            f"--storage {masked(url)}: cannot open the storage ({type(e).__name__}: {first_line(e)}); check the URL "
             "(sqlite:///path.db or postgresql://user:pass@host/db) and that the server is up"
         ) from None
     if url.startswith("sqlite"):
@@ -229,7 +240,7 @@ def plan_lock(url: str | None):
         except Exception as e:  # a dead server, a bad password, a missing driver
             down = isinstance(e, STORAGE_ERRORS)
             raise (StorageUnreachable if down else UserError)(
-                f"--storage {url}: cannot connect ({type(e).__name__}: {first_line(e)}); check the URL "
+                f"--storage {masked(url)}: cannot connect ({type(e).__name__}: {first_line(e)}); check the URL "
                 "and that the server is up"
             ) from None
         try:
@@ -240,6 +251,6 @@ def plan_lock(url: str | None):
             engine.dispose()
     else:
         raise UserError(
-            f"--storage {url}: sweeps need a SQLite file (sqlite:///path.db) or PostgreSQL "
+            f"--storage {masked(url)}: sweeps need a SQLite file (sqlite:///path.db) or PostgreSQL "
             "(postgresql://user:pass@host/db), so that workers can share it safely"
         )

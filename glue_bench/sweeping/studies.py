@@ -22,7 +22,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from glue_bench.errors import UserError
 from glue_bench.sweeping.runs import LEGACY_RECIPE_VALUES
-from glue_bench.sweeping.storage import MAX_RETRIES, StorageUnreachable, open_storage, plan_lock
+from glue_bench.sweeping.storage import MAX_RETRIES, StorageUnreachable, masked, open_storage, plan_lock
 from glue_bench.sweeping.sweep_file import StudyPlan, Sweep
 from glue_bench.sweeping.trial import GRID_PARAMS
 from glue_bench.training.recipe import defaults as recipe_defaults
@@ -155,7 +155,7 @@ def _check_same_recipe(study: optuna.Study, sweep: Sweep, plan: StudyPlan, url: 
         changed = sorted(k for k in set(before) | set(attrs["recipe"]) if before.get(k) != attrs["recipe"].get(k))
         shown = ", ".join(f"{k} {before.get(k)!r} → {attrs['recipe'].get(k)!r}" for k in changed)
         raise UserError(
-            f"{sweep.path}: study {plan.name} in {url} was run with another recipe ({shown}); "
+            f"{sweep.path}: study {plan.name} in {masked(url)} was run with another recipe ({shown}); "
             f'give the sweep a new name (name = "{sweep.name}-2") or use another --storage'
         )
 
@@ -239,7 +239,7 @@ def format_status(sweep: Sweep, statuses: list[StudyStatus], url: str) -> str:
     for s in statuses:
         total.update(s.points)
     lines = [
-        f"sweep {sweep.name} ({sweep.path}) in {url}",
+        f"sweep {sweep.name} ({sweep.path}) in {masked(url)}",
         pd.DataFrame(rows).to_string(index=False),
         "",
         f"{total['complete']} of {grid * len(statuses)} trials complete, {total['failed']} failed, "
