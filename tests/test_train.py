@@ -6,15 +6,22 @@ import numpy as np
 import optuna
 import pytest
 import torch
+import transformers
 
 from glue_bench import cli
+from glue_bench.errors import UserError
 from glue_bench.sweeping import trial
+from glue_bench.training.encoder import UnpaddedBert
 from glue_bench.training.loop import Packed, _optimizer, fine_tune, predict
 from glue_bench.training.recipe import Recipe
 
 TINY = {"batch_size": 16, "lr": 1e-4, "epochs": 2, "max_train_samples": 96}
-# Measured on this project's CPU machines (torch 2.13.0, 2 cores) with the default recipe.
-PINNED_CORRECT, PINNED_LOSS = 146, 0.69034
+# A small SST-2 run that learns (the majority class is 444 of 872 dev rows), ~10 s on one CPU thread. Pinned on
+# this project's CPU machines (torch 2.13.0; 1 and 2 threads agree) with the default recipe: fast encoder, fused AdamW.
+SST2 = {"batch_size": 32, "lr": 1e-3, "epochs": 3, "max_train_samples": 2000}
+PINNED_CORRECT, PINNED_LOSS = 620, 0.24328
+PINNED_TEST_POSITIVE = 1124  # of 1821 test rows
+PINNED_TEST_FIRST_20 = [0, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 1, 1, 1, 0, 1, 1, 1, 1, 0]
 
 
 def _prepare(glue_data, task, **recipe):
@@ -23,7 +30,10 @@ def _prepare(glue_data, task, **recipe):
 
 
 def _fine_tune(glue_data, task, **recipe):
-    prepared = _prepare(glue_data, task, **recipe)
+    return _fine_tune_prepared(_prepare(glue_data, task, **recipe))
+
+
+def _fine_tune_prepared(prepared):
     return prepared, fine_tune(
         prepared.model,
         prepared.task,
@@ -45,15 +55,79 @@ def test_same_seed_same_machine_gives_identical_results(glue_data):
     assert [e["train_loss"] for e in other_seed.curve] != [e["train_loss"] for e in first.curve]
 
 
-def test_a_tiny_rte_run_is_pinned(glue_data):
-    """Pins the whole recipe (init, shuffling, schedule, optimizer) on real RTE rows: a change that moves
-    results, e.g. in the loop or its speed-ups, must show up here."""
-    prepared, result = _fine_tune(glue_data, "rte")
-    assert result.steps == 12 and result.train_examples == 192
-    assert len(result.curve) == 2 and set(result.dev) == {"validation"}
-    assert round(result.dev["validation"]["accuracy"] * 277) == PINNED_CORRECT
+@pytest.fixture(scope="module")
+def sst2_run(glue_data):
+    """The pinned SST-2 run with the default recipe, and the HF model's weights before it."""
+    prepared = _prepare(glue_data, "sst2", **SST2)
+    initial = {k: v.clone() for k, v in prepared.model.state_dict().items()}
+    return _fine_tune_prepared(prepared) + (initial,)
+
+
+def test_a_small_sst2_run_learns_and_is_pinned(sst2_run):
+    """Pins the whole recipe (init, shuffling, schedule, optimizer, encoder) on a run that learns: a change that
+    moves results, e.g. in the loop or its speed-ups, must show up here."""
+    _, result, _ = sst2_run
+    assert result.encoder == "fast" and result.steps == 189 and result.train_examples == 6000
+    assert len(result.curve) == 3 and set(result.dev) == {"validation"} and result.dev_classes["validation"] == [0, 1]
+    assert round(result.dev["validation"]["accuracy"] * 872) == PINNED_CORRECT
     assert result.curve[-1]["train_loss"] == pytest.approx(PINNED_LOSS, abs=1e-4)
-    assert sorted(result.predictions) == ["rte/test"] and len(result.predictions["rte/test"]["idx"]) == 3000
+    test = result.predictions["sst2/test"]
+    assert sorted(result.predictions) == ["sst2/test"] and test["idx"] == list(range(1821))
+    assert sum(test["prediction"]) == PINNED_TEST_POSITIVE and test["prediction"][:20] == PINNED_TEST_FIRST_20
+
+
+def test_the_fast_encoder_leaves_the_trained_weights_in_the_hf_model(sst2_run):
+    prepared, result, initial = sst2_run
+    model = prepared.model  # the HF model passed to fine_tune
+    assert model.state_dict().keys() == initial.keys()
+    assert any(not torch.equal(w, initial[k]) for k, w in model.state_dict().items())
+    cpu = torch.device("cpu")
+    dev = Packed(prepared.dev["validation"])
+    correct = (predict(model, dev, 256, cpu, regression=False, bf16=False) == dev.labels).sum()
+    assert correct == PINNED_CORRECT
+    test = predict(model, Packed(prepared.to_predict["sst2/test"][1]), 256, cpu, regression=False, bf16=False)
+    assert test.tolist() == result.predictions["sst2/test"]["prediction"]
+
+
+def _without_dropout(prepared):
+    """Dropout off in the HF model (and its config, which the fast encoder is built from)."""
+    prepared.model.config.update({"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0})
+    prepared.model.config.classifier_dropout = 0.0
+    for module in prepared.model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+    return prepared
+
+
+def test_the_hf_encoder_gives_the_same_run_without_dropout(glue_data):
+    """The two encoders compute the same function, to float rounding. With dropout on they draw their masks over
+    other shapes (HF's include the padding), so the runs part from the first step: only dropout off compares.
+    On half the pinned run's rows, which learns as well, to keep the two runs cheap."""
+    setting = {**SST2, "max_train_samples": 1000}
+    runs = {
+        name: _fine_tune_prepared(_without_dropout(_prepare(glue_data, "sst2", **setting, encoder=name)))
+        for name in ("fast", "hf")
+    }
+    (fast_prepared, fast), (hf_prepared, hf) = runs["fast"], runs["hf"]
+    assert (fast.encoder, hf.encoder) == ("fast", "hf")
+    assert hf.curve[-1]["train_loss"] == pytest.approx(fast.curve[-1]["train_loss"], abs=1e-3)
+    assert fast.dev["validation"]["accuracy"] > 0.6  # it learned: the agreement is not that of a collapsed model
+    dev = Packed(fast_prepared.dev["validation"])
+    fast_dev, hf_dev = (
+        predict(p.model, dev, 256, torch.device("cpu"), regression=False, bf16=False)
+        for p in (fast_prepared, hf_prepared)
+    )
+    assert np.mean(fast_dev == hf_dev) >= 0.99
+    fast_test, hf_test = (r.predictions["sst2/test"]["prediction"] for r in (fast, hf))
+    assert np.mean(np.equal(fast_test, hf_test)) >= 0.99
+
+
+def test_a_model_that_is_not_bert_runs_as_the_hf_model(glue_data):
+    prepared = _prepare(glue_data, "wnli")
+    config = transformers.DistilBertConfig(dim=32, n_layers=1, n_heads=2, hidden_dim=64, num_labels=2)
+    prepared.model = transformers.AutoModelForSequenceClassification.from_config(config)
+    _, result = _fine_tune_prepared(prepared)
+    assert result.encoder == "hf" and set(result.dev) == {"validation"} and result.steps == 12
 
 
 def test_dynamic_padding_gives_the_same_predictions_as_padding_to_128(glue_data):
@@ -70,6 +144,10 @@ def test_dynamic_padding_gives_the_same_predictions_as_padding_to_128(glue_data)
         short = model(**batch).logits
     torch.testing.assert_close(full, short, rtol=0, atol=1e-5)
     assert dynamic[:8].tolist() == short.argmax(-1).tolist()
+    # The fast encoder's unpadded batches give the same predictions, in the same row order.
+    assert (
+        predict(UnpaddedBert.from_hf(model), data, 64, torch.device("cpu"), False, False).tolist() == dynamic.tolist()
+    )
 
 
 def test_weight_decay_skips_biases_and_layernorm(glue_data):
@@ -83,11 +161,11 @@ def test_weight_decay_skips_biases_and_layernorm(glue_data):
 
 
 def test_recipe_refuses_bad_values():
-    from glue_bench.errors import UserError
-
     for bad in ({"lr": 0}, {"lr": -1e-4}, {"batch_size": 0}, {"epochs": -1}):
         with pytest.raises(UserError, match="must be a positive number"):
             Recipe(**{**TINY, **bad})
+    with pytest.raises(UserError, match="encoder must be one of 'fast', 'hf', got 'HF'"):
+        Recipe(**TINY, encoder="HF")
 
 
 def _run(data_dir, storage, task, capsys, *extra):
@@ -127,9 +205,20 @@ def test_run_records_the_trial_and_both_layouts_agree(glue_data, glue_hub, stora
     attrs = done[0].user_attrs
     assert done[0].params == {"batch_size": 32, "lr": 1e-4, "seed": 0}
     assert attrs["recipe"]["epochs"] == 1 and attrs["train_examples"] == 635
+    assert attrs["recipe"]["encoder"] == "fast" and attrs["recipe"]["fused_adamw"] is True  # the defaults
     assert len(attrs["curve"]) == 1 and set(attrs["predictions"]) == {"wnli/test"}
     predictions = trial.download_predictions(attrs["predictions"]["wnli/test"], storage)
     assert predictions["idx"] == list(range(146)) and set(predictions["prediction"]) <= {0, 1}
+
+
+def test_run_options_reach_the_recipe():
+    common = ["run", "--model", "random:L-2_H-128", "--task", "rte", "--batch-size", "32", "--lr", "1e-4"]
+    default = cli._recipe(cli.build_parser().parse_args(common))
+    assert (default.encoder, default.fused_adamw) == ("fast", True)
+    chosen = cli._recipe(cli.build_parser().parse_args([*common, "--encoder", "hf", "--no-fused-adamw"]))
+    assert (chosen.encoder, chosen.fused_adamw) == ("hf", False)
+    with pytest.raises(SystemExit):
+        cli.build_parser().parse_args([*common, "--encoder", "bert"])
 
 
 @pytest.mark.slow

@@ -26,7 +26,7 @@ from glue_bench.training.recipe import shared_fields
 RECIPE_COLUMNS = shared_fields()  # every Recipe field but the grid point's: a new field is a column at once
 # A field added after trials were recorded: the value those older trials ran with (not today's default,
 # which may have changed since). Every field added from now on gets an entry here.
-LEGACY_RECIPE_VALUES = {"fused_adamw": False}
+LEGACY_RECIPE_VALUES = {"fused_adamw": False, "encoder": "hf"}  # foreach AdamW on a CPU; the HF model
 ID_COLUMNS = ["sweep", "model", "task", "study", "trial", "state", "batch_size", "lr", "seed", "score"]
 
 
@@ -92,6 +92,7 @@ def _row(study: optuna.study.StudySummary | optuna.Study, trial: optuna.trial.Fr
         "fail_reason",
     ):
         row[name] = attrs.get(name)
+    row["encoder_ran"] = attrs.get("encoder")  # the recipe's `encoder` is the one asked for; this one ran
     row["covers"] = ",".join(info.get("covers", [])) or None  # tasks this model also predicts (MNLI: ax)
     row["retry_of"] = trial.system_attrs.get("failed_trial")  # a killed worker's trial, run again
     row["started"] = trial.datetime_start

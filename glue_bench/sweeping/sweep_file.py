@@ -117,7 +117,10 @@ def _recipe_overrides(table, where: str) -> dict:
         if key not in RECIPE_KEYS:
             raise unknown_key(key, RECIPE_KEYS, where)
         kind = types[key]
-        ok = isinstance(value, bool) if kind == "bool" else _number(value, integer=kind == "int")
+        if kind in ("bool", "str"):
+            ok = isinstance(value, bool if kind == "bool" else str)
+        else:
+            ok = _number(value, integer=kind == "int")
         if not ok:
             raise UserError(
                 f"{where}: '{key}' must be {'true or false' if kind == 'bool' else f'a {kind}'}, got {value!r}"

@@ -2,7 +2,8 @@
 
 AdamW (weight decay 0.01 except biases and LayerNorm), linear warmup over 10% of the steps then linear
 decay to 0, gradient clipping at 1.0, dynamic padding (each batch padded to its longest row), dev
-metrics on every dev split after every epoch, predictions for the test splits at the end.
+metrics on every dev split after every epoch, predictions for the test splits at the end. A BERT model
+runs as glue-bench's unpadded encoder (training/encoder.py: no work on padding) unless the recipe says "hf".
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
 from glue_bench.inputs.tasks import Task
-from glue_bench.training import metrics
+from glue_bench.training import encoder, metrics
+from glue_bench.training.encoder import UnpaddedBert, unpadded_batch
 from glue_bench.training.recipe import Recipe
 
 NAN_CHECK_EVERY = 20  # steps between looks at the loss: looking costs a host sync on a GPU
@@ -42,6 +44,7 @@ class FineTuneResult:
     train_examples: int = 0  # examples processed (epochs × rows)
     steps: int = 0
     device: str = ""
+    encoder: str = ""  # the encoder that ran: "fast" (glue-bench's unpadded BERT) or "hf" (the model as given)
     extra_metrics: dict[str, dict[str, float]] = field(default_factory=dict)  # labelled splits of other tasks
     dev_classes: dict[str, list[int]] = field(default_factory=dict)  # split → classes predicted (last epoch)
 
@@ -97,19 +100,28 @@ def _optimizer(model, recipe: Recipe, device: torch.device) -> torch.optim.Optim
     decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
     no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]
     groups = [{"params": decay, "weight_decay": recipe.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    # A GPU always uses fused, as every recorded GPU trial did whatever its fused_adamw says.
     fast = {"fused": True} if device.type == "cuda" or recipe.fused_adamw else {"foreach": True}
     return torch.optim.AdamW(groups, lr=recipe.lr, betas=(0.9, 0.999), eps=1e-8, **fast)
 
 
+def _forward(model, data: Packed, rows: np.ndarray, device: torch.device, labels: torch.Tensor | None = None):
+    """The rows `rows` of `data` through either model (ours takes an unpadded batch): its logits and loss."""
+    if isinstance(model, UnpaddedBert):
+        batch = unpadded_batch(data.input_ids, data.token_type_ids, data.offsets, data.lengths, rows, device)
+        return model(batch, labels=labels)
+    return model(**data.batch(rows, device), labels=labels)
+
+
 @torch.inference_mode()
 def predict(model, data: Packed, batch_size: int, device: torch.device, regression: bool, bf16: bool) -> np.ndarray:
-    """Predictions in the split's row order. Rows are batched by length so little is padded."""
+    """Predictions of either model in the split's row order. Rows are batched by length so little is padded."""
     model.eval()
     order = np.argsort(data.lengths, kind="stable")
     outputs = []
     for start in range(0, len(order), batch_size):
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            logits = model(**data.batch(order[start : start + batch_size], device)).logits.float()
+            logits = _forward(model, data, order[start : start + batch_size], device).logits.float()
         outputs.append(logits.squeeze(-1) if regression else logits.argmax(-1))
     result = torch.cat(outputs).cpu().numpy() if outputs else np.zeros(0)
     predictions = np.empty_like(result)
@@ -130,7 +142,8 @@ def fine_tune(
     """Fine-tune `model` on the tokenized `train` split; evaluate `dev` every epoch; predict `to_predict`.
 
     `to_predict` maps "task/split" to (task, split): the test splits, and the splits of tasks predicted
-    by this task's model (AX from MNLI); those with labels are also scored.
+    by this task's model (AX from MNLI); those with labels are also scored. The trained weights end up in
+    `model` (the HF model) whichever encoder ran.
     """
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
     if device.type == "cuda":
@@ -147,7 +160,10 @@ def fine_tune(
     labels = torch.from_numpy(train_data.labels.astype(np.float32 if task.regression else np.int64))
 
     model.to(device)
-    optimizer = _optimizer(model, recipe, device)
+    # The unpadded encoder starts from the HF model's weights (its seeded head included); they go back at the end.
+    fast = recipe.encoder == "fast" and encoder.supports(model.config)
+    net = UnpaddedBert.from_hf(model) if fast else model
+    optimizer = _optimizer(net, recipe, device)
     steps_per_epoch = math.ceil(len(train_data) / recipe.batch_size)
     total_steps = steps_per_epoch * recipe.epochs
     scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(total_steps * recipe.warmup_ratio), total_steps)
@@ -162,17 +178,15 @@ def fine_tune(
         leave=False,
     )
     for epoch in range(1, recipe.epochs + 1):
-        model.train()
+        net.train()
         started = time.perf_counter()
         loss_sum = torch.zeros((), device=device)
         for rows in _batches(train_data, recipe.batch_size, generator, recipe.group_by_length):
-            batch = train_data.batch(rows, device)
-            batch["labels"] = labels[rows].to(device, non_blocking=True)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                loss = model(**batch).loss
+                loss = _forward(net, train_data, rows, device, labels[rows].to(device, non_blocking=True)).loss
             loss.backward()
             if recipe.max_grad_norm > 0:  # 0: no clipping, as in the Hugging Face Trainer
-                torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.max_grad_norm)
+                torch.nn.utils.clip_grad_norm_(net.parameters(), recipe.max_grad_norm)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
@@ -194,7 +208,7 @@ def fine_tune(
 
         started = time.perf_counter()
         dev_predictions = {
-            name: predict(model, data, recipe.eval_batch_size, device, task.regression, bf16)
+            name: predict(net, data, recipe.eval_batch_size, device, task.regression, bf16)
             for name, data in dev_data.items()
         }
         epoch_dev = {name: metrics.compute(task, dev_predictions[name], dev_data[name].labels) for name in dev_data}
@@ -213,11 +227,13 @@ def fine_tune(
     predictions, extra = {}, {}
     for key, (other, split) in to_predict.items():
         data = Packed(split)
-        values = predict(model, data, recipe.eval_batch_size, device, other.regression, bf16)
+        values = predict(net, data, recipe.eval_batch_size, device, other.regression, bf16)
         predictions[key] = {"idx": data.idx.tolist(), "prediction": values.tolist()}
         if (data.labels >= 0).all() and len(data):  # a labelled split of another task (AX's diagnostic)
             extra[key] = metrics.compute(other, values, data.labels)
     eval_seconds += time.perf_counter() - started
+    if fast:  # the trained weights into the caller's HF model, left in eval mode as predict leaves it
+        net.to_hf(into=model).eval()
     # The classes predicted on each dev split: a collapsed run (one class everywhere) is then a fact, not
     # inferred from its metric value (a model near chance can hit the majority count by accident).
     classes = (
@@ -233,5 +249,6 @@ def fine_tune(
         train_examples=len(train_data) * recipe.epochs,
         steps=step,
         device=str(device),
+        encoder="fast" if fast else "hf",
         extra_metrics=extra,
     )

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, fields
 from glue_bench.errors import UserError
 
 GRID_FIELDS = ("batch_size", "lr", "seed")  # what a sweep's grid varies; the rest is the shared recipe
+ENCODERS = ("fast", "hf")
 
 
 @dataclass(frozen=True)
@@ -32,7 +33,8 @@ class Recipe:
     tf32: bool = False  # TF32 matrix products on a GPU
     eval_batch_size: int = 256
     # Speed options that change results (each measured in benchmarks/README.md):
-    fused_adamw: bool = False  # the fused AdamW kernel on a CPU too (a GPU always uses it): other last bits
+    fused_adamw: bool = True  # the fused AdamW kernel; False: foreach on a CPU (a GPU always uses fused)
+    encoder: str = "fast"  # "fast": glue-bench's unpadded BERT where it applies; "hf": the Hugging Face model
 
     def __post_init__(self):
         positive = {
@@ -54,6 +56,8 @@ class Recipe:
             raise UserError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio!r}")
         if self.weight_decay < 0 or self.max_grad_norm < 0 or self.max_train_samples < 0:
             raise UserError("weight_decay, max_grad_norm and max_train_samples must be >= 0")
+        if self.encoder not in ENCODERS:
+            raise UserError(f"encoder must be one of {', '.join(map(repr, ENCODERS))}, got {self.encoder!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)

