@@ -8,14 +8,19 @@ import sys
 from glue_bench.errors import UserError
 
 
-def _positive_int(text: str) -> int:
+def _whole_number(text: str, low: int = 0) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive whole number, got {value}")
+    if value < low:
+        kind = "a positive whole number" if low == 1 else f"a whole number >= {low}"
+        raise argparse.ArgumentTypeError(f"must be {kind}, got {value}")
     return value
+
+
+def _positive_int(text: str) -> int:
+    return _whole_number(text, low=1)
 
 
 def _positive_float(text: str) -> float:
@@ -87,6 +92,7 @@ def _recipe(args):
         bf16=args.bf16,
         tf32=args.tf32,
         fused_adamw=args.fused_adamw,
+        encoder=args.encoder,
     )
 
 
@@ -94,7 +100,7 @@ def cmd_run(args) -> int:
     import optuna
 
     from glue_bench.sweeping import trial as trials
-    from glue_bench.sweeping.storage import open_storage, storage_url
+    from glue_bench.sweeping.storage import masked, open_storage
     from glue_bench.training.loop import Diverged
 
     spec = trials.TrialSpec(model=args.model, task=args.task, data=args.data, recipe=_recipe(args))
@@ -114,7 +120,7 @@ def cmd_run(args) -> int:
         study.tell(trial, state=optuna.trial.TrialState.FAIL)
         raise
     study.tell(trial, score)
-    _print_result(prepared.task, study.trials[trial.number], name, storage_url(args.storage))
+    _print_result(prepared.task, study.trials[trial.number], name, masked(args.storage))
     return 0
 
 
@@ -125,9 +131,22 @@ def _print_result(task, frozen, study_name: str, url: str) -> None:
         print(f"{task.name} {split}: {shown}")
     print(f"score {100 * frozen.value:.2f}  ({'+'.join(task.score)}, mean over dev splits)")
     print(
-        f"train {attrs['train_seconds']:.1f}s, {attrs['examples_per_second']:.0f} examples/s on {attrs['env']['device']}; "
+        f"train {attrs['train_seconds']:.1f}s, {attrs['examples_per_second']:.0f} examples/s on {attrs['env']['device']} "
+        f"({attrs['encoder']} encoder); "
         f"recorded as trial {frozen.number} of study {study_name} in {url}"
     )
+
+
+def _results(args) -> tuple[str | None, str | None]:
+    """(storage URL, sweep name) for a command that reads results, the same way for every one: --sweep takes
+    a sweep's name or its file (which names the sweep and its storage); --storage overrides the storage."""
+    name, url = args.sweep, args.storage
+    if name and name.endswith(".toml"):
+        from glue_bench.sweeping import sweep_file as sweeps
+
+        sweep = sweeps.load(name)
+        name, url = sweep.name, sweeps.resolve_storage(sweep, args.storage)
+    return url, name
 
 
 def cmd_check(args) -> int:
@@ -136,8 +155,9 @@ def cmd_check(args) -> int:
 
     tolerance = check.parse_tolerance(args.tolerance)
     baseline = read_runs(args.baseline, option="--baseline")
-    new = read_runs(args.runs) if args.runs else runs_table(args.storage)
-    result = check.compare(baseline, new, tolerance, sweep=args.sweep)
+    url, sweep = _results(args)
+    new = read_runs(args.runs) if args.runs else runs_table(url)
+    result = check.compare(baseline, new, tolerance, sweep=sweep)
     print(check.render(result))
     return 1 if len(result.regressions) else 0
 
@@ -146,7 +166,8 @@ def cmd_report(args) -> int:
     from glue_bench.reporting import render
     from glue_bench.reporting.selection import load_runs
 
-    table = load_runs(args.storage, args.runs, args.sweep)
+    url, sweep = _results(args)
+    table = load_runs(url, args.runs, sweep)
     if args.grid:
         from glue_bench.reporting.grid import grid
 
@@ -154,7 +175,7 @@ def cmd_report(args) -> int:
     elif args.ax:
         from glue_bench.reporting.diagnostics import ax_report
 
-        result = ax_report(table, args.storage, args.ax, args.data)
+        result = ax_report(table, url, args.ax, args.data)
     else:
         from glue_bench.reporting.leaderboard import leaderboard
 
@@ -178,9 +199,8 @@ def cmd_submit(args) -> int:
         return 0
     if not args.model or not args.out:
         raise UserError("submit needs --model M --out FILE.zip (or --check FILE.zip to check a zip)")
-    sources, filled = submit.build(
-        load_runs(args.storage, None, args.sweep), args.storage, args.model, args.out, args.fill_missing
-    )
+    url, sweep = _results(args)
+    sources, filled = submit.build(load_runs(url, None, sweep), url, args.model, args.out, args.fill_missing)
     for line in sources:
         print(line)
     for line in filled:
@@ -226,12 +246,7 @@ def cmd_status(args) -> int:
 def cmd_export(args) -> int:
     from glue_bench.sweeping.runs import export, runs_table
 
-    name, url = args.sweep, args.storage
-    if name and name.endswith(".toml"):  # a sweep file: its name and its storage
-        from glue_bench.sweeping import sweep_file as sweeps
-
-        sweep = sweeps.load(name)
-        name, url = sweep.name, sweeps.resolve_storage(sweep, args.storage)
+    url, name = _results(args)
     table = runs_table(url, sweep=name)
     if table.empty:
         raise UserError(
@@ -266,15 +281,26 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--max-seq-length", type=_positive_int, default=128)
     run.add_argument(
-        "--max-train-samples", type=_positive_int, default=0, help="train on the first N rows only (quick checks)"
+        "--max-train-samples",
+        type=_whole_number,
+        default=0,
+        help="train on the first N rows only (quick checks); 0: every row",
     )
     run.add_argument("--group-by-length", action="store_true", help="batches of similar length (changes results)")
     run.add_argument("--bf16", action="store_true", help="bf16 autocast on a GPU (changes results)")
     run.add_argument("--tf32", action="store_true", help="TF32 matrix products on a GPU (changes results)")
     run.add_argument(
         "--fused-adamw",
-        action="store_true",
-        help="the fused AdamW kernel on a CPU too, ~4x faster steps (changes the last bits)",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="the fused AdamW kernel (the default); --no-fused-adamw: foreach on a CPU (other last bits, slower)",
+    )
+    run.add_argument(
+        "--encoder",
+        choices=("fast", "hf"),
+        default="fast",
+        help="fast: glue-bench's unpadded BERT encoder where it applies; "
+        "hf: the Hugging Face model (same initial weights)",
     )
     run.add_argument("--data", help="hub, or a folder in the glue_data or Hub parquet layout (env GLUE_BENCH_DATA)")
     run.add_argument(
@@ -294,7 +320,11 @@ def build_parser() -> argparse.ArgumentParser:
     new_runs = check.add_mutually_exclusive_group()
     new_runs.add_argument("--storage", help="the new run's Optuna storage URL (env GLUE_BENCH_STORAGE)")
     new_runs.add_argument("--runs", help="the new run as an exported runs table instead of a storage")
-    check.add_argument("--sweep", help="the new run's sweep name (default: the baseline's)")
+    check.add_argument(
+        "--sweep",
+        metavar="NAME|FILE",
+        help="the new run's sweep: a name, or its file (its name and storage); default: the baseline's sweep",
+    )
     check.add_argument(
         "--tolerance",
         default="auto",
@@ -313,7 +343,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--storage", help="Optuna storage URL (env GLUE_BENCH_STORAGE; default sqlite:///results/glue-bench.db)"
     )
     source.add_argument("--runs", help="an exported runs table (.csv or .parquet) instead of a storage")
-    rep.add_argument("--sweep", help="only this sweep's trials")
+    rep.add_argument(
+        "--sweep",
+        metavar="NAME|FILE",
+        help="a sweep's name, or its file (sweeps/x.toml: that sweep, in the storage it writes to)",
+    )
     rep.add_argument(
         "--format",
         choices=["markdown", "csv", "latex", "html"],
@@ -342,7 +376,11 @@ def build_parser() -> argparse.ArgumentParser:
         "trial) as the GLUE server's files; or --check an existing zip.",
     )
     sbm.add_argument("--storage", help="Optuna storage URL (env GLUE_BENCH_STORAGE); its prediction artifacts are read")
-    sbm.add_argument("--sweep", help="only this sweep's trials")
+    sbm.add_argument(
+        "--sweep",
+        metavar="NAME|FILE",
+        help="a sweep's name, or its file (sweeps/x.toml: that sweep, in the storage it writes to)",
+    )
     sbm.add_argument("--model", help="bert-tiny, L-2_H-128, random:L-2_H-128, … as the trials recorded it")
     sbm.add_argument("--out", metavar="FILE.zip", help="the zip to write")
     sbm.add_argument(
@@ -405,7 +443,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--storage", help="Optuna storage URL (env GLUE_BENCH_STORAGE; default sqlite:///results/glue-bench.db)"
     )
     exp.add_argument(
-        "--sweep", metavar="NAME|FILE", help="only this sweep's trials (a name, or a sweep file: its name and storage)"
+        "--sweep",
+        metavar="NAME|FILE",
+        help="a sweep's name, or its file (sweeps/x.toml: that sweep, in the storage it writes to)",
     )
     exp.add_argument("--out", required=True, metavar="FILE.csv|FILE.parquet", help="the file to write")
     exp.set_defaults(func=cmd_export)
@@ -416,14 +456,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)  # argparse itself exits 2 with one line on a bad option
     try:
-        if args.command not in ("tasks", "models"):
-            from glue_bench.inputs.hub import quiet_libraries
+        from glue_bench.inputs.hub import quiet_libraries
 
-            quiet_libraries()
-            if getattr(args, "no_progress", False):  # tokenization's progress bars too
-                import datasets
-
-                datasets.disable_progress_bars()
+        quiet_libraries(progress=not getattr(args, "no_progress", False))
         return args.func(args)
     except UserError as e:
         print(f"glue-bench: error: {e}", file=sys.stderr)

@@ -101,6 +101,16 @@ def test_parameter_counts_are_computed():
     assert models.parameter_count(12, 768) == 109_482_240  # bert-base-uncased, as published
 
 
+def test_the_parameter_formula_matches_a_real_model_for_all_24():
+    import torch
+    from transformers import BertModel
+
+    for layers, hidden in models.all_miniatures():
+        with torch.device("meta"):
+            counted = sum(p.numel() for p in BertModel(models.miniature_config(layers, hidden)).parameters())
+        assert models.parameter_count(layers, hidden) == counted, (layers, hidden)
+
+
 def test_bundled_vocabulary_tokenizes_like_bert_base_uncased():
     reference_dir = SHARED / "models" / "bert-base-uncased"
     if not reference_dir.is_dir():

@@ -13,14 +13,17 @@ import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import datasets
 import numpy as np
 import pandas as pd
 
 from glue_bench.errors import UserError, did_you_mean, first_line
 from glue_bench.inputs import hub
 from glue_bench.inputs.tasks import Split, Task
+
+if TYPE_CHECKING:  # datasets loads where splits are read: commands that only read results never do
+    import datasets
 
 HUB_DATASET = "nyu-mll/glue"
 UNIFORM_COLUMNS = ["text_a", "text_b", "label", "idx"]
@@ -94,6 +97,8 @@ def load_split(task: Task, split: Split, source: DataSource, check_rows: bool = 
             f"{where}: {len(frame)} rows, but {task.name} {split.name} has {split.rows} in the GLUE "
             "release; the file is truncated or from another release: replace it with the original"
         )
+    import datasets
+
     return datasets.Dataset.from_pandas(frame, preserve_index=False)
 
 
@@ -157,6 +162,8 @@ def _read_parquet(files: list[Path], where: str) -> pd.DataFrame:
 
 
 def _read_hub(task: Task, split: Split) -> pd.DataFrame:
+    import datasets
+
     if not split.hub:
         raise UserError(f"{task.name} {split.name} is not on the Hub; {POINT_AT_LOCAL}")
     if not hub.reachable():

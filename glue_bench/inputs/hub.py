@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 from functools import cache
 from urllib.parse import urlparse
 
@@ -21,11 +22,16 @@ def reachable() -> bool:
         return False
 
 
-def quiet_libraries() -> None:
-    """The libraries log every retry and download; glue-bench reports what matters itself."""
-    import datasets
-    import huggingface_hub
-    import transformers
-
-    for library in (datasets, huggingface_hub, transformers):
-        library.utils.logging.set_verbosity_error()
+def quiet_libraries(progress: bool = True) -> None:
+    """The libraries log every retry and download; glue-bench reports what matters itself. Through their
+    environment variables, read when they are imported, so that a command that never loads them stays fast."""
+    for variable in ("TRANSFORMERS_VERBOSITY", "DATASETS_VERBOSITY", "HF_HUB_VERBOSITY"):
+        os.environ.setdefault(variable, "error")
+    if not progress:  # tokenization's and downloads' bars too
+        os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    for name in ("datasets", "huggingface_hub", "transformers"):  # those already imported
+        if name in sys.modules:
+            sys.modules[name].utils.logging.set_verbosity_error()
+    if not progress and "datasets" in sys.modules:
+        sys.modules["datasets"].disable_progress_bars()

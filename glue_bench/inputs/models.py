@@ -19,13 +19,14 @@ import re
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-
-import torch
-from transformers import AutoModelForSequenceClassification, AutoTokenizer, BertConfig, BertTokenizerFast
+from typing import TYPE_CHECKING
 
 from glue_bench.errors import UserError, did_you_mean, first_line
 from glue_bench.inputs import hub, shipped
 from glue_bench.inputs.tasks import Task
+
+if TYPE_CHECKING:  # torch and transformers load only where a model is built: listing models needs neither
+    from transformers import BertConfig, BertTokenizerFast
 
 LAYERS = (2, 4, 6, 8, 10, 12)
 HIDDEN = (128, 256, 512, 768)
@@ -48,8 +49,13 @@ class ModelRef:
     hidden: int = 0
 
 
+VOCAB_SIZE, MAX_POSITIONS, TOKEN_TYPES = 30522, 512, 2  # the uncased vocabulary, BERT's positions and segments
+
+
 def miniature_config(layers: int, hidden: int) -> BertConfig:
     """The miniatures' shape: 64-dim heads, 4× feed-forward, the uncased vocabulary."""
+    from transformers import BertConfig
+
     return BertConfig(
         vocab_size=30522,
         hidden_size=hidden,
@@ -73,12 +79,14 @@ def all_miniatures() -> list[tuple[int, int]]:
 
 @cache
 def parameter_count(layers: int, hidden: int) -> int:
-    """Parameters of the encoder (embeddings, layers, pooler), counted on a meta-device model."""
-    from transformers import BertModel
-
-    with torch.device("meta"):
-        model = BertModel(miniature_config(layers, hidden))
-    return sum(p.numel() for p in model.parameters())
+    """Parameters of the encoder (embeddings, layers, pooler) from its shape; tests check it against a model."""
+    h = hidden
+    embeddings = (VOCAB_SIZE + MAX_POSITIONS + TOKEN_TYPES) * h + 2 * h  # three tables and a LayerNorm
+    # Per layer: Q, K, V and the attention output (4 × h×h + h), a LayerNorm, the feed-forward h → 4h → h
+    # (8h² + 5h), another LayerNorm.
+    layer = 4 * (h * h + h) + 2 * h + (h * 4 * h + 4 * h) + (4 * h * h + h) + 2 * h
+    pooler = h * h + h
+    return embeddings + layers * layer + pooler
 
 
 def _shape(text: str, original: str) -> tuple[int, int]:
@@ -171,6 +179,8 @@ def model_label(ref: str) -> str:
 
 def bundled_tokenizer() -> BertTokenizerFast:
     """The uncased WordPiece vocabulary all 24 miniatures share, shipped with the package."""
+    from transformers import BertTokenizerFast
+
     # `vocab=` (not `vocab_file=`): transformers 5 ignores vocab_file silently.
     return BertTokenizerFast(vocab=shipped.vocab_file(), do_lower_case=True)
 
@@ -184,6 +194,9 @@ def _problem(task: Task) -> dict:
 
 def load(ref: ModelRef, task: Task, seed: int):
     """(model, tokenizer) for fine-tuning on `task`. The head's random init follows `seed`."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
     torch.manual_seed(seed)
     if ref.kind == "random":
         config = miniature_config(ref.layers, ref.hidden)

@@ -9,8 +9,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
-import torch
-import transformers
 
 from glue_bench import __version__
 from glue_bench.errors import UserError
@@ -18,7 +16,6 @@ from glue_bench.inputs import data, models
 from glue_bench.inputs.tasks import Task, dependents, get_task
 from glue_bench.sweeping.storage import artifact_store, ride_out
 from glue_bench.training import metrics
-from glue_bench.training.loop import fine_tune
 from glue_bench.training.recipe import GRID_FIELDS, Recipe
 
 # Optuna params: what a grid varies. The rest of the recipe is a user attribute.
@@ -84,6 +81,9 @@ def load_tokenized(
 
 
 def environment(device: str) -> dict:
+    import torch
+    import transformers
+
     return {
         "glue_bench": __version__,
         "torch": torch.__version__,
@@ -168,6 +168,7 @@ def execute(prepared: Prepared, trial: optuna.Trial, storage_url: str | None, pr
         "steps": result.steps,
         "examples_per_second": round(result.train_examples / max(result.train_seconds, 1e-9), 2),
         "env": environment(result.device),
+        "encoder": result.encoder,  # which ran: the recipe's "fast" runs the HF model where it does not apply
     }
     ride_out(lambda: _set_attrs(trial, finished), "recording a finished trial's results")
     predictions = ride_out(
@@ -175,6 +176,14 @@ def execute(prepared: Prepared, trial: optuna.Trial, storage_url: str | None, pr
     )
     ride_out(lambda: trial.set_user_attr("predictions", predictions), "recording a finished trial's predictions")
     return metrics.task_score(task, result.dev)
+
+
+def fine_tune(*args, **kwargs):
+    """training.loop.fine_tune, imported when a model first trains: torch takes seconds to import, and
+    the commands that only read results never need it."""
+    from glue_bench.training.loop import fine_tune as run
+
+    return run(*args, **kwargs)
 
 
 def _set_attrs(trial: optuna.Trial, attrs: dict) -> None:
