@@ -9,7 +9,8 @@ machine may be shared.
     python benchmarks/speed.py --data ../shared/glue_data --task sst2 --batch-size 32 --steps 150 \
         --threads 1 --repeats 3
 
-Arms: glue-bench (the default recipe), glue-bench+<options> (recorded Recipe options that change results),
+Arms: glue-bench (the default recipe: unpadded encoder, fused AdamW), glue-bench+<options> (recorded Recipe
+options: +hf the Hugging Face model, +foreach the foreach AdamW, +grouped length-grouped batches),
 trainer-128 (run_glue.py's default: rows padded to 128 at tokenization), trainer-dynamic
 (DataCollatorWithPadding). examples/s is train examples over the wall time of the whole training call
 (optimizer set-up included, tokenization and model loading excluded); cpu ms/step is the process's CPU
@@ -32,17 +33,18 @@ from pathlib import Path
 import pandas as pd
 
 ARMS = {  # name → (loop, Recipe options)
-    "glue-bench": ("glue-bench", {}),
-    "glue-bench+fused": ("glue-bench", {"fused_adamw": True}),
+    "glue-bench": ("glue-bench", {}),  # the default recipe: the unpadded encoder, fused AdamW
+    "glue-bench+hf": ("glue-bench", {"encoder": "hf"}),  # the Hugging Face model in our loop
+    "glue-bench+foreach": ("glue-bench", {"fused_adamw": False}),
+    "glue-bench+hf+foreach": ("glue-bench", {"encoder": "hf", "fused_adamw": False}),  # the default until now
     "glue-bench+grouped": ("glue-bench", {"group_by_length": True}),
-    "glue-bench+fused+grouped": ("glue-bench", {"fused_adamw": True, "group_by_length": True}),
     "glue-bench+bf16": ("glue-bench", {"bf16": True}),  # GPU only (on a CPU the option does nothing)
     "glue-bench+bf16+tf32": ("glue-bench", {"bf16": True, "tf32": True}),  # GPU only
     "trainer-128": ("trainer", {"dynamic": False}),
     "trainer-dynamic": ("trainer", {"dynamic": True}),
     "trainer-dynamic+bf16": ("trainer", {"dynamic": True, "bf16": True}),  # GPU only
 }
-DEFAULT_ARMS = ("glue-bench", "glue-bench+fused", "trainer-128", "trainer-dynamic")
+DEFAULT_ARMS = ("glue-bench", "glue-bench+hf", "glue-bench+hf+foreach", "trainer-128", "trainer-dynamic")
 BASELINE = "trainer-128"
 
 

@@ -97,6 +97,10 @@ def _recipe(args):
 
 
 def cmd_run(args) -> int:
+    from glue_bench.inputs import models
+    from glue_bench.inputs.tasks import get_task
+
+    get_task(args.task), models.resolve(args.model)  # a misspelt name: one line at once, before torch loads
     import optuna
 
     from glue_bench.sweeping import trial as trials
