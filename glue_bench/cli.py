@@ -120,7 +120,9 @@ def cmd_run(args) -> int:
         study.tell(trial, state=optuna.trial.TrialState.FAIL)
         print(f"glue-bench: the run diverged ({e}); recorded as failed trial {trial.number} of {name}", file=sys.stderr)
         return 1
-    except BaseException:
+    except BaseException as e:
+        if isinstance(e, KeyboardInterrupt):
+            trial.set_user_attr("interrupted", True)
         study.tell(trial, state=optuna.trial.TrialState.FAIL)
         raise
     study.tell(trial, score)
@@ -468,7 +470,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"glue-bench: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("glue-bench: interrupted; finished trials are kept in the storage", file=sys.stderr)
+        print(
+            "glue-bench: interrupted; finished trials are kept in the storage: run the same command again to resume",
+            file=sys.stderr,
+        )
         return 130
 
 

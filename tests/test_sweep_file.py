@@ -360,6 +360,7 @@ def test_status_shows_counts_best_and_the_covered_task(tmp_path, glue_data, stor
         "not",
         "queued",
         "retried",
+        "interrupted",
         "best",
         "dev",
         "score",
@@ -371,6 +372,7 @@ def test_status_shows_counts_best_and_the_covered_task(tmp_path, glue_data, stor
         "0",
         "6",
         "1",
+        "0",
         "0",
         "0",
         "62.50",
@@ -465,3 +467,27 @@ def test_heartbeat_settings_from_the_environment(monkeypatch):
     monkeypatch.setenv("GLUE_BENCH_HEARTBEAT_SECONDS", "fast")
     with pytest.raises(UserError, match="GLUE_BENCH_HEARTBEAT_SECONDS=fast: must be a positive whole number"):
         storage.heartbeat_settings()
+
+
+def test_an_interrupted_trial_has_its_own_state_and_names_its_rerun(tmp_path, glue_data, storage, capsys):
+    from glue_bench.sweeping.runs import runs_table
+
+    sweep = sweeps.load(write_sweep(tmp_path, data=glue_data, storage_url=storage))
+    plans = sweep.studies()[:1]
+    studies.enqueue(sweep, plans, storage)
+    study = optuna.load_study(study_name=plans[0].name, storage=storage)
+    stopped = study.ask()
+    stopped.set_user_attr("interrupted", True)  # as a Ctrl-C'd worker records it
+    study.tell(stopped, state=TrialState.FAIL)
+    assert studies.enqueue(sweep, plans, storage) == 1  # the next sweep queues its point again
+    statuses = studies.read_status(sweep, plans, storage)
+    point = studies.grid_point(study.trials[stopped.number])
+    assert (statuses[0].interrupted, statuses[0].retried, statuses[0].states[point]) == (
+        1,
+        0,
+        "waiting",
+    )
+    table = runs_table(storage).set_index("trial")
+    assert table.loc[stopped.number, "fail_reason"] == "interrupted"
+    rerun = table.loc[stopped.number, "rerun_by"]
+    assert table.loc[rerun, "state"] == "WAITING" and rerun > stopped.number

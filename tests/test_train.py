@@ -237,3 +237,41 @@ def test_max_grad_norm_zero_means_no_clipping(glue_data):
     assert [e["train_loss"] for e in off.curve] == [e["train_loss"] for e in huge.curve]
     assert off.predictions == huge.predictions
     assert [e["train_loss"] for e in clipped.curve] != [e["train_loss"] for e in off.curve]
+
+
+def test_a_run_in_a_log_writes_one_line_per_epoch_and_no_progress_bar(glue_data, tmp_path):
+    """stderr not a terminal (a SLURM or CI log): no tqdm carriage returns, one line per epoch."""
+    import subprocess
+    import sys
+
+    argv = [
+        "run",
+        "--model",
+        "random:L-2_H-128",
+        "--task",
+        "wnli",
+        "--data",
+        str(glue_data),
+        "--batch-size",
+        "16",
+        "--lr",
+        "1e-4",
+        "--epochs",
+        "2",
+        "--max-train-samples",
+        "64",
+        "--storage",
+        f"sqlite:///{tmp_path}/r.db",
+    ]
+    out = subprocess.run(
+        [sys.executable, "-m", "glue_bench.cli", *argv],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**__import__("os").environ, "HF_HUB_OFFLINE": "1", "GLUE_BENCH_CACHE": str(tmp_path)},
+    )
+    assert out.returncode == 0, out.stderr
+    assert "\r" not in out.stderr
+    epochs = [line for line in out.stderr.splitlines() if line.startswith("wnli epoch ")]
+    assert [line.split(":")[0] for line in epochs] == ["wnli epoch 1/2", "wnli epoch 2/2"]
+    assert all(", dev validation " in line and line.endswith(" examples/s") for line in epochs)

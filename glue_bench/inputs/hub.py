@@ -27,6 +27,7 @@ def quiet_libraries(progress: bool = True) -> None:
     environment variables, read when they are imported, so that a command that never loads them stays fast."""
     for variable in ("TRANSFORMERS_VERBOSITY", "DATASETS_VERBOSITY", "HF_HUB_VERBOSITY"):
         os.environ.setdefault(variable, "error")
+    progress = progress and sys.stderr.isatty()  # bars in a log file are one endless line of carriage returns
     if not progress:  # tokenization's and downloads' bars too
         os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")

@@ -92,6 +92,8 @@ def _row(study: optuna.study.StudySummary | optuna.Study, trial: optuna.trial.Fr
         "fail_reason",
     ):
         row[name] = attrs.get(name)
+    if attrs.get("interrupted"):  # Ctrl-C, not the trial's fault: the next sweep queues its point again
+        row["fail_reason"] = "interrupted"
     row["encoder_ran"] = attrs.get("encoder")  # the recipe's `encoder` is the one asked for; this one ran
     row["covers"] = ",".join(info.get("covers", [])) or None  # tasks this model also predicts (MNLI: ax)
     row["retry_of"] = trial.system_attrs.get("failed_trial")  # a killed worker's trial, run again
@@ -110,8 +112,18 @@ def runs_table(storage_url: str | None, sweep: str | None = None) -> pd.DataFram
         if sweep and not summary.study_name.startswith(f"{sweep}/"):
             continue
         study = optuna.load_study(study_name=summary.study_name, storage=storage)
-        rows.extend(_row(study, t) for t in study.get_trials(deepcopy=False))
+        rows.extend(_with_reruns([_row(study, t) for t in study.get_trials(deepcopy=False)]))
     return _ordered(pd.DataFrame(rows))
+
+
+def _with_reruns(rows: list[dict]) -> list[dict]:
+    """rerun_by: for a trial that did not finish (interrupted, or a killed worker's), the next trial of its
+    study that ran the same grid point."""
+    for row in rows:
+        if row["state"] == "FAIL":
+            later = [r["trial"] for r in rows if r["trial"] > row["trial"] and all(r[k] == row[k] for k in POINT)]
+            row["rerun_by"] = min(later) if later else None
+    return rows
 
 
 def _ordered(table: pd.DataFrame) -> pd.DataFrame:

@@ -169,6 +169,7 @@ class StudyStatus:
     states: dict = field(default_factory=dict)  # grid point → one of POINT_STATES
     points: Counter = field(default_factory=Counter)  # POINT_STATES → count, over the sweep's grid
     retried: int = 0  # retries queued: of a killed worker's trial, of a transient failure
+    interrupted: int = 0  # trials stopped by Ctrl-C (their points are queued again by the next sweep)
     best: FrozenTrial | None = None
     reasons: list[str] = field(default_factory=list)  # fail_reason of failed points
 
@@ -198,6 +199,7 @@ def read_status(sweep: Sweep, plans: list[StudyPlan], url: str, storage=None) ->
         status.states = {point: states.get(point, "pending") for point in grid}
         status.points.update(status.states.values())
         status.retried = sum(1 for t in trials if "failed_trial" in t.system_attrs)
+        status.interrupted = sum(1 for t in trials if t.user_attrs.get("interrupted"))
         status.reasons = [
             t.user_attrs["fail_reason"]
             for t in trials
@@ -231,6 +233,7 @@ def format_status(sweep: Sweep, statuses: list[StudyStatus], url: str) -> str:
             "failed": s.points["failed"],
             "not queued": s.points["pending"],
             "retried": s.retried,
+            "interrupted": s.interrupted,
             "best dev score": _best(s.best),
         }
         for s in statuses

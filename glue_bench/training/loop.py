@@ -9,6 +9,7 @@ runs as glue-bench's unpadded encoder (training/encoder.py: no work on padding) 
 from __future__ import annotations
 
 import math
+import sys
 import time
 from dataclasses import dataclass, field
 
@@ -170,11 +171,13 @@ def fine_tune(
 
     curve, train_seconds, eval_seconds, step = [], 0.0, 0.0, 0
     unchecked = []  # losses of the steps since the last look, kept on the device
+    # A bar on a terminal; in a log (SLURM, CI) one line per epoch instead of a bar's carriage returns.
+    terminal = progress and sys.stderr.isatty()
     bar = tqdm(
         total=total_steps,
         desc=f"{task.name} bs={recipe.batch_size} lr={recipe.lr:g}",
         unit="step",
-        disable=not progress,
+        disable=not terminal,
         leave=False,
     )
     for epoch in range(1, recipe.epochs + 1):
@@ -221,6 +224,16 @@ def fine_tune(
                 "train_seconds": round(train_seconds, 3),
             }
         )
+        if progress and not terminal:
+            dev_text = ", ".join(
+                f"{name} {100 * metrics.split_score(task, values):.2f}" for name, values in epoch_dev.items()
+            )
+            print(
+                f"{task.name} epoch {epoch}/{recipe.epochs}: train loss {curve[-1]['train_loss']:.4f}, dev {dev_text}, "
+                f"{len(train_data) * epoch / train_seconds:.0f} examples/s",
+                file=sys.stderr,
+                flush=True,
+            )
     bar.close()
 
     started = time.perf_counter()
