@@ -9,27 +9,38 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.stats import pearsonr, spearmanr
-from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 
 from glue_bench.inputs.tasks import Task
+
+# scipy and scikit-learn load when a metric is first computed: reading results and plans never needs them.
 
 GLUE_TASKS = ("cola", "sst2", "mrpc", "stsb", "qqp", "mnli", "qnli", "rte", "wnli")
 
 
-def _correlation(fn, predictions, labels) -> float:
+def _correlation(name: str, predictions, labels) -> float:
+    import scipy.stats
+
     # A constant prediction has no correlation; scipy warns and returns nan: call it 0, as GLUE does.
     if np.std(predictions) == 0 or np.std(labels) == 0:
         return 0.0
-    return float(fn(predictions, labels)[0])
+    return float(getattr(scipy.stats, name)(predictions, labels)[0])
+
+
+def _sklearn(name: str, **options):
+    def metric(predictions, labels) -> float:
+        import sklearn.metrics
+
+        return float(getattr(sklearn.metrics, name)(labels, predictions, **options))
+
+    return metric
 
 
 METRICS = {
-    "accuracy": lambda p, y: float(accuracy_score(y, p)),
-    "f1": lambda p, y: float(f1_score(y, p, pos_label=1, average="binary", zero_division=0.0)),
-    "mcc": lambda p, y: float(matthews_corrcoef(y, p)),
-    "pearson": lambda p, y: _correlation(pearsonr, p, y),
-    "spearman": lambda p, y: _correlation(spearmanr, p, y),
+    "accuracy": _sklearn("accuracy_score"),
+    "f1": _sklearn("f1_score", pos_label=1, average="binary", zero_division=0.0),
+    "mcc": _sklearn("matthews_corrcoef"),
+    "pearson": lambda p, y: _correlation("pearsonr", p, y),
+    "spearman": lambda p, y: _correlation("spearmanr", p, y),
 }
 
 
