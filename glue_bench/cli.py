@@ -225,12 +225,19 @@ def cmd_sweep(args) -> int:
     sweep = sweeps.load(args.file)
     studies = sweeps.select(sweep, args.only)
     url = sweeps.resolve_storage(sweep, args.storage)
-    if args.dry_run:  # the plan first, then the pre-flight's verdict on this machine's data and models
+    if args.dry_run:  # the plan, then every check the real run makes, all problems at once
         from glue_bench.sweeping.cost import dry_run
+        from glue_bench.sweeping.studies import recipe_conflicts
 
         print(dry_run(sweep, studies, url, args.workers, args.device))
-        sweeps.preflight(sweep, studies, args.data)
-        print("pre-flight: every task's data and every model is available here")
+        problems = recipe_conflicts(sweep, studies, url)
+        try:
+            sweeps.preflight(sweep, studies, args.data)
+        except UserError as e:
+            problems += str(e).splitlines()
+        if problems:
+            raise UserError("\n".join(problems))
+        print("pre-flight: every task's data and every model is available here, and no study conflicts")
         return 0
     source = sweeps.preflight(sweep, studies, args.data)  # every user error ends here, before any trial
     return run_sweep(
@@ -466,8 +473,9 @@ def main(argv: list[str] | None = None) -> int:
 
         quiet_libraries(progress=not getattr(args, "no_progress", False))
         return args.func(args)
-    except UserError as e:
-        print(f"glue-bench: error: {e}", file=sys.stderr)
+    except UserError as e:  # one line per problem (a dry run may find several)
+        for line in str(e).splitlines():
+            print(f"glue-bench: error: {line}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(

@@ -456,6 +456,35 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, glue_data, capsys)
     assert not db.exists()
 
 
+def test_a_dry_run_reports_every_problem_the_real_run_would_stop_on(tmp_path, glue_data, capsys):
+    """A copied sweep file that keeps the original's name and changes its recipe, with a task whose data
+    is missing here: the dry run lists both, one line each, exit 2, and writes nothing."""
+    storage = f"sqlite:///{tmp_path / 'runs.db'}"
+    original = write_sweep(tmp_path, data=glue_data, storage_url=storage)
+    sweep = sweeps.load(original)
+    studies.enqueue(sweep, sweep.studies(), storage)
+    before = len(optuna.load_study(study_name=sweep.studies()[0].name, storage=storage).trials)
+    changed = GOOD.replace("epochs = 1", "epochs = 2").replace('["wnli", "rte"]', '["wnli", "qnli"]')
+    copy = write_sweep(tmp_path, 'name = "my"\n' + changed, name="my-copy.toml", data=glue_data, storage_url=storage)
+    assert main(["sweep", str(copy), "--dry-run"]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert lines == [
+        f"glue-bench: error: {copy}: study my/random:L-2_H-128/wnli in {storage} was run with another recipe "
+        '(epochs 1 → 2); give the sweep a new name (name = "my-2") or use another --storage',
+        f"glue-bench: error: {copy}: qnli train not found in {glue_data.resolve()}; remove 'qnli' from tasks, or "
+        "point data (or --data) at a source that has it",
+    ]
+    assert len(optuna.load_study(study_name=sweep.studies()[0].name, storage=storage).trials) == before
+
+
+def test_a_dry_run_of_some_tasks_does_not_claim_the_covered_ones(tmp_path, glue_data, capsys):
+    path = write_sweep(tmp_path, GOOD.replace('["wnli", "rte"]', '["rte", "mnli", "ax"]'), data=glue_data)
+    assert main(["sweep", str(path), "--dry-run", "--only", "rte", "--storage", f"sqlite:///{tmp_path}/x.db"]) == 0
+    assert "ax: covered" not in capsys.readouterr().out
+    assert main(["sweep", str(path), "--dry-run", "--storage", f"sqlite:///{tmp_path}/x.db"]) in (0, 2)
+    assert "ax: covered by the mnli trials" in capsys.readouterr().out
+
+
 def test_heartbeat_settings_from_the_environment(monkeypatch):
     assert storage.heartbeat_settings() == (30, 120)
     monkeypatch.setenv("GLUE_BENCH_HEARTBEAT_SECONDS", "1")

@@ -142,10 +142,34 @@ def requeue(study: optuna.Study, failed: FrozenTrial) -> bool:
     return True
 
 
-def _check_same_recipe(study: optuna.Study, sweep: Sweep, plan: StudyPlan, url: str) -> None:
+def recipe_conflicts(sweep: Sweep, plans: list[StudyPlan], url: str) -> list[str]:
+    """What `enqueue` would refuse, found without writing anything: each study already in the storage that
+    was run with another recipe (a dry run reports them all)."""
+    try:
+        storage = open_storage(url, create=False)
+        existing = set(optuna.get_all_study_names(storage))
+    except StorageUnreachable:
+        raise
+    except UserError:  # no storage yet: nothing to conflict with
+        return []
+    problems = []
+    for plan in plans:
+        if plan.name in existing:
+            try:
+                _check_same_recipe(
+                    optuna.load_study(study_name=plan.name, storage=storage), sweep, plan, url, write=False
+                )
+            except UserError as e:
+                problems.append(str(e))
+    return problems
+
+
+def _check_same_recipe(study: optuna.Study, sweep: Sweep, plan: StudyPlan, url: str, write: bool = True) -> None:
     """A study holds one recipe: a sweep file edited after its first run must not mix two in one study."""
     attrs = _study_attrs(sweep, plan)
     if not study.user_attrs:
+        if not write:
+            return
         for key, value in attrs.items():
             study.set_user_attr(key, value)
         return

@@ -266,13 +266,23 @@ def resolve_storage(sweep: Sweep, cli_storage: str | None) -> str:
 
 
 def preflight(sweep: Sweep, studies: list[StudyPlan], data_option: str | None = None) -> data.DataSource:
-    """Check the data source, every task's train and dev splits and every model; return the data source."""
+    """Check the data source, every task's train and dev splits and every model; return the data source.
+    Every problem is found, not only the first: the UserError lists them, one per line."""
     source = data.resolve_source(data_option or sweep.data)
+    problems = []
     for name in dict.fromkeys(s.task for s in studies):
         task = get_task(name)
-        _check_splits(task, [task.train_split, *task.splits_with_role("dev")], source, sweep)
+        try:
+            _check_splits(task, [task.train_split, *task.splits_with_role("dev")], source, sweep)
+        except UserError as e:
+            problems.append(str(e))
     for ref in dict.fromkeys(s.model for s in studies):
-        _check_model(models.resolve(ref), sweep)
+        try:
+            _check_model(models.resolve(ref), sweep)
+        except UserError as e:
+            problems.append(str(e))
+    if problems:
+        raise UserError("\n".join(problems))
     return source
 
 
