@@ -162,11 +162,11 @@ def run_trial(study: optuna.Study, trial: optuna.Trial, spec: dict, url: str) ->
         _fail(study, trial, f"{what}: {first_line(e, 300)}", url, transient=transient(e))
 
 
-def _take(studies: list, storage, url: str):
+def _take(loaded: list, storage, url: str):
     """(a taken trial with its study and spec, or None; whether any trial is still running)."""
-    fail_stale([study for study, _ in studies], url)  # a dead worker's trial → FAIL, and its retry queued
+    fail_stale([study for study, _ in loaded], url)  # a dead worker's trial → FAIL, and its retry queued
     busy = False
-    for study, spec in studies:
+    for study, spec in loaded:
         trial = take_waiting(study, storage)
         if trial is not None:
             return (study, trial, spec), True
