@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from glue_bench.errors import UserError
+from glue_bench.errors import UserError, did_you_mean
 
 
 def _whole_number(text: str, low: int = 0) -> int:
@@ -275,7 +275,25 @@ class _OneLineParser(argparse.ArgumentParser):
     """argparse prints the whole usage before its error: print the error alone, on one line."""
 
     def error(self, message):
+        if message.startswith("unrecognized arguments: "):  # a misspelt option: name the closest one
+            options = _option_strings(self)
+            for word in message.removeprefix("unrecognized arguments: ").split():
+                if word.startswith("--") and (hint := did_you_mean(word.split("=")[0], options)):
+                    message = f"{message} ({hint.strip()})"
+                    break
         self.exit(2, f"{self.prog}: error: {message}; see {self.prog} --help\n")
+
+
+def _option_strings(parser: argparse.ArgumentParser) -> list[str]:
+    """Every option of a parser and of its subcommands (argparse reports a subcommand's unknown option
+    from the top-level parser)."""
+    found = []
+    for action in parser._actions:
+        found += action.option_strings
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                found += _option_strings(sub)
+    return found
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -285,14 +303,18 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("tasks", help="list the GLUE tasks").set_defaults(func=cmd_tasks)
     sub.add_parser("models", help="list the 24 BERT miniatures").set_defaults(func=cmd_models)
 
-    run = sub.add_parser("run", help="fine-tune one model on one task once, and record the trial")
+    run = sub.add_parser(
+        "run",
+        help="fine-tune one model on one task once, and record the trial",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,  # --help shows each default (epochs 4, …)
+    )
     run.add_argument("--model", required=True, help="bert-tiny, L-4_H-256, random:L-2_H-128, a folder or a Hub id")
     run.add_argument("--task", required=True, help="cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte, wnli")
     run.add_argument("--batch-size", type=_positive_int, required=True)
     run.add_argument("--lr", type=_positive_float, required=True)
-    run.add_argument("--epochs", type=_positive_int, default=4)
-    run.add_argument("--seed", type=int, default=0)
-    run.add_argument("--max-seq-length", type=_positive_int, default=128)
+    run.add_argument("--epochs", type=_positive_int, default=4, help="passes over the train rows")
+    run.add_argument("--seed", type=int, default=0, help="the head's initialisation, the batch order, dropout")
+    run.add_argument("--max-seq-length", type=_positive_int, default=128, help="tokens per row, at most")
     run.add_argument(
         "--max-train-samples",
         type=_whole_number,

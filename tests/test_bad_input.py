@@ -666,3 +666,19 @@ def test_an_unreachable_storage_is_one_line_and_never_shows_its_password(argv, t
     assert "s3cret" not in out + err
     assert code == 2
     assert err.count("\n") == 1 and "cannot" in err and "postgresql://glue:***@127.0.0.1:1/x" in err, err
+
+
+def test_a_misspelt_option_gets_the_closest_one(capsys):
+    with pytest.raises(SystemExit) as stopped:
+        main(["sweep", "sweeps/cpu-smoke.toml", "--wokers", "2"])
+    assert stopped.value.code == 2
+    assert capsys.readouterr().err == (
+        "glue-bench: error: unrecognized arguments: --wokers 2 (did you mean '--workers'?); see glue-bench --help\n"
+    )
+
+
+def test_run_help_shows_the_defaults(capsys):
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "passes over the train rows (default: 4)" in out and "(default: fast)" in out

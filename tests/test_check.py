@@ -271,3 +271,9 @@ def test_the_committed_ci_baseline_is_its_sweep_files_grid():
     )
     for key, value in sweep.base_recipe().items():
         assert (base[key] == value).all(), key
+
+
+def test_one_seed_shows_no_spread_and_learning_rates_read_as_everywhere_else():
+    one = table(*rte([0.60]))
+    lines = check.render(check.compare(one, one)).splitlines()
+    assert lines[1].split()[:9] == [MODEL, "rte", "16", "5e-5", "validation/accuracy", "1", "60.00", "-", "2.00"]

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from glue_bench.errors import UserError
+from glue_bench.reporting.cells import lr_text
 from glue_bench.sweeping.runs import RECIPE_COLUMNS, latest
 
 K = 3.0  # × the baseline's seed standard deviation (sample std over seeds)
@@ -232,11 +233,12 @@ def compare(
 def render(result: Comparison) -> str:
     """The table, then one line per regression naming the task and metric, then the verdict."""
     shown = result.table.copy()
+    shown["std"] = shown["std"].where(shown["seeds"] > 1)  # one seed has no spread to show: "-", not 0.00
     for column in ("baseline", "std", "new", "change", "allowed"):
         sign = "+" if column == "change" else ""
         shown[column] = shown[column].map(lambda v, sign=sign: "-" if pd.isna(v) else f"{v:{sign}.2f}")
     shown["batch_size"] = shown["batch_size"].map(lambda v: f"{v:g}")
-    shown["lr"] = shown["lr"].map(lambda v: f"{v:g}")
+    shown["lr"] = shown["lr"].map(lr_text)
     shown = shown.drop(columns="note")
     lines = [shown.to_string(index=False), "", f"tolerance {result.tolerance}"]
     counts = result.table["verdict"].value_counts()

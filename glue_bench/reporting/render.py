@@ -113,7 +113,14 @@ def latex(report: Report) -> str:
 
 
 def to_html(report: Report) -> str:
-    parts = [f"<h2>{html.escape(report.title)}</h2>"]
+    """A whole page (doctype, UTF-8, title), so that ×, † and Δ read right when it is opened from disk."""
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en">',
+        f'<head><meta charset="utf-8"><title>{html.escape(report.title)}</title></head>',
+        "<body>",
+        f"<h2>{html.escape(report.title)}</h2>",
+    ]
     if report.intro:
         parts.append(f"<p>{html.escape(report.intro)}</p>")
 
@@ -127,6 +134,7 @@ def to_html(report: Report) -> str:
     parts += ["<table>", "<thead>", row(report.table.columns, "th"), "</thead>", "<tbody>"]
     parts += [row(r, "td") for r in report.table.itertuples(index=False)] + ["</tbody>", "</table>"]
     parts += [f"<p><small>{html.escape(note)}</small></p>" for note in report.notes]
+    parts += ["</body>", "</html>"]
     return "\n".join(parts) + "\n"
 
 
