@@ -142,16 +142,22 @@ def requeue(study: optuna.Study, failed: FrozenTrial) -> bool:
     return True
 
 
+def _existing_studies(url: str, storage=None) -> tuple:
+    """(the storage, the names of its studies); (None, empty) for a SQLite file not made yet: nothing has run.
+    A storage that does not answer is not an empty one: StorageUnreachable goes on up."""
+    try:
+        storage = storage or open_storage(url, create=False)
+        return storage, set(optuna.get_all_study_names(storage))
+    except StorageUnreachable:
+        raise
+    except UserError:
+        return None, set()
+
+
 def recipe_conflicts(sweep: Sweep, plans: list[StudyPlan], url: str) -> list[str]:
     """What `enqueue` would refuse, found without writing anything: each study already in the storage that
     was run with another recipe (a dry run reports them all)."""
-    try:
-        storage = open_storage(url, create=False)
-        existing = set(optuna.get_all_study_names(storage))
-    except StorageUnreachable:
-        raise
-    except UserError:  # no storage yet: nothing to conflict with
-        return []
+    storage, existing = _existing_studies(url)
     problems = []
     for plan in plans:
         if plan.name in existing:
@@ -205,13 +211,7 @@ class StudyStatus:
 def read_status(sweep: Sweep, plans: list[StudyPlan], url: str, storage=None) -> list[StudyStatus]:
     """Each study's grid points by state; a storage or study that does not exist yet: all pending.
     Pass an open `storage` to read it again and again (the launcher's progress bar)."""
-    try:
-        storage = storage or open_storage(url, create=False)
-        existing = set(optuna.get_all_study_names(storage))
-    except StorageUnreachable:
-        raise  # a storage that does not answer is not an empty one
-    except UserError:  # a SQLite file not made yet: nothing has run
-        storage, existing = None, set()
+    storage, existing = _existing_studies(url, storage)
     statuses = []
     grid = [point_key(p) for p in sweep.grid()]
     for plan in plans:

@@ -144,7 +144,7 @@ def run_trial(study: optuna.Study, trial: optuna.Trial, spec: dict, url: str) ->
     except Diverged as e:
         _fail(study, trial, f"diverged: {e}", url, transient=False, fail_step=e.step)
     except UserError as e:
-        _fail(study, trial, str(e), url, transient=isinstance(e, STORAGE_ERRORS))
+        _fail(study, trial, str(e), url, transient=transient(e))
     except (KeyboardInterrupt, SystemExit):
         # No fail_reason: not the trial's fault, so the next `glue-bench sweep` queues it again.
         with contextlib.suppress(Exception):
@@ -152,14 +152,21 @@ def run_trial(study: optuna.Study, trial: optuna.Trial, spec: dict, url: str) ->
             study.tell(trial, state=TrialState.FAIL)
         raise
     except Exception as e:  # out of memory, the network, a bad batch, a library error: record it, go on
-        if not transient(e):
+        passing = transient(e)
+        if not passing:
             traceback.print_exc()
-        if "OutOfMemoryError" in type(e).__name__:
+        out_of_memory = "OutOfMemoryError" in type(e).__name__
+        if out_of_memory:
             import torch
 
             torch.cuda.empty_cache()
-        what = "out of memory" if "OutOfMemoryError" in type(e).__name__ else type(e).__name__
-        _fail(study, trial, f"{what}: {first_line(e, 300)}", url, transient=transient(e))
+        _fail(
+            study,
+            trial,
+            f"{'out of memory' if out_of_memory else type(e).__name__}: {first_line(e, 300)}",
+            url,
+            transient=passing,
+        )
 
 
 def _take(loaded: list, storage, url: str):
