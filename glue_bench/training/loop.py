@@ -106,6 +106,22 @@ def _optimizer(model, recipe: Recipe, device: torch.device) -> torch.optim.Optim
     return torch.optim.AdamW(groups, lr=recipe.lr, betas=(0.9, 0.999), eps=1e-8, **fast)
 
 
+def _clip_gradients(model, max_norm: float, device: torch.device) -> None:
+    """torch.nn.utils.clip_grad_norm_, exactly, minus its multiply-by-one on a CPU.
+
+    clip_grad_norm_ scales every gradient by min(max_norm / (norm + 1e-6), 1) even when that is 1 (most steps
+    of fine-tuning: the norm is rarely above 1), to avoid a device sync. On a CPU the sync is free and the
+    skipped pass (a read and a write of every gradient) is ~3% of a BERT-Tiny step.
+    """
+    parameters = [p for p in model.parameters() if p.grad is not None]
+    if device.type != "cpu":
+        torch.nn.utils.clip_grad_norm_(parameters, max_norm)
+        return
+    norm = torch.nn.utils.get_total_norm([p.grad for p in parameters], 2.0)
+    if (max_norm / (norm + 1e-6)).item() < 1.0:
+        torch.nn.utils.clip_grads_with_norm_(parameters, max_norm, norm)
+
+
 def _forward(model, data: Packed, rows: np.ndarray, device: torch.device, labels: torch.Tensor | None = None):
     """The rows `rows` of `data` through either model (ours takes an unpadded batch): its logits and loss."""
     if isinstance(model, UnpaddedBert):
@@ -189,7 +205,7 @@ def fine_tune(
                 loss = _forward(net, train_data, rows, device, labels[rows].to(device, non_blocking=True)).loss
             loss.backward()
             if recipe.max_grad_norm > 0:  # 0: no clipping, as in the Hugging Face Trainer
-                torch.nn.utils.clip_grad_norm_(net.parameters(), recipe.max_grad_norm)
+                _clip_gradients(net, recipe.max_grad_norm, device)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
