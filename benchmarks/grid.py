@@ -8,6 +8,11 @@ as one runs run_glue.py per configuration: load, tokenize, train, evaluate on de
 Besides the wall time, each arm's CPU time (all its processes) is shown: other jobs' load disturbs it less.
 
     python benchmarks/grid.py --data ../shared/glue_data --threads 1
+    python benchmarks/grid.py --sweep benchmarks/grid-sst2.toml --data ../shared/glue_data \
+        --arms glue-bench,glue-bench:4,glue-bench:8,trainer-dynamic       # on one GPU (benchmarks/gpu_check.sh)
+
+Arms: glue-bench (one worker), glue-bench:N (N workers sharing the machine or its one GPU), trainer-128 and
+trainer-dynamic (one run_glue.py-style process per configuration, one after another).
 """
 
 from __future__ import annotations
@@ -68,6 +73,8 @@ def trainer_per_configuration(sweep, data: str, env: dict, dynamic: bool) -> dic
             str(sweep.epochs),
             "--seed",
             str(point["seed"]),
+            "--max-train-samples",
+            str(sweep.recipe.get("max_train_samples", 0)),
         ]
         out = subprocess.run(
             command + (["--dynamic"] if dynamic else []), env=env, check=True, capture_output=True, text=True
@@ -89,6 +96,7 @@ def main(argv=None) -> int:
     parser.add_argument("--data", required=True)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--arms", default="glue-bench,trainer-128,trainer-dynamic")
+    parser.add_argument("--out", help="also write the table to this CSV file")
     args = parser.parse_args(argv)
     import pandas as pd
 
@@ -103,15 +111,17 @@ def main(argv=None) -> int:
         "TOKENIZERS_PARALLELISM": "false",
     }
     arms = {
-        "glue-bench": lambda: glue_bench_sweep(Path(args.sweep), data, env, []),
-        "glue-bench+fused": lambda: glue_bench_sweep(HERE / "grid-wnli-fused.toml", data, env, []),
-        "trainer-128": lambda: trainer_per_configuration(sweep, data, env, dynamic=False),
-        "trainer-dynamic": lambda: trainer_per_configuration(sweep, data, env, dynamic=True),
+        "glue-bench": lambda workers: glue_bench_sweep(Path(args.sweep), data, env, ["--workers", str(workers)]),
+        "trainer-128": lambda _: trainer_per_configuration(sweep, data, env, dynamic=False),
+        "trainer-dynamic": lambda _: trainer_per_configuration(sweep, data, env, dynamic=True),
     }
     rows = []
     for arm in args.arms.split(","):
+        name, _, workers = arm.partition(":")
+        if name not in arms or not (workers or "1").isdigit():
+            parser.error(f"unknown arm {arm!r}: choose from glue-bench[:WORKERS], trainer-128, trainer-dynamic")
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        result = arms[arm]()
+        result = arms[name](int(workers or 1))
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
         rows.append({"arm": arm, **result, "cpu_seconds": cpu})
@@ -125,6 +135,8 @@ def main(argv=None) -> int:
         f"{sweep.epochs} epochs, {args.threads} thread(s) per process"
     )
     print(table.round(2).to_string())
+    if args.out:
+        table.round(3).to_csv(args.out)
     return 0
 
 

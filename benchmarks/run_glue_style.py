@@ -81,11 +81,15 @@ def main(argv=None) -> int:
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--dynamic", action="store_true", help="DataCollatorWithPadding instead of padding to 128")
+    parser.add_argument("--max-train-samples", type=int, default=0, help="train on the first N rows (0: all)")
     args = parser.parse_args(argv)
     started = time.perf_counter()
     task, source = get_task(args.task), data.resolve_source(args.data)
     model, tokenizer = models.load(models.resolve(args.model), task, args.seed)
-    train = tokenized(task, data.load_split(task, task.train_split, source), tokenizer, 128, args.dynamic)
+    train = data.load_split(task, task.train_split, source)
+    if args.max_train_samples:
+        train = train.select(range(min(args.max_train_samples, len(train))))
+    train = tokenized(task, train, tokenizer, 128, args.dynamic)
     recipe = {"batch_size": args.batch_size, "lr": args.lr, "epochs": args.epochs, "seed": args.seed}
     with tempfile.TemporaryDirectory() as out:
         hf = trainer(model, tokenizer, train, recipe, args.dynamic, out)
