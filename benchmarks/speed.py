@@ -14,7 +14,11 @@ options: +hf the Hugging Face model, +foreach the foreach AdamW, +grouped length
 trainer-128 (run_glue.py's default: rows padded to 128 at tokenization), trainer-dynamic
 (DataCollatorWithPadding). examples/s is train examples over the wall time of the whole training call
 (optimizer set-up included, tokenization and model loading excluded); cpu ms/step is the process's CPU
-time per step, which other processes' load disturbs much less than the wall time.
+time per step, which other processes' load disturbs much less than the wall time. After training, each arm
+evaluates the task's first dev split once with its own evaluation path, batches of 256 (glue-bench sorts rows
+by length, the Trainer pads them in order): eval examples/s (untimed in the train columns). matmul GFLOP/s is the useful work of training (the matrix
+products over the real tokens, forward and backward, the same count for every arm) over each arm's train time,
+and "of peak" divides it by this machine's measured float32 matrix-multiply rate.
 """
 
 from __future__ import annotations
@@ -85,6 +89,29 @@ def _timed(train) -> dict:
     return {"seconds": time.perf_counter() - wall, "cpu_seconds": _cpu_seconds() - cpu, "peak_mib": _peak_memory_mib()}
 
 
+def matmul_flops(lengths, config) -> float:
+    """FLOPs of one forward pass's matrix products over the real tokens of rows of these lengths (no padding):
+    Q, K, V and output projections, the feed-forward block, and attention's two products per row."""
+    hidden, inner, layers = config.hidden_size, config.intermediate_size, config.num_hidden_layers
+    tokens, squares = sum(lengths), sum(n * n for n in lengths)
+    per_layer = tokens * (4 * 2 * hidden * hidden + 2 * 2 * hidden * inner) + 2 * 2 * squares * hidden
+    return layers * per_layer
+
+
+def matmul_peak(threads: int, n: int = 1024, repeats: int = 10) -> float:
+    """This machine's float32 matrix-multiply FLOP/s with `threads` threads: the best of `repeats` n×n products."""
+    import torch
+
+    torch.set_num_threads(threads)
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - started)
+    return 2 * n**3 / best
+
+
 def run_arm(arm: str, args) -> dict:
     """One arm in this process: load and tokenize (untimed), then train (timed)."""
     import torch
@@ -93,7 +120,9 @@ def run_arm(arm: str, args) -> dict:
     from glue_bench.inputs import data, models
     from glue_bench.inputs.tasks import get_task
     from glue_bench.sweeping import trial
-    from glue_bench.training.loop import fine_tune
+    from glue_bench.training import encoder
+    from glue_bench.training.encoder import UnpaddedBert
+    from glue_bench.training.loop import Packed, fine_tune, predict
     from glue_bench.training.recipe import Recipe
 
     loop, options = ARMS[arm]
@@ -106,6 +135,15 @@ def run_arm(arm: str, args) -> dict:
         measured = _timed(
             lambda: fine_tune(prepared.model, prepared.task, prepared.train, {}, {}, recipe, progress=False)
         )
+        # Evaluation as the loop runs it (its encoder, batches sorted by length) on the first dev split.
+        dev = Packed(prepared.dev[prepared.task.splits_with_role("dev")[0].name])
+        model = prepared.model
+        net = UnpaddedBert.from_hf(model) if recipe.encoder == "fast" and encoder.supports(model.config) else model
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        timed = _timed(lambda: predict(net, dev, recipe.eval_batch_size, device, prepared.task.regression, False))
+        measured["eval_seconds"], measured["eval_examples"] = timed["seconds"], len(dev)
+        lengths = [len(ids) for ids in prepared.train.select(range(rows))["input_ids"]]
+        measured["train_flops"] = 3 * matmul_flops(lengths, prepared.model.config)  # forward + backward (2x)
     else:
         sys.path.insert(0, str(Path(__file__).parent))
         import run_glue_style
@@ -123,29 +161,43 @@ def run_arm(arm: str, args) -> dict:
             "seed": args.seed,
             "bf16": options.get("bf16", False),
         }
+        dev_split = task.splits_with_role("dev")[0]
+        dev = run_glue_style.tokenized(
+            task, data.load_split(task, dev_split, data.resolve_source(args.data)), tokenizer, 128, options["dynamic"]
+        )
         with tempfile.TemporaryDirectory() as out:
             hf = run_glue_style.trainer(model, tokenizer, train, recipe, options["dynamic"], out)
+            hf.args.per_device_eval_batch_size = 256  # glue-bench's eval batch size (run_glue.py's default is 8)
             measured = _timed(hf.train)
             assert hf.state.global_step == args.steps, hf.state.global_step
+            measured["eval_seconds"], measured["eval_examples"] = _timed(lambda: hf.predict(dev))["seconds"], len(dev)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     return {"arm": arm, "examples": rows, "steps": args.steps, "threads": args.threads, "device": device, **measured}
 
 
-def summarize(results: list[dict]) -> pd.DataFrame:
+def summarize(results: list[dict], peak_flops: float) -> pd.DataFrame:
     frame = pd.DataFrame(results)
     frame["examples_per_second"] = frame["examples"] / frame["seconds"]
     frame["cpu_ms_per_step"] = 1000 * frame["cpu_seconds"] / frame["steps"]
+    frame["eval_examples_per_second"] = frame["eval_examples"] / frame["eval_seconds"]
+    # The useful work is the same for every arm (the same rows): the matrix products of their real tokens.
+    useful = frame["train_flops"].dropna().iloc[0] if frame["train_flops"].notna().any() else float("nan")
+    frame["matmul_gflops"] = useful / frame["seconds"] / 1e9
     table = frame.groupby("arm", sort=False).agg(
         examples_per_second=("examples_per_second", "median"),
         slowest=("examples_per_second", "min"),
         fastest=("examples_per_second", "max"),
         cpu_ms_per_step=("cpu_ms_per_step", "median"),
+        eval_examples_per_second=("eval_examples_per_second", "median"),
         peak_mib=("peak_mib", "median"),
+        matmul_gflops=("matmul_gflops", "median"),
         runs=("seconds", "size"),
     )
+    table["of peak"] = table["matmul_gflops"] * 1e9 / peak_flops
     for base in (BASELINE, "trainer-dynamic"):
         if base in table.index:
             table[f"× {base}"] = table["examples_per_second"] / table.loc[base, "examples_per_second"]
+            table[f"eval × {base}"] = table["eval_examples_per_second"] / table.loc[base, "eval_examples_per_second"]
     return table.round(2)
 
 
@@ -203,11 +255,14 @@ def main(argv=None) -> int:
     if args.raw:
         pd.DataFrame(results).to_csv(args.raw, index=False)
     first = results[0]
+    peak = matmul_peak(args.threads) if first["device"] == "cpu" else float("nan")
     print(
         f"{args.model} on {args.task}, batch size {args.batch_size}, {args.steps} steps, "
-        f"{first['threads']} thread(s), {first['device']}; median of {args.repeats} interleaved runs"
+        f"{first['threads']} thread(s), {first['device']}; median of {args.repeats} interleaved runs; "
+        f"matmul peak {peak / 1e9:.1f} GFLOP/s (1024x1024 float32 products, {args.threads} thread(s))"
     )
-    print(summarize(results).to_string())
+    with pd.option_context("display.width", 250, "display.max_columns", 30):
+        print(summarize(results, peak).to_string())
     return 0
 
 
