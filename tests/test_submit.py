@@ -156,6 +156,17 @@ def test_a_wrong_count_label_or_index_is_refused(built, tmp_path, name, transfor
     assert message in str(error.value)
 
 
+def test_every_bad_file_is_listed_not_only_the_first(built, tmp_path, capsys):
+    bad, worse = tmp_path / "bad.zip", tmp_path / "worse.zip"
+    _rewrite(built[0], bad, "RTE.tsv", lambda t: t.replace("\tnot_entailment\n", "\tmaybe\n", 1))
+    _rewrite(bad, worse, "WNLI.tsv", lambda t: t.replace("index\tprediction", "id\tlabel"))
+    assert main(["submit", "--check", str(worse)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2  # one line per bad file, in the server's order, nothing else
+    assert "RTE.tsv: line 3: label 'maybe' is not one of" in err[0]
+    assert "WNLI.tsv: the header must be 'index<TAB>prediction'" in err[1]
+
+
 def test_a_missing_file_is_refused(built, tmp_path):
     bad = tmp_path / "bad.zip"
     with zipfile.ZipFile(built[0]) as old, zipfile.ZipFile(bad, "w") as new:

@@ -339,6 +339,20 @@ def test_point_states_rank_the_trials_of_each_grid_point():
     assert studies.point_states(trials) == {a: "complete", b: "waiting", c: "failed", e: "running"}
 
 
+def test_status_aligns_scores_on_the_decimal_point_negative_ones_too(tmp_path):
+    sweep = sweeps.load(write_sweep(tmp_path, GOOD))
+    best = [
+        optuna.trial.create_trial(value=value, params=point, distributions=trials.grid_distributions([16], [lr], [0]))
+        for value, lr in ((0.6251, 1e-4), (-0.0512, 3e-5))
+        for point in [{"batch_size": 16, "lr": lr, "seed": 0}]
+    ]
+    statuses = [studies.StudyStatus(plan, best=trial) for plan, trial in zip(sweep.studies(), best)]
+    lines = studies.format_status(sweep, statuses, "sqlite:///x.db").splitlines()
+    scores = [line.index(".") for line in lines[2:4]]  # the decimal point of each study's best score
+    assert ["62.51" in lines[2], "-5.12" in lines[3], scores[0] == scores[1]] == [True, True, True]
+    assert lines[3].endswith("bs 16, lr 3e-5, seed 0")
+
+
 def test_status_shows_counts_best_and_the_covered_task(tmp_path, glue_data, storage, capsys):
     path = write_sweep(tmp_path, GOOD.replace('["wnli", "rte"]', '["mnli", "ax"]'), data=glue_data, storage_url=storage)
     sweep = sweeps.load(path)
@@ -364,6 +378,7 @@ def test_status_shows_counts_best_and_the_covered_task(tmp_path, glue_data, stor
         "best",
         "dev",
         "score",
+        "at",
     ]
     assert out.splitlines()[2].split() == [
         "random:L-2_H-128",
@@ -376,12 +391,12 @@ def test_status_shows_counts_best_and_the_covered_task(tmp_path, glue_data, stor
         "0",
         "0",
         "62.50",
-        "(batch_size",
+        "bs",
         "16,",
         "lr",
-        "0.0001,",
+        "1e-4,",
         "seed",
-        "0)",
+        "0",
     ]
     assert "1 of 8 trials complete, 1 failed, 0 running, 6 waiting, 0 not queued" in out
     assert "ax: covered by the mnli trials (1 complete); never trained" in out

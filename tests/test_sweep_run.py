@@ -7,12 +7,13 @@ import threading
 import time
 
 import optuna
+import pandas as pd
 import pytest
 import torch
 from optuna.trial import TrialState
 
 from glue_bench.cli import main
-from glue_bench.sweeping import launcher, studies, worker
+from glue_bench.sweeping import launcher, runs, studies, worker
 from glue_bench.sweeping import sweep_file as sweeps
 from glue_bench.sweeping import trial as trials
 from glue_bench.sweeping.storage import open_storage
@@ -81,6 +82,13 @@ def test_a_sweep_runs_each_point_once_with_its_recipe_and_a_rerun_runs_nothing(t
     out_csv = tmp_path / "runs.csv"
     assert main(["export", "--sweep", str(path), "--out", str(out_csv)]) == 0
     assert capsys.readouterr().out.startswith(f"wrote {out_csv}: 2 trials, 1 studies")
+    # The file shows metrics in points, as every report does, and reads back as the storage's fractions.
+    exported, stored = pd.read_csv(out_csv), runs.runs_table(storage)
+    assert set(exported["metric_unit"]) == {"points"}
+    for column in ("score", "dev/validation/accuracy"):
+        assert exported[column].tolist() == pytest.approx((100 * stored[column]).tolist(), abs=1e-9)
+        assert runs.read_runs(str(out_csv))[column].tolist() == pytest.approx(stored[column].tolist(), abs=1e-12)
+    assert "metric_unit" not in runs.read_runs(str(out_csv)).columns
 
 
 def test_failing_trials_are_recorded_with_their_reason_and_the_sweep_goes_on(

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 MISSING = "—"
 DEGENERATE = "†"
 INCOMPLETE = "‡"
@@ -17,11 +15,6 @@ def points(value: float) -> str:
 def signed(value: float) -> str:
     """A difference in points; a rounded zero is +0.0, never -0.0."""
     return f"{value:+.1f}" if abs(value) >= 0.05 else "+0.0"
-
-
-def lr_text(value: float) -> str:
-    """A learning rate in the shortest scientific form: 1e-4, 3e-5."""
-    return np.format_float_scientific(value, trim="-", exp_digits=1)
 
 
 def collapse_mark(config) -> str:

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 import pandas as pd
 
 from glue_bench.errors import UserError
-from glue_bench.reporting.cells import lr_text
 from glue_bench.sweeping.runs import RECIPE_COLUMNS, latest
+from glue_bench.training.recipe import lr_text
 
 K = 3.0  # × the baseline's seed standard deviation (sample std over seeds)
 FLOOR = 2.0  # points: the smallest allowed drop under `auto`

@@ -14,10 +14,11 @@ import pandas as pd
 from glue_bench.errors import UserError
 from glue_bench.inputs import data, models
 from glue_bench.inputs.tasks import Task, get_task
-from glue_bench.reporting import cells, selection
+from glue_bench.reporting import selection
 from glue_bench.reporting.render import Report
 from glue_bench.sweeping.trial import download_predictions
 from glue_bench.training import metrics
+from glue_bench.training.recipe import lr_text
 
 
 def mcc(frame: pd.DataFrame) -> float:
@@ -99,7 +100,7 @@ def ax_report(
     recorded = row.get(f"extra/{ax.name}/{split.name}/mcc")
     intro = (
         f"{model}'s {ax.predicted_by} model (trial {winner['best_trial']} of sweep {winner['sweep']}, batch size "
-        f"{winner['batch_size']}, lr {cells.lr_text(winner['lr'])}) on the {len(frame)} labelled {ax.name.upper()} examples "
+        f"{winner['batch_size']}, lr {lr_text(winner['lr'])}) on the {len(frame)} labelled {ax.name.upper()} examples "
         f"({split.file}): the Matthews correlation (R3 over the 3 classes), in points, overall and by category."
     )
     notes = [

@@ -7,9 +7,10 @@ import pandas as pd
 from glue_bench.errors import UserError
 from glue_bench.inputs.models import by_size, normalise_model
 from glue_bench.inputs.tasks import get_task
-from glue_bench.reporting.cells import DEGENERATE, INCOMPLETE, MISSING, collapse_mark, lr_text, points, seed_gaps
+from glue_bench.reporting.cells import DEGENERATE, INCOMPLETE, MISSING, collapse_mark, points, seed_gaps
 from glue_bench.reporting.render import Report
 from glue_bench.reporting.selection import CONFIG, configurations
+from glue_bench.training.recipe import lr_text
 
 
 def grid(table: pd.DataFrame, spec: str) -> Report:

@@ -21,7 +21,6 @@ from glue_bench.reporting.cells import (
     INCOMPLETE,
     MISSING,
     collapse_mark,
-    lr_text,
     points,
     seed_gaps,
     signed,
@@ -29,6 +28,7 @@ from glue_bench.reporting.cells import (
 from glue_bench.reporting.render import Report
 from glue_bench.reporting.selection import best, passed_over
 from glue_bench.training import metrics
+from glue_bench.training.recipe import lr_text
 
 PAPER_FILE = "paper-miniatures.csv"
 PAPER_SOURCE = "Turc et al. (2019), BERT miniatures model card"

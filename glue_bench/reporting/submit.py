@@ -20,8 +20,9 @@ import pandas as pd
 from glue_bench.errors import UserError
 from glue_bench.inputs import models
 from glue_bench.inputs.tasks import Split, Task, registry
-from glue_bench.reporting import baselines, cells, selection
+from glue_bench.reporting import baselines, selection
 from glue_bench.sweeping.trial import download_predictions
+from glue_bench.training.recipe import lr_text
 
 HEADER = ["index", "prediction"]
 
@@ -148,7 +149,7 @@ def build(
         mean = f"; mean over its {winner['seeds']} seeds {100 * winner['score']:.1f}" if winner["seeds"] > 1 else ""
         sources.append(
             f"{file.name}: {file.predictor.name} trial {winner['best_trial']} of sweep {winner['sweep']} "
-            f"(batch size {winner['batch_size']}, lr {cells.lr_text(winner['lr'])}, seed {submitted['seed']:g}: "
+            f"(batch size {winner['batch_size']}, lr {lr_text(winner['lr'])}, seed {submitted['seed']:g}: "
             f"dev score {100 * submitted['score']:.1f}{mean})"
         )
     warnings = []
@@ -203,8 +204,16 @@ def check_zip(path: str) -> list[str]:
                 + ("; " if lacking and extra else "")
                 + (f"unexpected {', '.join(extra)}" if extra else "")
             )
-        lines = []
-        for file in expected:
-            check_text(file, archive.read(file.name).decode("utf-8"))
-            lines.append(f"{file.name}: {file.split.rows} rows, labels ok")
+        lines, problems = [], []
+        for file in expected:  # every file checked, every problem told: one fix-and-retry, not eleven
+            try:
+                check_text(file, archive.read(file.name).decode("utf-8"))
+            except UnicodeDecodeError as e:
+                problems.append(f"{file.name}: not UTF-8 text ({e.reason} at byte {e.start})")
+            except UserError as e:
+                problems.append(str(e))
+            else:
+                lines.append(f"{file.name}: {file.split.rows} rows, labels ok")
+    if problems:
+        raise UserError("\n".join(problems))
     return lines

@@ -134,9 +134,20 @@ def _ordered(table: pd.DataFrame) -> pd.DataFrame:
     return table[ID_COLUMNS + metric_columns + rest].sort_values(["sweep", "model", "task", "trial"], ignore_index=True)
 
 
+def _metric_columns(table: pd.DataFrame) -> list[str]:
+    """The columns holding metric values: the task score, every dev metric, other tasks' metrics (AX)."""
+    return [c for c in table.columns if c == "score" or c.startswith(("dev/", "extra/"))]
+
+
 def export(table: pd.DataFrame, path: str) -> None:
-    """Write the runs table; `counted` marks the trial that stands for its grid point (see `latest`)."""
+    """Write the runs table; `counted` marks the trial that stands for its grid point (see `latest`).
+
+    Metrics are written in points (x 100), as every report shows them; `metric_unit` says so, and read_runs
+    turns them back (a file exported before, without that column, holds fractions)."""
     table = table.assign(counted=table.index.isin(latest(table).index))
+    metrics = _metric_columns(table)
+    table[metrics] = table[metrics].astype(float) * 100
+    table["metric_unit"] = "points"
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix == ".csv":
@@ -159,6 +170,12 @@ def read_runs(path: str, option: str = "--runs") -> pd.DataFrame:
     missing = [c for c in ID_COLUMNS if c not in table.columns]
     if missing:
         raise UserError(f"{option} {path}: not a glue-bench runs table (missing columns {', '.join(missing)})")
+    if "metric_unit" in table.columns:
+        units = set(table.pop("metric_unit").dropna())
+        if not units <= {"points"}:
+            raise UserError(f"{option} {path}: unknown metric_unit {sorted(units)}; glue-bench exports 'points'")
+        metrics = _metric_columns(table)
+        table[metrics] = table[metrics].astype(float) / 100
     return _with_recipe_columns(table)
 
 

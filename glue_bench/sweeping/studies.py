@@ -26,6 +26,7 @@ from glue_bench.sweeping.storage import MAX_RETRIES, StorageUnreachable, masked,
 from glue_bench.sweeping.sweep_file import StudyPlan, Sweep
 from glue_bench.sweeping.trial import GRID_PARAMS
 from glue_bench.training.recipe import defaults as recipe_defaults
+from glue_bench.training.recipe import lr_text
 
 POINT_STATES = ("complete", "failed", "running", "waiting", "pending")
 _RANK = {"complete": 4, "running": 3, "waiting": 2, "failed": 1}
@@ -235,11 +236,15 @@ def read_status(sweep: Sweep, plans: list[StudyPlan], url: str, storage=None) ->
     return statuses
 
 
-def _best(trial: FrozenTrial | None) -> str:
+def _best(trial: FrozenTrial | None) -> tuple[str, str]:
+    """The best trial's dev score (points) and its grid point, as two columns: scores then align on the point."""
     if trial is None:
-        return "-"
-    params = ", ".join(f"{k} {v:g}" for k, v in zip(GRID_PARAMS, grid_point(trial)) if v is not None)
-    return f"{100 * trial.value:.2f} ({params})"
+        return "-", ""
+    point = dict(zip(GRID_PARAMS, grid_point(trial)))
+    at = [f"bs {point['batch_size']:g}", f"lr {lr_text(point['lr'])}"]
+    if point.get("seed") is not None:
+        at.append(f"seed {point['seed']:g}")
+    return f"{100 * trial.value:.2f}", ", ".join(at)
 
 
 def format_status(sweep: Sweep, statuses: list[StudyStatus], url: str) -> str:
@@ -258,7 +263,8 @@ def format_status(sweep: Sweep, statuses: list[StudyStatus], url: str) -> str:
             "not queued": s.points["pending"],
             "retried": s.retried,
             "interrupted": s.interrupted,
-            "best dev score": _best(s.best),
+            "best dev score": _best(s.best)[0],
+            "at": _best(s.best)[1],
         }
         for s in statuses
     ]

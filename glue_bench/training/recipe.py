@@ -71,3 +71,9 @@ def shared_fields() -> tuple[str, ...]:
 def defaults() -> dict:
     """Each shared field's default in this version of the code."""
     return {f.name: f.default for f in fields(Recipe) if f.name not in GRID_FIELDS}
+
+
+def lr_text(value: float) -> str:
+    """A learning rate in the shortest scientific form, as every view prints it: 1e-4, 3e-5, 2.5e-5."""
+    mantissa, exponent = f"{value:.15e}".split("e")
+    return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
