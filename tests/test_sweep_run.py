@@ -240,3 +240,24 @@ def test_a_planner_never_enqueues_a_point_whose_stale_trial_is_being_retried(tmp
     waiting = [t for t in study.get_trials() if t.state == TrialState.WAITING and studies.grid_point(t) == point]
     assert added == [0]
     assert len(waiting) == 1 and waiting[0].system_attrs["failed_trial"] == dead.number
+
+
+def test_a_sweep_in_a_log_writes_a_line_per_finished_trial_and_no_bar(tmp_path, glue_data, storage):
+    """stderr not a terminal (a SLURM or CI log): no tqdm carriage returns, a line whenever trials finish."""
+    import os
+    import subprocess
+    import sys
+
+    path = tiny_sweep(tmp_path, glue_data, storage)
+    out = subprocess.run(
+        [sys.executable, "-m", "glue_bench.cli", "sweep", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", "GLUE_BENCH_CACHE": str(tmp_path)},
+    )
+    assert out.returncode == 0, out.stderr
+    assert "\r" not in out.stderr and "trial/s" not in out.stderr
+    lines = [line for line in out.stderr.splitlines() if line.startswith("sweep tiny: ")]
+    assert lines and lines[-1].startswith("sweep tiny: 2 of 2 trials finished (")
+    assert all(" of 2 trials finished (" in line for line in lines)

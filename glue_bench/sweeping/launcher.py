@@ -94,19 +94,28 @@ def launch(sweep, studies, url: str, source_location: str, workers: int, progres
         storage = ride_out(lambda: open_storage(url), "opening the storage")
         done = _finished(sweep, studies, url, storage)
         poll = max(POLL_SECONDS, len(studies) / 20)  # a big sweep: read the storage less often
+        # A bar on a terminal; in a log (SLURM, CI) a line whenever trials finish, not a bar's carriage returns.
+        terminal = progress and sys.stderr.isatty()
         bar = tqdm(
             total=total,
             initial=done,
             desc=f"sweep {sweep.name}",
             unit="trial",
-            disable=not progress,
+            disable=not terminal,
             dynamic_ncols=True,
         )
-        reported = set()
+        reported, started = set(), time.monotonic()
         while any(p.poll() is None for p in procs):
             time.sleep(poll)
             now = _finished(sweep, studies, url, storage)
             bar.update(now - done)
+            if progress and not terminal and now != done:
+                elapsed = round(time.monotonic() - started)
+                print(
+                    f"sweep {sweep.name}: {now} of {total} trials finished ({elapsed // 60}m{elapsed % 60:02d}s)",
+                    file=sys.stderr,
+                    flush=True,
+                )
             done = now
             for i, p in enumerate(procs):
                 if p.returncode is not None and p.returncode < 0 and i not in reported:

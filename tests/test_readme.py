@@ -1,0 +1,61 @@
+"""The README's quick start, run as written (slow stage): its commands chain, from the sweep to the zip."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import zipfile
+
+import pytest
+from conftest import ROOT, SHARED
+
+MARKER = "<!-- tests/test_readme.py runs the next block as written"
+
+
+def quick_start_block() -> str:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert MARKER in text, "the README lost its quick-start marker"
+    block = re.search(r"```bash\n(.*?)```", text[text.index(MARKER) :], flags=re.S)
+    assert block, "no bash block after the quick-start marker"
+    return block.group(1)
+
+
+def test_the_quick_start_names_one_storage_and_one_model():
+    block = quick_start_block()
+    commands = [line for line in block.splitlines() if line.strip()]
+    assert all(line.startswith("glue-bench ") for line in commands)
+    assert set(re.findall(r"--model (\S+)", block)) == {"random:L-2_H-128"}
+    assert "--storage" not in block  # one storage: the sweep file's, reached through --sweep everywhere
+    assert all("sweeps/cpu-smoke.toml" in line for line in commands if "--check" not in line)
+
+
+@pytest.mark.slow
+def test_the_readme_quick_start_runs_as_written(tmp_path):
+    if not (SHARED / "glue_data").is_dir():
+        pytest.skip(f"{SHARED / 'glue_data'} not found: the quick start reads the real GLUE files")
+    repo = tmp_path / "repo"  # a fresh checkout's view: the sweep files, no results yet, ../shared beside it
+    shutil.copytree(ROOT / "sweeps", repo / "sweeps")
+    (tmp_path / "shared").symlink_to(SHARED)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "GLUE_BENCH_CACHE": str(tmp_path / "cache")}
+    out = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", quick_start_block()],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "20 of 20 trials complete, 0 failed" in out.stdout
+    assert (
+        "| random:L-2_H-128 | ours (dev) |" in out.stdout and "| BERT-Tiny (L-2_H-128) | paper (test) |" in out.stdout
+    )
+    assert "## random:L-2_H-128 on rte: the grid" in out.stdout
+    assert "wrote submission.zip: 11 files" in out.stdout
+    assert "submission.zip: every file has the right rows, indices and labels for the GLUE server" in out.stdout
+    with zipfile.ZipFile(repo / "submission.zip") as archive:
+        assert len(archive.namelist()) == 11
+        rte = archive.read("RTE.tsv").decode().splitlines()
+    assert rte[0] == "index\tprediction" and len(rte) == 3001  # the model's own RTE predictions, every test row
