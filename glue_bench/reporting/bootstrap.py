@@ -28,7 +28,7 @@ RESAMPLES = 1000
 SEED = 0
 LEVEL = 0.95
 BLOCK = 100  # replicates whose row counts are held at once: QQP's 40,430 rows × 100 × 8 bytes = 32 MB
-NO_DEV_PREDICTIONS = "no dev predictions recorded (trials run before glue-bench kept them): no interval"
+NO_DEV_PREDICTIONS = "no dev predictions recorded: its trials ran before glue-bench kept them"
 
 
 @dataclass
@@ -48,6 +48,7 @@ class Replicates:
 
     task: np.ndarray  # (B,)
     splits: dict[str, np.ndarray]  # split → (B,)
+    rows: int = 0  # replicates of one task with the same `rows` resampled the same dev rows (paired)
 
 
 def interval(values: np.ndarray, level: float = LEVEL) -> tuple[float, float]:
@@ -200,12 +201,66 @@ def load_sample(task: Task, trials: pd.DataFrame, storage_url: str | None) -> Sa
             try:
                 values = download_predictions(ids[f"{task.name}/{split}"], storage_url)
             except Exception as e:  # a moved or deleted artifacts folder
-                return f"cannot read the dev predictions of trial {row['trial']} ({type(e).__name__}): no interval"
+                return f"cannot read the dev predictions of trial {row['trial']} ({type(e).__name__})"
             order = np.argsort(values["idx"], kind="stable")
             row_idx, row_labels = np.asarray(values["idx"])[order], np.asarray(values["label"])[order]
             if split not in idx:
                 idx[split], labels[split] = row_idx, row_labels
             elif not (np.array_equal(idx[split], row_idx) and np.array_equal(labels[split], row_labels)):
-                return f"its seeds were scored on different {split} rows: no interval"
+                return f"its seeds were scored on different {split} rows"
             predictions[split].append(np.asarray(values["prediction"])[order])
     return Sample(task, idx, labels, {s: np.stack(p) for s, p in predictions.items()})
+
+
+def selected_replicates(
+    table: pd.DataFrame,
+    storage_url: str | None,
+    models: list[str] | None = None,
+    tasks: list[str] | None = None,
+    resamples: int = RESAMPLES,
+    seed: int = SEED,
+) -> dict[tuple[str, str], Replicates | str]:
+    """(model, task) → the replicates of its selected configuration (selection.best), or a one-line reason
+    why it has none. One generator for the whole call, tasks in the GLUE order then by name, models in the
+    order given (else as best() lists them): every model of a task gets the same dev rows per replicate."""
+    from glue_bench.inputs.tasks import get_task
+    from glue_bench.reporting.selection import best, selected_trials
+
+    winners = best(table)
+    if models is not None:
+        winners = winners[winners["model"].isin(models)]
+    if tasks is not None:
+        winners = winners[winners["task"].isin(tasks)]
+    rng = np.random.default_rng(seed)
+    order = {t: i for i, t in enumerate(GLUE_TASKS)}
+    rank = {m: i for i, m in enumerate(models or [])}
+    out: dict[tuple[str, str], Replicates | str] = {}
+    for name in sorted(winners["task"].unique(), key=lambda t: (order.get(t, len(order)), t)):
+        task = get_task(name)
+        mine = winners[winners["task"] == name]
+        mine = mine.iloc[sorted(range(len(mine)), key=lambda i: rank.get(mine.iloc[i]["model"], len(rank)))]
+        loaded = []
+        for _, winner in mine.iterrows():
+            sample = load_sample(task, selected_trials(table, winner), storage_url)
+            if isinstance(sample, str):
+                out[(winner["model"], name)] = sample
+            else:
+                loaded.append((winner["model"], sample))
+        # the same rows for all: group by the dev rows scored (a user's own task may differ between models)
+        groups: list[list[tuple[str, Sample]]] = []
+        for model, sample in loaded:
+            for group in groups:
+                first = group[0][1]
+                if all(
+                    np.array_equal(first.idx[s], sample.idx[s]) and np.array_equal(first.labels[s], sample.labels[s])
+                    for s in first.idx
+                ):
+                    group.append((model, sample))
+                    break
+            else:
+                groups.append([(model, sample)])
+        for number, group in enumerate(groups):
+            for (model, _), replicates in zip(group, resample([s for _, s in group], resamples, rng)):
+                replicates.rows = number
+                out[(model, name)] = replicates
+    return out
