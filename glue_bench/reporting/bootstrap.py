@@ -225,8 +225,9 @@ def selected_replicates(
     order given (else as best() lists them): every model of a task gets the same dev rows per replicate."""
     from glue_bench.inputs.tasks import get_task
     from glue_bench.reporting.selection import best, selected_trials
+    from glue_bench.sweeping.runs import latest
 
-    winners = best(table)
+    winners, counted = best(table), latest(table)
     if models is not None:
         winners = winners[winners["model"].isin(models)]
     if tasks is not None:
@@ -241,7 +242,7 @@ def selected_replicates(
         mine = mine.iloc[sorted(range(len(mine)), key=lambda i: rank.get(mine.iloc[i]["model"], len(rank)))]
         loaded = []
         for _, winner in mine.iterrows():
-            sample = load_sample(task, selected_trials(table, winner), storage_url)
+            sample = load_sample(task, selected_trials(table, winner, counted), storage_url)
             if isinstance(sample, str):
                 out[(winner["model"], name)] = sample
             else:

@@ -161,10 +161,10 @@ def prediction_ids(row: pd.Series, column: str = "predictions") -> dict[str, str
     return json.loads(value) if isinstance(value, str) and value else {}
 
 
-def selected_trials(table: pd.DataFrame, winner: pd.Series) -> pd.DataFrame:
+def selected_trials(table: pd.DataFrame, winner: pd.Series, counted: pd.DataFrame | None = None) -> pd.DataFrame:
     """The completed trials (one per seed, runs.latest) of a configuration that `configurations` or `best`
-    returned: the seeds its mean rests on, ordered by seed."""
-    counted = latest(table)
+    returned: the seeds its mean rests on, ordered by seed. `counted`: latest(table), when already at hand."""
+    counted = latest(table) if counted is None else counted
     keys = ["model", "task"] + [c for c in CONFIG if c in counted.columns]
     done = counted[counted["state"] == "COMPLETE"]
     target = _key(tuple(winner[k] for k in keys))
