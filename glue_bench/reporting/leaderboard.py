@@ -234,9 +234,13 @@ def _interval_notes(intervals: dict) -> list[str]:
         "split score (the mean of the metrics shown: MRPC (F1+acc)/2); Score: of the GLUE score, the same "
         "replicate of every task averaged."
     ]
-    missing = sorted((m, t, why) for (m, t), why in intervals.items() if isinstance(why, str))
-    if missing:
-        notes.append("No interval: " + "; ".join(f"{m} {t} ({why})" for m, t, why in missing) + ".")
+    reasons: dict[str, list[str]] = {}
+    for (model, task), why in sorted(intervals.items(), key=lambda item: item[0]):
+        if isinstance(why, str):
+            reasons.setdefault(why, []).append(f"{model} {task}")
+    if len(reasons) == 1 and not resamples:  # nothing has one, for one reason (a table of older trials)
+        return notes + [f"No interval anywhere ({next(iter(reasons))})."]
+    notes += [f"No interval ({why}): {', '.join(cells)}." for why, cells in reasons.items()]
     return notes
 
 
