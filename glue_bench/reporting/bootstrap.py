@@ -142,9 +142,11 @@ def _confusion(predictions: np.ndarray, labels: np.ndarray, counts: np.ndarray, 
     row's one-hot (seed, predicted, true) cell."""
     seeds, n = predictions.shape
     cells = (np.arange(seeds)[:, None] * classes + predictions) * classes + labels[None, :]
-    onehot = np.zeros((n, seeds * classes * classes))
+    # float32 is exact here: every count and sum is a whole number below 2**24
+    onehot = np.zeros((n, seeds * classes * classes), dtype=np.float32)
     onehot[np.broadcast_to(np.arange(n), (seeds, n)).ravel(), cells.ravel()] = 1.0
-    return (counts @ onehot).reshape(len(counts), seeds, classes, classes).transpose(1, 0, 2, 3)
+    confusion = (counts.astype(np.float32) @ onehot).astype(np.float64)
+    return confusion.reshape(len(counts), seeds, classes, classes).transpose(1, 0, 2, 3)
 
 
 def _ranks(values: np.ndarray, counts: np.ndarray) -> np.ndarray:
@@ -223,6 +225,7 @@ def selected_replicates(
     """(model, task) → the replicates of its selected configuration (selection.best), or a one-line reason
     why it has none. One generator for the whole call, tasks in the GLUE order then by name, models in the
     order given (else as best() lists them): every model of a task gets the same dev rows per replicate."""
+    from glue_bench.errors import UserError
     from glue_bench.inputs.tasks import get_task
     from glue_bench.reporting.selection import best, selected_trials
     from glue_bench.sweeping.runs import latest
@@ -237,8 +240,12 @@ def selected_replicates(
     rank = {m: i for i, m in enumerate(models or [])}
     out: dict[tuple[str, str], Replicates | str] = {}
     for name in sorted(winners["task"].unique(), key=lambda t: (order.get(t, len(order)), t)):
-        task = get_task(name)
         mine = winners[winners["task"] == name]
+        try:
+            task = get_task(name)
+        except UserError:  # a user's own task file that is not on this machine
+            out.update({(m, name): "its task file is not on this machine" for m in mine["model"]})
+            continue
         mine = mine.iloc[sorted(range(len(mine)), key=lambda i: rank.get(mine.iloc[i]["model"], len(rank)))]
         loaded = []
         for _, winner in mine.iterrows():
