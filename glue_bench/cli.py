@@ -185,12 +185,29 @@ def cmd_report(args) -> int:
     else:
         from glue_bench.reporting.leaderboard import leaderboard
 
-        result = leaderboard(table, compare_paper=args.compare == "paper")
+        intervals = None
+        if args.ci:
+            from glue_bench.reporting.bootstrap import selected_replicates
+
+            intervals = selected_replicates(table, url, resamples=args.resamples)
+        result = leaderboard(table, compare_paper=args.compare == "paper", intervals=intervals)
     render.write(render.render(result, render.choose_format(args.format, args.out)), args.out)
     if args.plot:
         from glue_bench.reporting import plots
 
         print(plots.plot(table, args.plot, task=args.plot_task, compare_paper=args.compare == "paper"), file=sys.stderr)
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from glue_bench.reporting import render
+    from glue_bench.reporting.compare import compare
+    from glue_bench.reporting.selection import load_runs
+
+    url, sweep = _results(args)
+    tasks = [t for t in args.tasks.split(",") if t] if args.tasks else None
+    result = compare(load_runs(url, None, sweep), url, args.a, args.b, tasks, args.resamples)
+    render.write(render.render(result, render.choose_format(args.format, args.out)), args.out)
     return 0
 
 
@@ -402,7 +419,37 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument(
         "--plot-task", metavar="TASK", help="colour the plot by this task's score (default: the GLUE score)"
     )
+    rep.add_argument(
+        "--ci",
+        action="store_true",
+        help="a 95%% bootstrap interval beside every score (resampling seeds and dev rows; needs the trials' "
+        "dev predictions)",
+    )
+    rep.add_argument("--resamples", type=_positive_int, default=1000, help="bootstrap resamples for --ci")
     rep.set_defaults(func=cmd_report)
+
+    cmp = sub.add_parser(
+        "compare",
+        help="model B against model A per task: B − A with a paired 95%% bootstrap interval and a verdict",
+        description="Each model at its selected configuration per task; the interval resamples the same dev "
+        "rows for both models and each model's seeds on their own. Verdict: B better / A better when the "
+        "interval lies above / below 0, else no difference shown. Exit 0; 2 for a missing model or task.",
+    )
+    cmp.add_argument("a", metavar="A", help="a model as the trials recorded it (bert-tiny, random:L-2_H-128, …)")
+    cmp.add_argument("b", metavar="B", help="the model compared with A")
+    cmp.add_argument("--tasks", metavar="T1,T2", help="only these tasks (default: every task both have)")
+    cmp.add_argument(
+        "--sweep",
+        metavar="NAME|FILE",
+        help="a sweep's name, or its file (sweeps/x.toml: that sweep, in the storage it writes to)",
+    )
+    cmp.add_argument(
+        "--storage", help="Optuna storage URL (env GLUE_BENCH_STORAGE; default sqlite:///results/glue-bench.db)"
+    )
+    cmp.add_argument("--resamples", type=_positive_int, default=1000, help="bootstrap resamples")
+    cmp.add_argument("--format", choices=["markdown", "csv", "latex", "html"], help="default: markdown")
+    cmp.add_argument("--out", help="write to this file instead of stdout")
+    cmp.set_defaults(func=cmd_compare)
 
     sbm = sub.add_parser(
         "submit",

@@ -131,7 +131,8 @@ def _ours_cell(winner: pd.Series | None, column: Column) -> str:
     return text
 
 
-def leaderboard(table: pd.DataFrame, compare_paper: bool = False) -> Report:
+def leaderboard(table: pd.DataFrame, compare_paper: bool = False, intervals: dict | None = None) -> Report:
+    """intervals: bootstrap.selected_replicates of this table (report --ci): each cell gets its 95% interval."""
     winners = best(table)
     if winners.empty:
         raise UserError(
@@ -141,6 +142,7 @@ def leaderboard(table: pd.DataFrame, compare_paper: bool = False) -> Report:
     scores = task_scores(winners)
     cols = columns()
     rows, flagged, unfinished, seeds, partial = [], [], [], set(), False
+    placed: dict[tuple[int, str], tuple[str, str]] = {}
     for ref in scores.index:
         mine = {row["task"]: row for _, row in winners[winners["model"] == ref].iterrows()}
         score, complete = metrics.glue_score(scores.loc[ref].dropna().to_dict())
@@ -154,6 +156,8 @@ def leaderboard(table: pd.DataFrame, compare_paper: bool = False) -> Report:
                 flagged.append(f"{ref} {task} ({winner['degenerate']})")
             if not winner["complete"]:
                 unfinished.append(f"{ref} {task} ({seed_gaps(winner)})")
+        if intervals is not None:
+            placed.update({(len(rows), k): v for k, v in _intervals(ref, scores.loc[ref], cols, intervals).items()})
         if not compare_paper:
             rows.append(ours)
             continue
@@ -201,7 +205,43 @@ def leaderboard(table: pd.DataFrame, compare_paper: bool = False) -> Report:
             for _, r in skipped.iterrows()
         )
         notes.append(f"Not selected though higher, because a seed failed or is missing: {shown}.")
-    return Report("GLUE leaderboard", frame, intro, notes, text_columns=2 if compare_paper else 1)
+    if intervals is not None:
+        notes += _interval_notes(intervals)
+    return Report("GLUE leaderboard", frame, intro, notes, text_columns=2 if compare_paper else 1, intervals=placed)
+
+
+def _intervals(ref: str, scores: pd.Series, cols: list[Column], intervals: dict) -> dict[str, tuple[str, str]]:
+    """A model's row: column label → its interval in points (each dev split's score; Score: the GLUE score)."""
+    from glue_bench.reporting.bootstrap import glue_replicates, interval
+
+    out = {}
+    for c in cols:
+        found = intervals.get((ref, c.source))
+        if c.task == c.source and not isinstance(found, (str, type(None))):
+            out[c.label] = tuple(points(v) for v in interval(found.splits[c.split]))
+    run = [t for t in metrics.GLUE_TASKS if pd.notna(scores.get(t))]
+    found = {t: intervals.get((ref, t)) for t in run}
+    if run and not any(isinstance(v, (str, type(None))) for v in found.values()):
+        out["Score"] = tuple(points(v) for v in interval(glue_replicates(found)))
+    return out
+
+
+def _interval_notes(intervals: dict) -> list[str]:
+    resamples = next((len(v.task) for v in intervals.values() if not isinstance(v, str)), 0)
+    notes = [
+        f"[lo, hi]: a 95% percentile bootstrap interval at the selected configuration ({resamples} resamples "
+        "of its seeds, then of the dev rows, the metric recomputed each time; numpy seed 0): of the column's "
+        "split score (the mean of the metrics shown: MRPC (F1+acc)/2); Score: of the GLUE score, the same "
+        "replicate of every task averaged."
+    ]
+    reasons: dict[str, list[str]] = {}
+    for (model, task), why in sorted(intervals.items(), key=lambda item: item[0]):
+        if isinstance(why, str):
+            reasons.setdefault(why, []).append(f"{model} {task}")
+    if len(reasons) == 1 and not resamples:  # nothing has one, for one reason (a table of older trials)
+        return notes + [f"No interval anywhere ({next(iter(reasons))})."]
+    notes += [f"No interval ({why}): {', '.join(cells)}." for why, cells in reasons.items()]
+    return notes
 
 
 def _score_cell(score: float, complete: bool, run: int) -> str:

@@ -26,6 +26,19 @@ class Report:
     intro: str = ""
     notes: list[str] = field(default_factory=list)
     text_columns: int = 1  # the leading columns that hold names (left-aligned); the rest hold numbers
+    # (row position, column) → (low, high), already formatted: an interval beside that cell's value
+    intervals: dict[tuple[int, str], tuple[str, str]] = field(default_factory=dict)
+
+
+def shown(report: Report) -> pd.DataFrame:
+    """The table as Markdown, LaTeX and HTML show it: each interval in brackets after its cell's value,
+    "84.2 [83.1, 85.0]". CSV keeps them as numbers in their own columns (csv())."""
+    if not report.intervals:
+        return report.table
+    table = report.table.copy()
+    for (row, column), (low, high) in report.intervals.items():
+        table.iloc[row, table.columns.get_loc(column)] += f" [{low}, {high}]"
+    return table
 
 
 def choose_format(fmt: str | None, out: str | None) -> str:
@@ -51,14 +64,21 @@ def markdown(report: Report) -> str:
     lines = [f"## {report.title}", ""]
     if report.intro:
         lines += [report.intro, ""]
-    lines += [row(report.table.columns), row(rule)] + [row(r) for r in report.table.itertuples(index=False)]
+    lines += [row(report.table.columns), row(rule)] + [row(r) for r in shown(report).itertuples(index=False)]
     if report.notes:
         lines += [""] + [f"{note}  " if i < len(report.notes) - 1 else note for i, note in enumerate(report.notes)]
     return "\n".join(lines) + "\n"
 
 
 def csv(report: Report) -> str:
-    return report.table.to_csv(index=False, lineterminator="\n")
+    """The table; a column with intervals is followed by "<column> lo" and "<column> hi"."""
+    table = report.table.copy()
+    for column in [c for c in report.table.columns if any(k[1] == c for k in report.intervals)]:
+        at = table.columns.get_loc(column) + 1
+        for i, name in enumerate(("lo", "hi")):
+            values = [report.intervals.get((row, column), ("", ""))[i] for row in range(len(table))]
+            table.insert(at + i, f"{column} {name}", values)
+    return table.to_csv(index=False, lineterminator="\n")
 
 
 _LATEX_ESCAPES = {
@@ -103,7 +123,7 @@ def latex(report: Report) -> str:
         " & ".join(latex_text(c) for c in report.table.columns) + r" \\",
         r"\midrule",
     ]
-    lines += [" & ".join(latex_text(c) for c in row) + r" \\" for row in report.table.itertuples(index=False)]
+    lines += [" & ".join(latex_text(c) for c in row) + r" \\" for row in shown(report).itertuples(index=False)]
     lines += [r"\bottomrule", r"\end{tabular}"]
     if report.intro or report.notes:
         prose = " ".join(latex_text(p) for p in [report.intro, *report.notes] if p)
@@ -132,7 +152,7 @@ def to_html(report: Report) -> str:
         )
 
     parts += ["<table>", "<thead>", row(report.table.columns, "th"), "</thead>", "<tbody>"]
-    parts += [row(r, "td") for r in report.table.itertuples(index=False)] + ["</tbody>", "</table>"]
+    parts += [row(r, "td") for r in shown(report).itertuples(index=False)] + ["</tbody>", "</table>"]
     parts += [f"<p><small>{html.escape(note)}</small></p>" for note in report.notes]
     parts += ["</body>", "</html>"]
     return "\n".join(parts) + "\n"

@@ -152,9 +152,21 @@ def winning_trial(table: pd.DataFrame, winner: pd.Series) -> pd.Series:
     ].iloc[0]
 
 
-def prediction_ids(row: pd.Series) -> dict[str, str]:
-    """A trial's {"task/split": artifact id}: a JSON string in the runs table (and in an exported file)."""
-    value = row.get("predictions")
+def prediction_ids(row: pd.Series, column: str = "predictions") -> dict[str, str]:
+    """A trial's {"task/split": artifact id}: a JSON string in the runs table (and in an exported file).
+    column="dev_predictions": its dev predictions (with labels); {} for a trial recorded before they were kept."""
+    value = row.get(column)
     if isinstance(value, dict):
         return value
     return json.loads(value) if isinstance(value, str) and value else {}
+
+
+def selected_trials(table: pd.DataFrame, winner: pd.Series, counted: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The completed trials (one per seed, runs.latest) of a configuration that `configurations` or `best`
+    returned: the seeds its mean rests on, ordered by seed. `counted`: latest(table), when already at hand."""
+    counted = latest(table) if counted is None else counted
+    keys = ["model", "task"] + [c for c in CONFIG if c in counted.columns]
+    done = counted[counted["state"] == "COMPLETE"]
+    target = _key(tuple(winner[k] for k in keys))
+    mine = [i for i, row in zip(done.index, done[keys].itertuples(index=False)) if _key(tuple(row)) == target]
+    return done.loc[mine].sort_values("seed", kind="stable")

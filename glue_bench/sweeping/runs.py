@@ -6,7 +6,9 @@ Columns: sweep, model, task, study, trial, state, batch_size, lr, seed, score, o
 column per dev metric, `extra/<task>/<split>/<metric>` for splits of other tasks the model scored (AX's
 diagnostic), recipe fields (epochs, max_seq_length, …), timings, fail_reason, covers (tasks never trained
 but predicted by this trial's model: "ax" on MNLI rows), retry_of (the trial a retry re-runs), and JSON
-columns curve, recipe, env, predictions, predicted_classes (per dev split, the classes a classifier predicted).
+columns curve, recipe, env, predictions, dev_predictions ("task/split" → artifact id of the test and of the
+dev predictions; dev ones hold the labels too) and predicted_classes (per dev split, the classes a classifier
+predicted).
 An exported table adds `counted`: whether the trial is the one that stands for its grid point (`latest`).
 """
 
@@ -99,7 +101,7 @@ def _row(study: optuna.study.StudySummary | optuna.Study, trial: optuna.trial.Fr
     row["retry_of"] = trial.system_attrs.get("failed_trial")  # a killed worker's trial, run again
     row["started"] = trial.datetime_start
     row["completed"] = trial.datetime_complete
-    for name in ("curve", "recipe", "env", "predictions", "predicted_classes"):
+    for name in ("curve", "recipe", "env", "predictions", "dev_predictions", "predicted_classes"):
         row[name] = json.dumps(attrs[name], sort_keys=True) if name in attrs else None
     return row
 

@@ -175,6 +175,11 @@ def execute(prepared: Prepared, trial: optuna.Trial, storage_url: str | None, pr
         lambda: _upload_predictions(trial, result.predictions, storage_url), "recording a finished trial's predictions"
     )
     ride_out(lambda: trial.set_user_attr("predictions", predictions), "recording a finished trial's predictions")
+    dev = {f"{task.name}/{split}": values for split, values in result.dev_predictions.items()}
+    dev_ids = ride_out(
+        lambda: _upload_predictions(trial, dev, storage_url), "recording a finished trial's dev predictions"
+    )
+    ride_out(lambda: trial.set_user_attr("dev_predictions", dev_ids), "recording a finished trial's dev predictions")
     return metrics.task_score(task, result.dev)
 
 
@@ -192,7 +197,8 @@ def _set_attrs(trial: optuna.Trial, attrs: dict) -> None:
 
 
 def _upload_predictions(trial: optuna.Trial, predictions: dict, storage_url: str | None) -> dict[str, str]:
-    """Each predicted split as a JSON artifact; returns "task/split" → artifact id."""
+    """Each predicted split as a JSON artifact; returns "task/split" → artifact id. Test splits: {"idx",
+    "prediction"}; dev splits (user attr dev_predictions): {"idx", "prediction", "label"}."""
     store, ids = artifact_store(storage_url), {}
     with tempfile.TemporaryDirectory() as tmp:
         for key, values in predictions.items():

@@ -48,6 +48,9 @@ class FineTuneResult:
     encoder: str = ""  # the encoder that ran: "fast" (glue-bench's unpadded BERT) or "hf" (the model as given)
     extra_metrics: dict[str, dict[str, float]] = field(default_factory=dict)  # labelled splits of other tasks
     dev_classes: dict[str, list[int]] = field(default_factory=dict)  # split → classes predicted (last epoch)
+    # split → {"idx": […], "prediction": […], "label": […]}: the last epoch's dev predictions, kept so that
+    # a report can resample dev rows (bootstrap intervals) without running the model again
+    dev_predictions: dict[str, dict[str, list]] = field(default_factory=dict)
 
 
 class Packed:
@@ -271,6 +274,14 @@ def fine_tune(
     return FineTuneResult(
         dev=curve[-1]["dev"],
         dev_classes=classes,
+        dev_predictions={
+            name: {
+                "idx": dev_data[name].idx.tolist(),
+                "prediction": values.tolist(),
+                "label": dev_data[name].labels.tolist(),
+            }
+            for name, values in dev_predictions.items()
+        },
         curve=curve,
         predictions=predictions,
         train_seconds=train_seconds,
