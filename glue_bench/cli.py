@@ -163,7 +163,22 @@ def cmd_check(args) -> int:
     baseline = read_runs(args.baseline, option="--baseline")
     url, sweep = _results(args)
     new = read_runs(args.runs) if args.runs else runs_table(url)
-    result = check.compare(baseline, new, tolerance, sweep=sweep)
+    fetch_baseline = fetch_new = None
+    if tolerance == check.BOOTSTRAP:  # dev predictions: the baseline's from its sidecar, the new run's stored
+        from glue_bench.sweeping.runs import read_dev_sidecar
+        from glue_bench.sweeping.trial import download_predictions
+
+        if args.runs:
+            raise UserError(
+                "--tolerance bootstrap reads the new run's dev predictions and labels from its storage: "
+                "pass --storage URL (or --sweep FILE) instead of --runs"
+            )
+        fetch_baseline = read_dev_sidecar(args.baseline).__getitem__
+
+        def fetch_new(artifact: str) -> dict:
+            return download_predictions(artifact, url)
+
+    result = check.compare(baseline, new, tolerance, sweep, fetch_baseline, fetch_new)
     print(check.render(result))
     return 1 if len(result.regressions) else 0
 
@@ -285,6 +300,11 @@ def cmd_export(args) -> int:
         )
     export(table, args.out)
     print(f"wrote {args.out}: {len(table)} trials, {table['study'].nunique()} studies, {len(table.columns)} columns")
+    if args.with_dev_predictions:
+        from glue_bench.sweeping.runs import sidecar_path, write_dev_sidecar
+
+        count = write_dev_sidecar(table, args.out, url)
+        print(f"wrote {sidecar_path(args.out)}: the dev predictions of {count} trial splits")
     return 0
 
 
@@ -380,7 +400,9 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument(
         "--tolerance",
         default="auto",
-        help="allowed drop: auto (max(2, 3 x baseline seed std) points) or a number of points",
+        help="allowed drop: auto (max(2, 3 x baseline seed std) points), a number of points, or bootstrap (a "
+        "regression only when the paired 95%% bootstrap interval of the task score's change lies below 0; the "
+        "baseline needs its dev predictions: export --with-dev-predictions)",
     )
     check.set_defaults(func=cmd_check)
 
@@ -530,6 +552,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="a sweep's name, or its file (sweeps/x.toml: that sweep, in the storage it writes to)",
     )
     exp.add_argument("--out", required=True, metavar="FILE.csv|FILE.parquet", help="the file to write")
+    exp.add_argument(
+        "--with-dev-predictions",
+        action="store_true",
+        help="also write the trials' dev predictions beside it (FILE.dev-predictions.json.gz), for a baseline "
+        "that check --tolerance bootstrap resamples",
+    )
     exp.set_defaults(func=cmd_export)
     return parser
 

@@ -185,3 +185,66 @@ def test_report_ci_on_real_trials(real_storage, capsys):
     assert main(["report", "--ci", "--storage", real_storage]) == 0
     table = [line for line in capsys.readouterr().out.splitlines() if line.startswith(f"| {MINILM}")]
     assert len(table) == 1 and table[0].count(" [") == 2  # Score and SST-2; no interval where nothing ran
+
+
+def test_check_with_bootstrap_tolerance_flags_only_changes_beyond_the_interval(real_storage, capsys, tmp_path):
+    """A baseline exported with its dev predictions (no labels); new runs, copies of the storage whose MiniLM dev
+    predictions differ by 3 flipped rows (noise: unchanged) and by a collapse to one class (a regression)."""
+    import gzip
+    import json
+    import shutil
+    from pathlib import Path
+
+    from glue_bench.reporting import selection
+    from glue_bench.sweeping.storage import artifacts_dir
+
+    base = tmp_path / "base.csv"
+    assert main(["export", "--storage", real_storage, "--out", str(base), "--with-dev-predictions"]) == 0
+    assert "base.dev-predictions.json.gz: the dev predictions of 2 trial splits" in capsys.readouterr().out
+    with gzip.open(tmp_path / "base.dev-predictions.json.gz", "rt") as f:
+        kept = json.load(f)
+    assert all(set(values) == {"idx", "prediction"} for values in kept.values())  # no dataset labels committed
+    assert main(["check", "--baseline", str(base), "--storage", real_storage, "--tolerance", "bootstrap"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("[+0.00, +0.00]") == 2 and "0 regression(s), 0 improvement(s), 2 unchanged" in out
+
+    row = selection.load_runs(real_storage).set_index("model").loc[MINILM]
+    artifact = selection.prediction_ids(row, "dev_predictions")["sst2/validation"]
+
+    def new_run(name: str, change) -> str:
+        """A copy of the storage (database and artifacts) with MiniLM's SST-2 dev predictions changed."""
+        db = Path(real_storage.removeprefix("sqlite:///"))
+        folder = tmp_path / name
+        folder.mkdir()
+        shutil.copy(db, folder / db.name)
+        url = f"sqlite:///{folder / db.name}"
+        shutil.copytree(artifacts_dir(real_storage), artifacts_dir(url))
+        path = artifacts_dir(url) / artifact
+        values = json.loads(path.read_text())
+        prediction, label = np.asarray(values["prediction"]), np.asarray(values["label"])
+        path.write_text(json.dumps({**values, "prediction": change(prediction, label).tolist()}))
+        return url
+
+    def flip_three(prediction, label):
+        right = np.flatnonzero(prediction == label)[:3]
+        prediction[right] = 1 - label[right]
+        return prediction
+
+    noisy = new_run("noisy", flip_three)  # 3 of 872 rows: -0.34 points
+    assert main(["check", "--baseline", str(base), "--storage", noisy, "--tolerance", "bootstrap"]) == 0
+    line = [line for line in capsys.readouterr().out.splitlines() if line.startswith(MINILM)][0]
+    assert " -0.34 " in line and line.split()[-1] == "unchanged"
+
+    collapsed = new_run("collapsed", lambda prediction, label: np.ones_like(prediction))
+    assert main(["check", "--baseline", str(base), "--storage", collapsed, "--tolerance", "bootstrap"]) == 1
+    out = capsys.readouterr().out
+    assert f"REGRESSION sst2 score (model {MINILM}, bs=32 lr=0.0001)" in out and "lies below 0" in out
+
+    # one line, exit 2: a baseline without its sidecar; a new run given as a file
+    (tmp_path / "bare.csv").write_text(base.read_text())
+    bare = ["check", "--baseline", str(tmp_path / "bare.csv"), "--storage", real_storage, "--tolerance", "bootstrap"]
+    assert main(bare) == 2
+    err = capsys.readouterr().err
+    assert "export --with-dev-predictions" in err and err.count("\n") == 1
+    assert main(["check", "--baseline", str(base), "--runs", str(base), "--tolerance", "bootstrap"]) == 2
+    assert "pass --storage URL (or --sweep FILE) instead of --runs" in capsys.readouterr().err

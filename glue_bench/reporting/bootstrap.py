@@ -186,11 +186,27 @@ def glue_replicates(per_task: dict[str, Replicates]) -> np.ndarray | None:
     return np.mean(present, axis=0) if present else None
 
 
-def load_sample(task: Task, trials: pd.DataFrame, storage_url: str | None) -> Sample | str:
+def observed(sample: Sample) -> float:
+    """The sample's task score on its dev rows as they are (no resampling), averaged over its seeds."""
+    ones = {s: np.ones((1, len(labels))) for s, labels in sample.labels.items()}
+    per_split = [split_scores(sample.task, sample.predictions[s], sample.labels[s], ones[s])[:, 0] for s in ones]
+    return float(np.mean(per_split, axis=0).mean())
+
+
+def load_sample(
+    task: Task, trials: pd.DataFrame, storage_url: str | None, fetch=None, labels_from: Sample | None = None
+) -> Sample | str:
     """A configuration's seeds' dev predictions from their artifacts, rows put in idx order; a one-line
-    reason (str) where they cannot be had."""
+    reason (str) where they cannot be had. `fetch(artifact_id)` reads one (default: from the storage's
+    artifact store). Predictions kept without their labels (a baseline's sidecar) take those of
+    `labels_from`, a sample of the same task on the same rows."""
     from glue_bench.reporting.selection import prediction_ids
     from glue_bench.sweeping.trial import download_predictions
+
+    if fetch is None:
+
+        def fetch(artifact: str) -> dict:
+            return download_predictions(artifact, storage_url)
 
     splits = [s.name for s in task.splits_with_role("dev")]
     idx, labels, predictions = {}, {}, {s: [] for s in splits}
@@ -201,11 +217,17 @@ def load_sample(task: Task, trials: pd.DataFrame, storage_url: str | None) -> Sa
             return NO_DEV_PREDICTIONS
         for split in splits:
             try:
-                values = download_predictions(ids[f"{task.name}/{split}"], storage_url)
-            except Exception as e:  # a moved or deleted artifacts folder
+                values = fetch(ids[f"{task.name}/{split}"])
+            except Exception as e:  # a moved or deleted artifacts folder, an artifact not in a sidecar
                 return f"cannot read the dev predictions of trial {row['trial']} ({type(e).__name__})"
             order = np.argsort(values["idx"], kind="stable")
-            row_idx, row_labels = np.asarray(values["idx"])[order], np.asarray(values["label"])[order]
+            row_idx = np.asarray(values["idx"])[order]
+            if "label" in values:
+                row_labels = np.asarray(values["label"])[order]
+            elif labels_from is not None and np.array_equal(labels_from.idx.get(split), row_idx):
+                row_labels = labels_from.labels[split]
+            else:
+                return f"its {split} predictions were kept without labels, and no run on the same rows has them"
             if split not in idx:
                 idx[split], labels[split] = row_idx, row_labels
             elif not (np.array_equal(idx[split], row_idx) and np.array_equal(labels[split], row_labels)):

@@ -18,11 +18,15 @@ differ from the baseline's, an unfinished new run, a baseline with a grid point 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 from glue_bench.errors import UserError
+from glue_bench.inputs.tasks import get_task
+from glue_bench.reporting import bootstrap
 from glue_bench.sweeping.runs import RECIPE_COLUMNS, latest
 from glue_bench.training.recipe import lr_text
 
@@ -32,20 +36,30 @@ CELL = ["model", "task", "batch_size", "lr"]
 POINT = CELL + ["seed"]
 
 
-def parse_tolerance(text: str) -> float | None:
-    """`auto` → None; a number of points ≥ 0 → that number."""
+BOOTSTRAP = "bootstrap"
+
+
+def parse_tolerance(text: str) -> float | str | None:
+    """`auto` → None; `bootstrap` → BOOTSTRAP; a number of points ≥ 0 → that number."""
     if text == "auto":
         return None
+    if text == BOOTSTRAP:
+        return BOOTSTRAP
     try:
         value = float(text)
     except ValueError:
         value = math.nan
     if not value >= 0 or math.isinf(value):
-        raise UserError(f"--tolerance {text}: pass auto or a number of points >= 0 (e.g. 1.5)")
+        raise UserError(f"--tolerance {text}: pass auto, bootstrap or a number of points >= 0 (e.g. 1.5)")
     return value
 
 
-def describe_tolerance(tolerance: float | None) -> str:
+def describe_tolerance(tolerance: float | str | None) -> str:
+    if tolerance == BOOTSTRAP:
+        return (
+            "bootstrap: a regression when the whole 95% paired bootstrap interval of the task score's change "
+            f"(new − baseline; seeds and dev rows resampled, {bootstrap.RESAMPLES} resamples) lies below 0"
+        )
     if tolerance is None:
         return f"auto: allowed drop = max({FLOOR:g}, {K:g} x baseline seed std) points"
     return f"{tolerance:g} points"
@@ -166,7 +180,7 @@ def _check_same_metrics(base: pd.DataFrame, new: pd.DataFrame, metrics: list[str
 @dataclass(frozen=True)
 class Comparison:
     table: pd.DataFrame  # one row per (cell, metric): baseline, std, new, change, allowed (points), verdict
-    tolerance: str  # how the allowed drop was set
+    tolerance: str  # how the allowed drop (or the bootstrap rule) was set
 
     @property
     def regressions(self) -> pd.DataFrame:
@@ -174,9 +188,17 @@ class Comparison:
 
 
 def compare(
-    baseline: pd.DataFrame, new: pd.DataFrame, tolerance: float | None = None, sweep: str | None = None
+    baseline: pd.DataFrame,
+    new: pd.DataFrame,
+    tolerance: float | str | None = None,
+    sweep: str | None = None,
+    fetch_baseline: Callable[[str], dict] | None = None,
+    fetch_new: Callable[[str], dict] | None = None,
 ) -> Comparison:
-    """Compare each (model, task, batch size, lr, metric) of `new` with `baseline`. Both are runs tables."""
+    """Compare each (model, task, batch size, lr, metric) of `new` with `baseline`. Both are runs tables.
+
+    With `tolerance` BOOTSTRAP each cell's task score is compared instead, by a paired bootstrap of the dev
+    predictions, which `fetch_baseline` / `fetch_new` read by artifact id (a sidecar file, a storage)."""
     baseline, new = _normalised(baseline), _normalised(new)
     if baseline.empty:
         raise UserError("the baseline holds no trials; export it from a finished sweep (glue-bench export)")
@@ -194,6 +216,8 @@ def compare(
     metrics = _metric_columns(base)
     _check_same_metrics(base, new, metrics)
 
+    if tolerance == BOOTSTRAP:
+        return Comparison(_bootstrap_rows(base, new, fetch_baseline, fetch_new), describe_tolerance(tolerance))
     rows = []
     new_cells = dict(list(new.groupby(CELL, sort=True)))
     for cell, base_cell in base.groupby(CELL, sort=True):
@@ -230,11 +254,49 @@ def compare(
     return Comparison(pd.DataFrame(rows), describe_tolerance(tolerance))
 
 
+def _bootstrap_rows(base: pd.DataFrame, new: pd.DataFrame, fetch_baseline, fetch_new) -> pd.DataFrame:
+    """One row per cell: the task score (mean over seeds) of each side from its dev predictions, and the
+    paired 95% bootstrap interval of the change (the same resampled dev rows for both sides)."""
+    rows, rng = [], np.random.default_rng(bootstrap.SEED)
+    new_cells = dict(list(new.groupby(CELL, sort=True)))
+    for cell, base_cell in base.groupby(CELL, sort=True):
+        task = get_task(cell[1])
+        new_cell = new_cells[cell]
+        seed_scores = 100 * base_cell["score"]
+        row = dict(zip(CELL, cell), metric="score", seeds=len(base_cell), baseline=seed_scores.mean())
+        row.update(std=seed_scores.std() if len(seed_scores) > 1 else 0.0, new=math.nan, change=math.nan)
+        failures = new_cell[new_cell["state"] != "COMPLETE"]
+        if not failures.empty:
+            reason = failures["fail_reason"].dropna()
+            row.update(interval="-", verdict="FAILED", note=str(reason.iloc[0]) if len(reason) else "trial failed")
+            rows.append(row)
+            continue
+        new_sample = bootstrap.load_sample(task, new_cell, None, fetch=fetch_new)
+        if isinstance(new_sample, str):
+            raise UserError(f"--tolerance bootstrap: the new run's {task.name} ({cell[0]}): {new_sample}")
+        # the baseline's sidecar keeps predictions only: its labels are the new run's (the same rows, checked)
+        base_sample = bootstrap.load_sample(task, base_cell, None, fetch=fetch_baseline, labels_from=new_sample)
+        if isinstance(base_sample, str):
+            raise UserError(f"--tolerance bootstrap: the baseline's {task.name} ({cell[0]}): {base_sample}")
+        samples = [base_sample, new_sample]
+        try:
+            base_rep, new_rep = bootstrap.resample(samples, bootstrap.RESAMPLES, rng)
+        except ValueError as e:  # other dev rows: another task file, a truncated dev split
+            raise UserError(f"--tolerance bootstrap: {e}; make a new baseline") from None
+        scores = [100 * bootstrap.observed(sample) for sample in samples]
+        low, high = bootstrap.interval(100 * (new_rep.task - base_rep.task))
+        verdict = "REGRESSION" if high < 0 else "improved" if low > 0 else "unchanged"
+        row.update(baseline=scores[0], new=scores[1], change=scores[1] - scores[0])
+        row.update(interval=f"[{low:+.2f}, {high:+.2f}]", verdict=verdict, note="")
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def render(result: Comparison) -> str:
     """The table, then one line per regression naming the task and metric, then the verdict."""
     shown = result.table.copy()
     shown["std"] = shown["std"].where(shown["seeds"] > 1)  # one seed has no spread to show: "-", not 0.00
-    for column in ("baseline", "std", "new", "change", "allowed"):
+    for column in [c for c in ("baseline", "std", "new", "change", "allowed") if c in shown.columns]:
         sign = "+" if column == "change" else ""
         shown[column] = shown[column].map(lambda v, sign=sign: "-" if pd.isna(v) else f"{v:{sign}.2f}")
     shown["batch_size"] = shown["batch_size"].map(lambda v: f"{v:g}")
@@ -250,6 +312,11 @@ def render(result: Comparison) -> str:
         where = f"{r.task} {r.metric} (model {r.model}, bs={r.batch_size:g} lr={r.lr:g})"
         if r.verdict == "FAILED":
             lines.append(f"REGRESSION {where}: the new run failed: {r.note}")
+        elif "interval" in result.table.columns:
+            lines.append(
+                f"REGRESSION {where}: {r.baseline:.2f} -> {r.new:.2f} ({r.change:+.2f} points; the 95% interval "
+                f"of the change, {r.interval}, lies below 0)"
+            )
         else:
             lines.append(
                 f"REGRESSION {where}: {r.baseline:.2f} -> {r.new:.2f} ({r.change:+.2f} points, "

@@ -14,6 +14,7 @@ An exported table adds `counted`: whether the trial is the one that stands for i
 
 from __future__ import annotations
 
+import gzip
 import json
 import math
 from pathlib import Path
@@ -190,3 +191,41 @@ def _with_recipe_columns(table: pd.DataFrame) -> pd.DataFrame:
     for name in absent:
         table[name] = [r.get(name, LEGACY_RECIPE_VALUES.get(name)) for r in recipes]
     return table
+
+
+def sidecar_path(path: str) -> Path:
+    """Where an exported runs table keeps its trials' dev predictions: runs.csv → runs.dev-predictions.json.gz."""
+    file = Path(path)
+    return file.with_name(f"{file.stem}.dev-predictions.json.gz")
+
+
+def write_dev_sidecar(table: pd.DataFrame, path: str, storage_url: str | None) -> int:
+    """Every dev-prediction artifact the table's trials name, in one gzipped JSON file beside the export
+    ({artifact id: {"idx", "prediction"}}), so that `check --tolerance bootstrap` can resample a committed
+    baseline without its storage. The model's outputs only: the labels are the dataset's, not a file to
+    commit; check takes them from the new run. Returns the number of artifacts written."""
+    from glue_bench.sweeping.trial import download_predictions
+
+    kept = {}
+    for ids in table.get("dev_predictions", pd.Series(dtype=object)).dropna():
+        for artifact in json.loads(ids).values():
+            values = download_predictions(artifact, storage_url)
+            kept[artifact] = {"idx": values["idx"], "prediction": values["prediction"]}
+    with gzip.open(sidecar_path(path), "wt", encoding="utf-8") as f:
+        json.dump(kept, f, separators=(",", ":"))
+    return len(kept)
+
+
+def read_dev_sidecar(path: str, option: str = "--baseline") -> dict[str, dict]:
+    """The dev predictions kept beside an exported runs table (write_dev_sidecar)."""
+    sidecar = sidecar_path(path)
+    if not sidecar.is_file():
+        raise UserError(
+            f"{option} {path}: no {sidecar.name} beside it, which --tolerance bootstrap resamples; export the "
+            f"baseline again with glue-bench export --with-dev-predictions --out {path}"
+        )
+    try:
+        with gzip.open(sidecar, "rt", encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, EOFError, ValueError) as e:
+        raise UserError(f"{option} {path}: cannot read {sidecar.name} ({type(e).__name__}: {e})") from None
