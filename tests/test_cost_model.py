@@ -86,6 +86,7 @@ def test_dry_run_uses_the_benchmark_table(tmp_path, glue_data, capsys):
         == 0
     )
     out = capsys.readouterr().out
+    assert "(batch_size [8, 16, 32, 64, 128] × lr [3e-4, 1e-4, 5e-5, 3e-5] × seed [0]), 4 epochs" in out.splitlines()[0]
     row = next(line for line in out.splitlines() if line.startswith("random:L-2_H-128 wnli"))
     # 4 epochs × 635 rows × 20 configurations; tokens: each batch size's padded length from the table.
     lengths = pd.read_csv(ROOT / "results" / "padded-lengths.csv").query("task == 'wnli'")

@@ -23,7 +23,7 @@ from glue_bench.inputs import models
 from glue_bench.inputs.tasks import Task, get_task
 from glue_bench.sweeping.storage import masked
 from glue_bench.sweeping.studies import point_key
-from glue_bench.training.recipe import Recipe
+from glue_bench.training.recipe import Recipe, lr_text
 
 TOKENS_PER_EXAMPLE = 64  # GLUE rows average about 30-60 WordPiece tokens; a batch pads to its longest row
 EFFECTIVE_FLOPS = {"cpu": 2e10, "cuda": 2e13}  # training FLOP/s small BERTs reach (rough: 2 CPU cores, one GPU)
@@ -164,7 +164,7 @@ def report(sweep, statuses, runs: pd.DataFrame, device: str, workers: int, url: 
     total = table["seconds"].sum()
     lines = [
         f"sweep {sweep.name} ({sweep.path}) in {masked(url)}: {len(table)} studies × {len(sweep.grid())} grid points "
-        f"(batch_size {list(sweep.batch_sizes)} × lr {list(sweep.lrs)} × seed {list(sweep.seeds)}), "
+        f"(batch_size {list(sweep.batch_sizes)} × lr [{', '.join(map(lr_text, sweep.lrs))}] × seed {list(sweep.seeds)}), "
         f"{sweep.epochs} epoch{'s' if sweep.epochs != 1 else ''}",
         shown.to_string(index=False),
         "",
