@@ -247,7 +247,8 @@ def compare(
                 )
             else:
                 new_mean = 100 * new_cell[metric].mean()
-                change = new_mean - mean
+                # An exported baseline holds points (×100, then ÷100 on reading): equal up to that rounding is equal.
+                change = 0.0 if math.isclose(new_mean, mean, rel_tol=1e-12, abs_tol=1e-12) else new_mean - mean
                 verdict = "REGRESSION" if change < -allowed else "improved" if change > allowed else "unchanged"
                 row.update(new=new_mean, change=change, verdict=verdict, note="")
             rows.append(row)
