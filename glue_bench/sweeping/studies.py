@@ -263,10 +263,11 @@ def format_status(sweep: Sweep, statuses: list[StudyStatus], url: str) -> str:
             "not queued": s.points["pending"],
             "retried": s.retried,
             "interrupted": s.interrupted,
-            "best dev score": _best(s.best)[0],
-            "at": _best(s.best)[1],
+            "best dev score": best,
+            "at": at,
         }
         for s in statuses
+        for best, at in [_best(s.best)]
     ]
     total = Counter()
     for s in statuses:
