@@ -48,11 +48,17 @@ class Task:
     splits: dict[str, Split]
     predicted_by: str = ""  # a task with no training data, predicted by this task's model (AX ← MNLI)
     label_range: tuple[float, ...] = ()  # a regression task's [low, high]: submissions are clipped to it
+    label_names: tuple[str, ...] = ()  # names of the labels where the files hold codes ("0"/"1"); () : labels
     source_file: str = ""
 
     @property
     def is_pair(self) -> bool:
         return len(self.hub_columns) == 2
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The labels' names in label-id order, as a model's id2label gives them (SST-2: negative, positive)."""
+        return self.label_names or self.labels
 
     @property
     def num_labels(self) -> int:
@@ -110,6 +116,7 @@ _TASK_TYPES = {
     "score": list,
     "predicted_by": str,
     "label_range": list,
+    "label_names": list,
 }
 
 
@@ -144,8 +151,8 @@ def parse_task(data: dict, where: str) -> Task:
     for key, value in body.items():
         if key != "splits":
             _expect(value, _TASK_TYPES[key], where, key)
-    for key in ("hub_columns", "labels", "metrics", "score"):
-        if not all(isinstance(v, str) for v in body[key]):
+    for key in ("hub_columns", "labels", "metrics", "score", "label_names"):
+        if not all(isinstance(v, str) for v in body.get(key, ())):
             raise UserError(f"{where}: key '{key}' must be a list of strings")
     if len(body["hub_columns"]) not in (1, 2):
         raise UserError(f"{where}: hub_columns must name 1 or 2 text columns")
@@ -166,10 +173,12 @@ def parse_task(data: dict, where: str) -> Task:
         ):
             raise UserError(f"{where}: label_range must be [low, high] with low < high, for a regression task")
         body["label_range"] = tuple(float(v) for v in low_high)
+    if "label_names" in body and len(body["label_names"]) != len(body["labels"]):
+        raise UserError(f"{where}: label_names must name each of the {len(body['labels'])} labels, in their order")
     splits = {name: _parse_split(name, table, where) for name, table in body.pop("splits").items()}
     if not any(s.role == "dev" for s in splits.values()):
         raise UserError(f'{where}: a task needs at least one split with role = "dev"')
-    tuples = {k: tuple(body[k]) for k in ("hub_columns", "labels", "metrics", "score")}
+    tuples = {k: tuple(body[k]) for k in ("hub_columns", "labels", "metrics", "score", "label_names") if k in body}
     return Task(name=data["name"], splits=splits, source_file=where, **{**body, **tuples})
 
 
