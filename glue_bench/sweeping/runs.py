@@ -9,6 +9,9 @@ but predicted by this trial's model: "ax" on MNLI rows), retry_of (the trial a r
 columns curve, recipe, env, predictions, dev_predictions ("task/split" → artifact id of the test and of the
 dev predictions; dev ones hold the labels too) and predicted_classes (per dev split, the classes a classifier
 predicted).
+A distilled student's `model` is "<student> ← <teacher>" (its own row in every report), with `student` its own
+reference, the `teacher` recipe column, and `teacher/agreement/<split>` (its agreement with the teacher) and
+`teacher/dev/<split>/<metric>` (the teacher's own dev metrics).
 An exported table adds `counted`: whether the trial is the one that stands for its grid point (`latest`).
 """
 
@@ -23,13 +26,18 @@ import optuna
 import pandas as pd
 
 from glue_bench.errors import UserError
+from glue_bench.inputs.models import student_name
 from glue_bench.sweeping.storage import open_storage
 from glue_bench.training.recipe import shared_fields
 
 RECIPE_COLUMNS = shared_fields()  # every Recipe field but the grid point's: a new field is a column at once
 # A field added after trials were recorded: the value those older trials ran with (not today's default,
 # which may have changed since). Every field added from now on gets an entry here.
-LEGACY_RECIPE_VALUES = {"fused_adamw": False, "encoder": "hf"}  # foreach AdamW on a CPU; the HF model
+LEGACY_RECIPE_VALUES = {
+    "fused_adamw": False,  # foreach AdamW on a CPU
+    "encoder": "hf",  # the Hugging Face model
+    **{"teacher": "", "temperature": 1.0, "alpha": 0.0, "transfer": "", "max_transfer_samples": 0},  # no teacher
+}
 ID_COLUMNS = ["sweep", "model", "task", "study", "trial", "state", "batch_size", "lr", "seed", "score"]
 
 
@@ -65,9 +73,13 @@ def _row(study: optuna.study.StudySummary | optuna.Study, trial: optuna.trial.Fr
     info = study.user_attrs  # a sweep's study records its sweep, model and task (a model ref may hold '/')
     sweep, model, task = info.get("sweep", sweep), info.get("model", model), info.get("task", task)
     params = {**trial.system_attrs.get("fixed_params", {}), **trial.params}  # waiting: its enqueued grid point
+    recipe = attrs.get("recipe", info.get("recipe", {}))
+    student = attrs.get("model", model)
     row = {
         "sweep": sweep,
-        "model": attrs.get("model", model),
+        "model": student_name(
+            student, recipe.get("teacher"), recipe.get("transfer")
+        ),  # a distilled student is a model of its own
         "task": attrs.get("task", task),
         "study": study.study_name,
         "trial": trial.number,
@@ -83,8 +95,14 @@ def _row(study: optuna.study.StudySummary | optuna.Study, trial: optuna.trial.Fr
     for key, values in attrs.get("extra_metrics", {}).items():
         for name, value in values.items():
             row[f"extra/{key}/{name}"] = value
+    for split, value in attrs.get("teacher", {}).get("agreement", {}).items():
+        row[f"teacher/agreement/{split}"] = value
+    for split, values in attrs.get("teacher", {}).get("metrics", {}).items():
+        for name, value in values.items():
+            row[f"teacher/dev/{split}/{name}"] = value
     recipe = attrs.get("recipe", {})
     row.update({name: recipe.get(name, LEGACY_RECIPE_VALUES.get(name)) for name in RECIPE_COLUMNS})
+    row["student"] = student
     for name in (
         "train_seconds",
         "eval_seconds",
@@ -92,6 +110,9 @@ def _row(study: optuna.study.StudySummary | optuna.Study, trial: optuna.trial.Fr
         "steps",
         "examples_per_second",
         "data",
+        "teacher_weights",
+        "transfer_rows",
+        "transfer_count",
         "fail_reason",
     ):
         row[name] = attrs.get(name)
@@ -132,14 +153,15 @@ def _with_reruns(rows: list[dict]) -> list[dict]:
 def _ordered(table: pd.DataFrame) -> pd.DataFrame:
     if table.empty:
         return pd.DataFrame(columns=ID_COLUMNS)
-    metric_columns = sorted(c for c in table.columns if c.startswith(("dev/", "extra/")))
+    metric_columns = sorted(c for c in table.columns if c.startswith(("dev/", "extra/", "teacher/")))
     rest = [c for c in table.columns if c not in ID_COLUMNS and c not in metric_columns]
     return table[ID_COLUMNS + metric_columns + rest].sort_values(["sweep", "model", "task", "trial"], ignore_index=True)
 
 
 def _metric_columns(table: pd.DataFrame) -> list[str]:
-    """The columns holding metric values: the task score, every dev metric, other tasks' metrics (AX)."""
-    return [c for c in table.columns if c == "score" or c.startswith(("dev/", "extra/"))]
+    """The columns holding metric values: the task score, every dev metric, other tasks' metrics (AX), a
+    distilled student's agreement with its teacher and the teacher's own dev metrics."""
+    return [c for c in table.columns if c == "score" or c.startswith(("dev/", "extra/", "teacher/"))]
 
 
 def export(table: pd.DataFrame, path: str) -> None:

@@ -21,6 +21,8 @@ from transformers import get_linear_schedule_with_warmup
 
 from glue_bench.inputs.tasks import Task
 from glue_bench.training import encoder, metrics
+from glue_bench.training.distill import Distillation, agreement, teacher_predictions
+from glue_bench.training.distill import loss as distill_loss
 from glue_bench.training.encoder import UnpaddedBert, unpadded_batch
 from glue_bench.training.recipe import Recipe
 
@@ -51,6 +53,8 @@ class FineTuneResult:
     # split → {"idx": […], "prediction": […], "label": […]}: the last epoch's dev predictions, kept so that
     # a report can resample dev rows (bootstrap intervals) without running the model again
     dev_predictions: dict[str, dict[str, list]] = field(default_factory=dict)
+    # with a teacher: {"agreement": split → the student's agreement with it, "metrics": split → its own metrics}
+    teacher: dict[str, dict] = field(default_factory=dict)
 
 
 class Packed:
@@ -134,19 +138,41 @@ def _forward(model, data: Packed, rows: np.ndarray, device: torch.device, labels
 
 
 @torch.inference_mode()
-def predict(model, data: Packed, batch_size: int, device: torch.device, regression: bool, bf16: bool) -> np.ndarray:
-    """Predictions of either model in the split's row order. Rows are batched by length so little is padded."""
+def outputs(model, data: Packed, batch_size: int, device: torch.device, bf16: bool) -> np.ndarray:
+    """Either model's logits [rows, labels] in the split's row order. Rows are batched by length so little is padded."""
     model.eval()
     order = np.argsort(data.lengths, kind="stable")
-    outputs = []
+    chunks = []
     for start in range(0, len(order), batch_size):
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            logits = _forward(model, data, order[start : start + batch_size], device).logits.float()
-        outputs.append(logits.squeeze(-1) if regression else logits.argmax(-1))
-    result = torch.cat(outputs).cpu().numpy() if outputs else np.zeros(0)
-    predictions = np.empty_like(result)
-    predictions[order] = result
-    return predictions
+            chunks.append(_forward(model, data, order[start : start + batch_size], device).logits.float())
+    result = torch.cat(chunks).cpu().numpy() if chunks else np.zeros((0, 1), dtype=np.float32)
+    logits = np.empty_like(result)
+    logits[order] = result
+    return logits
+
+
+def predict(model, data: Packed, batch_size: int, device: torch.device, regression: bool, bf16: bool) -> np.ndarray:
+    """Either model's predictions in the split's row order: its classes, or a regression task's scores."""
+    logits = outputs(model, data, batch_size, device, bf16)
+    return logits[:, 0] if regression else logits.argmax(-1)
+
+
+def training_rows(train: datasets.Dataset, recipe: Recipe) -> datasets.Dataset:
+    """The train rows a recipe trains on: the first max_train_samples rows, or all of them."""
+    if recipe.max_train_samples:
+        return train.select(range(min(recipe.max_train_samples, len(train))))
+    return train
+
+
+def _with_transfer(train: datasets.Dataset, distill: Distillation | None) -> tuple[Packed, np.ndarray]:
+    """The rows the student trains on (the train rows, then any transfer rows) and which ones have a label."""
+    if distill is None or distill.transfer is None or not len(distill.transfer):
+        return Packed(train), np.ones(len(train), dtype=bool)
+    columns = ["input_ids", "token_type_ids", "label", "idx"]
+    transfer = distill.transfer.select_columns(columns).cast(train.select_columns(columns).features)
+    rows = datasets.concatenate_datasets([train.select_columns(columns), transfer])
+    return Packed(rows), np.arange(len(rows)) < len(train)
 
 
 def fine_tune(
@@ -158,12 +184,14 @@ def fine_tune(
     recipe: Recipe,
     device: str = "auto",
     progress: bool = True,
+    distill: Distillation | None = None,
 ) -> FineTuneResult:
     """Fine-tune `model` on the tokenized `train` split; evaluate `dev` every epoch; predict `to_predict`.
 
     `to_predict` maps "task/split" to (task, split): the test splits, and the splits of tasks predicted
     by this task's model (AX from MNLI); those with labels are also scored. The trained weights end up in
-    `model` (the HF model) whichever encoder ran.
+    `model` (the HF model) whichever encoder ran. With `distill`, the loss is training/distill.py's: the
+    student learns the teacher's outputs on the train rows and any transfer rows.
     """
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
     if device.type == "cuda":
@@ -173,11 +201,13 @@ def fine_tune(
     torch.manual_seed(recipe.seed)
     generator = torch.Generator().manual_seed(recipe.seed)
 
-    if recipe.max_train_samples:
-        train = train.select(range(min(recipe.max_train_samples, len(train))))
-    train_data = Packed(train)
+    train_data, labelled = _with_transfer(training_rows(train, recipe), distill)
     dev_data = {name: Packed(split) for name, split in dev.items()}
     labels = torch.from_numpy(train_data.labels.astype(np.float32 if task.regression else np.int64))
+    if distill is not None:
+        with_transfer = [distill.train] + ([] if distill.transfer is None else [distill.transfer_outputs])
+        targets = torch.from_numpy(np.concatenate(with_transfer).astype(np.float32))
+        labelled = torch.from_numpy(labelled)
 
     model.to(device)
     # The unpadded encoder starts from the HF model's weights (its seeded head included); they go back at the end.
@@ -205,7 +235,20 @@ def fine_tune(
         loss_sum = torch.zeros((), device=device)
         for rows in _batches(train_data, recipe.batch_size, generator, recipe.group_by_length):
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                loss = _forward(net, train_data, rows, device, labels[rows].to(device, non_blocking=True)).loss
+                if distill is None:
+                    loss = _forward(net, train_data, rows, device, labels[rows].to(device, non_blocking=True)).loss
+                else:
+                    logits = _forward(net, train_data, rows, device).logits
+                    on = {"device": device, "non_blocking": True}
+                    loss = distill_loss(
+                        logits,
+                        targets[rows].to(**on),
+                        labels[rows].to(**on),
+                        labelled[rows].to(**on),
+                        recipe.alpha,
+                        recipe.temperature,
+                        task.regression,
+                    )
             loss.backward()
             if recipe.max_grad_norm > 0:  # 0: no clipping, as in the Hugging Face Trainer
                 _clip_gradients(net, recipe.max_grad_norm, device)
@@ -273,6 +316,7 @@ def fine_tune(
     )
     return FineTuneResult(
         dev=curve[-1]["dev"],
+        teacher={} if distill is None else _against_teacher(task, distill, dev_predictions, dev_data),
         dev_classes=classes,
         dev_predictions={
             name: {
@@ -292,3 +336,14 @@ def fine_tune(
         encoder="fast" if fast else "hf",
         extra_metrics=extra,
     )
+
+
+def _against_teacher(task: Task, distill: Distillation, student: dict[str, np.ndarray], dev: dict[str, Packed]) -> dict:
+    """The student's agreement with its teacher on each dev split, and the teacher's own dev metrics."""
+    return {
+        "agreement": {name: agreement(student[name], distill.dev[name], task.regression) for name in dev},
+        "metrics": {
+            name: metrics.compute(task, teacher_predictions(distill.dev[name], task.regression), data.labels)
+            for name, data in dev.items()
+        },
+    }

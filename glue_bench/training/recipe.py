@@ -35,6 +35,12 @@ class Recipe:
     # Speed options that change results (each measured in benchmarks/README.md):
     fused_adamw: bool = True  # the fused AdamW kernel; False: foreach on a CPU (a GPU always uses fused)
     encoder: str = "fast"  # "fast": glue-bench's unpadded BERT where it applies; "hf": the Hugging Face model
+    # Distillation (training/distill.py): the student learns a fine-tuned teacher's outputs on the transfer rows.
+    teacher: str = ""  # a model reference of the teacher; "": no distillation
+    temperature: float = 1.0  # softens both distributions of the KL term
+    alpha: float = 0.0  # weight of the labels' loss; 0: the teacher alone, as in the paper
+    transfer: str = ""  # a file of unlabelled rows added to the train rows ("": the train rows only)
+    max_transfer_samples: int = 0  # 0: every transfer row; else the first N
 
     def __post_init__(self):
         positive = {
@@ -56,6 +62,14 @@ class Recipe:
             raise UserError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio!r}")
         if self.weight_decay < 0 or self.max_grad_norm < 0 or self.max_train_samples < 0:
             raise UserError("weight_decay, max_grad_norm and max_train_samples must be >= 0")
+        if not self.temperature > 0 or not math.isfinite(self.temperature):
+            raise UserError(f"temperature must be a positive number, got {self.temperature!r}")
+        if not 0 <= self.alpha <= 1:
+            raise UserError(f"alpha must be in [0, 1], got {self.alpha!r}")
+        if self.max_transfer_samples < 0:
+            raise UserError(f"max_transfer_samples must be >= 0, got {self.max_transfer_samples!r}")
+        if self.transfer and not self.teacher:
+            raise UserError("transfer rows need a teacher to label them: set teacher as well")
         if self.encoder not in ENCODERS:
             raise UserError(f"encoder must be one of {', '.join(map(repr, ENCODERS))}, got {self.encoder!r}")
 

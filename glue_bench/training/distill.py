@@ -1,0 +1,73 @@
+"""Distillation: the student learns a fine-tuned teacher's outputs (Turc et al. 2019's Pre-trained Distillation).
+
+Classification: alpha · CE(labels) + (1 − alpha) · T² · KL(softmax(teacher / T) ‖ softmax(student / T));
+regression: alpha · MSE(labels) + (1 − alpha) · MSE(teacher output). The T² keeps the soft term's gradients
+the size of the hard term's whatever the temperature (Hinton et al. 2015). The teacher's outputs are computed
+before training (sweeping/teacher.py) and arrive here as arrays, row-aligned with the student's rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import datasets
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+@dataclass
+class Distillation:
+    """The teacher's outputs for one student trial: logits [rows, classes], or [rows] for a regression task."""
+
+    train: np.ndarray  # on the trial's train rows (after max_train_samples)
+    dev: dict[str, np.ndarray]  # split → on that dev split: for the student's agreement with its teacher
+    transfer: datasets.Dataset | None = None  # unlabelled rows added to the train rows, tokenized for the student
+    transfer_outputs: np.ndarray | None = None  # on the transfer rows
+
+
+def loss(
+    student: torch.Tensor,
+    teacher: torch.Tensor,
+    labels: torch.Tensor,
+    labelled: torch.Tensor,
+    alpha: float,
+    temperature: float,
+    regression: bool,
+) -> torch.Tensor:
+    """The distillation loss of one batch: student [rows, classes] (regression [rows, 1]), teacher the same
+    shape (or [rows]), labels [rows], labelled [rows] bool (False on transfer rows, which have no label).
+
+    The labels' term is the mean over the batch's labelled rows (0 when it has none); with alpha = 0 it is
+    not computed at all: the student never sees a label."""
+    student = student.float()
+    teacher = teacher.float().reshape(student.shape)
+    if regression:
+        soft = F.mse_loss(student, teacher)
+    else:
+        soft = temperature**2 * F.kl_div(
+            F.log_softmax(student / temperature, dim=-1),
+            F.log_softmax(teacher / temperature, dim=-1),
+            log_target=True,
+            reduction="batchmean",  # the sum over classes, the mean over rows: KL as defined
+        )
+    if alpha == 0:
+        return soft
+    if not labelled.any():
+        return (1 - alpha) * soft
+    mine, truth = student[labelled], labels[labelled]
+    hard = F.mse_loss(mine.squeeze(-1), truth.float()) if regression else F.cross_entropy(mine, truth.long())
+    return alpha * hard + (1 - alpha) * soft
+
+
+def agreement(student: np.ndarray, teacher: np.ndarray, regression: bool) -> float:
+    """How closely the student follows its teacher on a split: the share of rows where their classes agree;
+    for a regression task the Pearson correlation of their outputs."""
+    if regression:
+        return float(np.corrcoef(student, teacher.reshape(-1))[0, 1])
+    return float(np.mean(student == teacher.argmax(-1)))
+
+
+def teacher_predictions(outputs: np.ndarray, regression: bool) -> np.ndarray:
+    """The teacher's predicted class per row (its output itself for a regression task)."""
+    return outputs.reshape(-1) if regression else outputs.argmax(-1)
