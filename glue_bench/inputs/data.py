@@ -125,13 +125,13 @@ def _read_tsv(path: Path, split: Split) -> pd.DataFrame:
         ) from None
     except UnicodeDecodeError as e:
         raise UserError(
-            f"{path}: line {_first_undecodable_line(path)}: not UTF-8 text ({e.reason}); re-save the file as UTF-8"
+            f"{path}: line {first_undecodable_line(path)}: not UTF-8 text ({e.reason}); re-save the file as UTF-8"
         ) from None
     _refuse_short_rows(path, frame.shape[1])
     return frame
 
 
-def _first_undecodable_line(path: Path) -> int:
+def first_undecodable_line(path: Path) -> int:
     """pandas reports a byte offset inside its read buffer, not in the file: find the line instead."""
     for number, line in enumerate(path.read_bytes().split(b"\n"), 1):
         try:
@@ -210,7 +210,7 @@ def _labels_from_strings(values: pd.Series, task: Task, where: str, first_line: 
     return ids.to_numpy(dtype=np.int64)
 
 
-def _uniform(text_a, text_b, label, idx, extra: dict) -> pd.DataFrame:
+def uniform(text_a, text_b, label, idx, extra: dict) -> pd.DataFrame:
     frame = pd.DataFrame({"text_a": text_a, "text_b": text_b, "label": label, "idx": idx})
     for name, values in extra.items():
         frame[name] = values
@@ -240,7 +240,7 @@ def _from_tsv(frame: pd.DataFrame, task: Task, split: Split, where: str) -> pd.D
     else:
         idx = np.arange(len(frame), dtype=np.int64)
     extra = {c: _column(frame, c, where, c).to_numpy(dtype=object) for c in split.extra_columns}
-    return _uniform(text_a, text_b, label, idx, extra)
+    return uniform(text_a, text_b, label, idx, extra)
 
 
 def _refuse_test_labels(frame: pd.DataFrame, task: Task, where: str) -> None:
@@ -271,7 +271,7 @@ def _from_hub_columns(frame: pd.DataFrame, task: Task, split: Split, where: str)
             raise UserError(
                 f"{where}: row {bad[0]}: label id {label[bad[0]]} is outside {task.name}'s {len(task.labels)} labels"
             )
-    return _uniform(text_a, text_b, label, frame["idx"].to_numpy(dtype=np.int64), {})
+    return uniform(text_a, text_b, label, frame["idx"].to_numpy(dtype=np.int64), {})
 
 
 # --- tokenization ----------------------------------------------------------------------------------
