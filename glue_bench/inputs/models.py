@@ -13,6 +13,7 @@ A reference is one of:
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import math
 import re
@@ -147,9 +148,37 @@ def _package_folder(text: str, ref: str) -> ModelRef:
     return ModelRef(f"package:{module}/{inside.strip('/')}", "local", str(folder))
 
 
+DISTILLED = " ← "  # a distilled student's name: "L-2_H-128 ← teacher", its own row in every report
+KEPT = "kept:"  # a teacher that is the kept best model of a study in the same storage: kept:<sweep>[/<model>]
+
+
+def teacher_label(teacher: str) -> str:
+    """A teacher as a student's name shows it: a sweep's kept model by the sweep's name, a folder by its own."""
+    if teacher.startswith(KEPT):
+        return teacher.removeprefix(KEPT).split("/", 1)[0]
+    if teacher.startswith("/"):
+        return Path(teacher).name
+    return teacher
+
+
+def student_name(model: str, teacher: str | None, transfer: str | None = None) -> str:
+    """A trial's model as the runs table names it: the model itself, or a distilled student with its teacher
+    and the transfer rows it learned on besides the train rows ("L-4_H-256 ← teacher + sentences"): students
+    taught on other rows are other models, each its own row, never two configurations of one."""
+    if not isinstance(teacher, str) or not teacher:
+        return model
+    rows = f" + {Path(transfer).stem}" if isinstance(transfer, str) and transfer else ""
+    return f"{model}{DISTILLED}{teacher_label(teacher)}{rows}"
+
+
+def student_of(name: str) -> str:
+    """The student's own reference in a distilled student's name (the name itself otherwise)."""
+    return str(name).split(DISTILLED, 1)[0]
+
+
 def model_shape(ref: str) -> tuple[int, int] | None:
-    """(layers, hidden) of a miniature reference (L-2_H-128, random:L-2_H-128); None for any other."""
-    match = SHAPE.match(str(ref).removeprefix("random:"))
+    """(layers, hidden) of a miniature reference (L-2_H-128, random:L-2_H-128, a distilled one); None for any other."""
+    match = SHAPE.match(student_of(ref).removeprefix("random:"))
     return (int(match[1]), int(match[2])) if match else None
 
 
@@ -164,11 +193,12 @@ def by_size(refs) -> list[str]:
 
 
 def normalise_model(ref: str) -> str:
-    """A model as trials record it (bert-tiny → L-2_H-128); a folder that is gone stays as typed."""
-    try:
-        return resolve(ref).ref
-    except UserError:
-        return ref
+    """A model as trials record it (bert-tiny → L-2_H-128; "bert-mini <- x" → "L-4_H-256 ← x", as a shell
+    types the arrow); a folder that is gone stays as typed."""
+    student, arrow, teacher = str(ref).replace(" <- ", DISTILLED).partition(DISTILLED)
+    with contextlib.suppress(UserError):
+        student = resolve(student).ref
+    return f"{student}{arrow}{teacher.strip()}" if arrow else student
 
 
 def model_label(ref: str) -> str:

@@ -61,6 +61,7 @@ def worker_plan(studies, url: str, source_location: str, sweep) -> dict:
                 "data": source_location,
                 "recipe": sweep.base_recipe(),
                 "grid": grid,
+                "save": sweep.save,
             }
             for s in studies
         ],

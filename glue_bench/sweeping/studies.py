@@ -21,6 +21,7 @@ from optuna.exceptions import ExperimentalWarning
 from optuna.trial import FrozenTrial, TrialState
 
 from glue_bench.errors import UserError
+from glue_bench.sweeping.kept import KEPT_ATTR
 from glue_bench.sweeping.runs import LEGACY_RECIPE_VALUES
 from glue_bench.sweeping.storage import MAX_RETRIES, StorageUnreachable, masked, open_storage, plan_lock
 from glue_bench.sweeping.sweep_file import StudyPlan, Sweep
@@ -203,6 +204,7 @@ class StudyStatus:
     interrupted: int = 0  # trials stopped by Ctrl-C (their points are queued again by the next sweep)
     best: FrozenTrial | None = None
     reasons: list[str] = field(default_factory=list)  # fail_reason of failed points
+    kept: dict | None = None  # the kept best model (save = "best"): {"trial", "value", "artifact"}
 
     @property
     def finished(self) -> int:
@@ -219,7 +221,9 @@ def read_status(sweep: Sweep, plans: list[StudyPlan], url: str, storage=None) ->
         status = StudyStatus(plan)
         trials = []
         if plan.name in existing:
-            trials = optuna.load_study(study_name=plan.name, storage=storage).get_trials(deepcopy=False)
+            study = optuna.load_study(study_name=plan.name, storage=storage)
+            trials = study.get_trials(deepcopy=False)
+            status.kept = study.user_attrs.get(KEPT_ATTR)
         states = point_states(trials)
         status.states = {point: states.get(point, "pending") for point in grid}
         status.points.update(status.states.values())
@@ -247,6 +251,10 @@ def _best(trial: FrozenTrial | None) -> tuple[str, str]:
     return f"{100 * trial.value:.2f}", ", ".join(at)
 
 
+def _kept(entry: dict | None) -> str:
+    return "-" if entry is None else f"trial {entry['trial']} ({100 * entry['value']:.2f})"
+
+
 def format_status(sweep: Sweep, statuses: list[StudyStatus], url: str) -> str:
     """The `glue-bench status` table: one line per study, then the totals and the covered tasks."""
     import pandas as pd
@@ -265,6 +273,8 @@ def format_status(sweep: Sweep, statuses: list[StudyStatus], url: str) -> str:
             "interrupted": s.interrupted,
             "best dev score": best,
             "at": at,
+            **({"teacher": sweep.recipe["teacher"]} if sweep.recipe.get("teacher") else {}),
+            **({"kept model": _kept(s.kept)} if sweep.save == "best" else {}),
         }
         for s in statuses
         for best, at in [_best(s.best)]

@@ -23,9 +23,17 @@ from glue_bench.sweeping.trial import study_name
 from glue_bench.training.recipe import Recipe
 
 GRID_KEYS = ("batch_size", "lr")
-SET_ELSEWHERE = {"batch_size": "[grid]", "lr": "[grid]", "seed": "seeds", "epochs": "epochs"}
+DISTILL_KEYS = ("teacher", "temperature", "alpha", "transfer", "max_transfer_samples")  # the [distill] table
+SET_ELSEWHERE = {
+    "batch_size": "[grid]",
+    "lr": "[grid]",
+    "seed": "seeds",
+    "epochs": "epochs",
+    **dict.fromkeys(DISTILL_KEYS, "[distill]"),
+}
 RECIPE_KEYS = tuple(f.name for f in fields(Recipe) if f.name not in SET_ELSEWHERE)
-TOP_KEYS = ("name", "models", "tasks", "grid", "epochs", "seeds", "data", "storage", "recipe")
+TOP_KEYS = ("name", "models", "tasks", "grid", "epochs", "seeds", "data", "storage", "save", "recipe", "distill")
+SAVE_CHOICES = ("none", "best")  # save = "best": keep each study's best model (sweeping/kept.py)
 
 
 @dataclass(frozen=True)
@@ -51,7 +59,8 @@ class Sweep:
     epochs: int
     data: str | None
     storage: str | None
-    recipe: dict  # overrides of Recipe defaults (not batch_size, lr, seed, epochs)
+    recipe: dict  # overrides of Recipe defaults (not batch_size, lr, seed, epochs), [distill]'s included
+    save: str = "none"  # "best": keep each study's best model in the artifact store
 
     def grid(self) -> list[dict]:
         """Every grid point as Optuna params, in a stable order."""
@@ -106,16 +115,16 @@ def _strings(table: dict, key: str, where: str) -> list[str]:
     return values
 
 
-def _recipe_overrides(table, where: str) -> dict:
-    where = f"{where} [recipe]"
+def _recipe_overrides(table, where: str, section: str = "recipe", keys: tuple[str, ...] = RECIPE_KEYS) -> dict:
+    where = f"{where} [{section}]"
     if not isinstance(table, dict):
         raise UserError(f"{where}: must be a table")
     types = {f.name: f.type for f in fields(Recipe)}
     for key, value in table.items():
-        if key in SET_ELSEWHERE:
-            raise UserError(f"{where}: '{key}' is set by the sweep's {SET_ELSEWHERE[key]}, not in [recipe]")
-        if key not in RECIPE_KEYS:
-            raise unknown_key(key, RECIPE_KEYS, where)
+        if key in SET_ELSEWHERE and key not in keys:
+            raise UserError(f"{where}: '{key}' is set by the sweep's {SET_ELSEWHERE[key]}, not in [{section}]")
+        if key not in keys:
+            raise unknown_key(key, keys, where)
         kind = types[key]
         if kind in ("bool", "str"):
             ok = isinstance(value, bool if kind == "bool" else str)
@@ -209,6 +218,14 @@ def load(path: str | Path) -> Sweep:
         if key in table and (not isinstance(table[key], str) or not table[key].strip()):
             raise UserError(f"{where}: '{key}' must be a non-empty string, got {table[key]!r}")
     recipe = _recipe_overrides(table.get("recipe", {}), where)
+    if "distill" in table:
+        distill = _recipe_overrides(table["distill"], where, "distill", DISTILL_KEYS)
+        if not str(distill.get("teacher", "")).strip():
+            raise UserError(f"{where} [distill]: 'teacher' must name the teacher (a folder, a Hub id or kept:<sweep>)")
+        recipe.update(distill)
+    save = table.get("save", "none")
+    if save not in SAVE_CHOICES:
+        raise UserError(f"{where}: 'save' must be one of {', '.join(map(repr, SAVE_CHOICES))}, got {save!r}")
     tasks, covered = _tasks(_strings(table, "tasks", where), where)
     sweep = Sweep(
         name=name,
@@ -223,6 +240,7 @@ def load(path: str | Path) -> Sweep:
         data=table.get("data"),
         storage=table.get("storage"),
         recipe=recipe,
+        save=save,
     )
     try:
         for point in sweep.grid():
@@ -265,9 +283,12 @@ def resolve_storage(sweep: Sweep, cli_storage: str | None) -> str:
 # --- pre-flight: everything a user can get wrong, before any trial starts ------------------------------
 
 
-def preflight(sweep: Sweep, studies: list[StudyPlan], data_option: str | None = None) -> data.DataSource:
-    """Check the data source, every task's train and dev splits and every model; return the data source.
-    Every problem is found, not only the first: the UserError lists them, one per line."""
+def preflight(
+    sweep: Sweep, studies: list[StudyPlan], data_option: str | None = None, url: str | None = None
+) -> data.DataSource:
+    """Check the data source, every task's train and dev splits, every model and the teacher and transfer
+    rows of a distillation (a kept teacher is found in storage `url`); return the data source. Every problem
+    is found, not only the first: the UserError lists them, one per line."""
     source = data.resolve_source(data_option or sweep.data)
     problems = []
     for name in dict.fromkeys(s.task for s in studies):
@@ -281,6 +302,8 @@ def preflight(sweep: Sweep, studies: list[StudyPlan], data_option: str | None = 
             _check_model(models.resolve(ref), sweep)
         except UserError as e:
             problems.append(str(e))
+    if sweep.recipe.get("teacher"):
+        problems += _check_distillation(sweep, [get_task(t) for t in dict.fromkeys(s.task for s in studies)], url)
     if problems:
         raise UserError("\n".join(problems))
     return source
@@ -330,3 +353,19 @@ def _check_model(ref: models.ModelRef, sweep: Sweep) -> None:
             "the Hub is unreachable; run once where the Hub can be reached, or use a local folder "
             "(package:<module>/<folder> or a path) or random:<shape>"
         )
+
+
+def _check_distillation(sweep: Sweep, tasks: list[Task], url: str | None) -> list[str]:
+    """The teacher of every task (found, its labels the task's) and the transfer file (readable, its columns)."""
+    from glue_bench.inputs.transfer import load_transfer
+    from glue_bench.sweeping import teacher
+
+    recipe, problems = sweep.recipe, []
+    for task in tasks:
+        try:
+            teacher.resolve(recipe["teacher"], task, url)
+            if recipe.get("transfer"):
+                load_transfer(task, recipe["transfer"], recipe.get("max_transfer_samples", 0))
+        except UserError as e:
+            problems.append(f"{sweep.path} [distill]: {e}")
+    return problems

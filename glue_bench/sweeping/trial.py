@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+import math
 import platform
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import optuna
@@ -29,6 +30,7 @@ class TrialSpec:
     data: str  # "hub" or a folder
     recipe: Recipe
     check_rows: bool = True
+    save: bool = False  # keep the model if it is its study's best (save = "best", run --save)
 
 
 def study_name(sweep: str, model: str, task: str) -> str:
@@ -106,13 +108,19 @@ class Prepared:
     model_ref: models.ModelRef
     source: data.DataSource
     model: object
+    tokenizer: object
     train: object
     dev: dict
     to_predict: dict
+    distill: object = None  # training.distill.Distillation: the teacher's outputs, when the recipe has a teacher
+    # recorded beside the recipe's teacher and transfer: what they were when the trial ran (a kept teacher is
+    # replaced when its study finds a better model; a transfer file may be edited)
+    distill_attrs: dict = field(default_factory=dict)
 
 
-def prepare(spec: TrialSpec) -> Prepared:
-    """Resolve the task, model and data and tokenize: every error a user can cause surfaces here."""
+def prepare(spec: TrialSpec, storage_url: str | None = None) -> Prepared:
+    """Resolve the task, model and data and tokenize: every error a user can cause surfaces here. The
+    storage is where a `kept:` teacher is found."""
     task = get_task(spec.task)
     ref = models.resolve(spec.model)
     source = data.resolve_source(spec.data)
@@ -121,6 +129,7 @@ def prepare(spec: TrialSpec) -> Prepared:
             f"{task.name} has no training data: it is predicted by the '{task.predicted_by}' model; "
             f"run --task {task.predicted_by}"
         )
+    teacher = _teacher(spec.recipe, task, storage_url) if spec.recipe.teacher else None  # before the slow loads
     model, tokenizer = models.load(ref, task, spec.recipe.seed)
     splits = load_tokenized(task, source, tokenizer, spec.recipe.max_seq_length, spec.check_rows)
     dev = {s.name: splits[s.name] for s in task.splits_with_role("dev")}
@@ -138,7 +147,52 @@ def prepare(spec: TrialSpec) -> Prepared:
             optional=("dev", "test"),
         ).items():
             to_predict[f"{other.name}/{name}"] = (other, split)
-    return Prepared(spec, task, ref, source, model, splits[task.train_split.name], dev, to_predict)
+    prepared = Prepared(spec, task, ref, source, model, tokenizer, splits[task.train_split.name], dev, to_predict)
+    if teacher is not None:
+        _add_teacher(prepared, *teacher)
+    return prepared
+
+
+def _teacher(recipe: Recipe, task: Task, storage_url: str | None) -> tuple:
+    """(the teacher, its labels checked; the transfer rows or None): a distillation's user errors."""
+    from glue_bench.inputs.transfer import load_transfer
+    from glue_bench.sweeping import teacher as teachers
+
+    teacher = teachers.resolve(recipe.teacher, task, storage_url)
+    return teacher, load_transfer(task, recipe.transfer, recipe.max_transfer_samples) if recipe.transfer else None
+
+
+def _add_teacher(prepared: Prepared, teacher, raw_transfer) -> None:
+    """The teacher's outputs on the train rows, the transfer rows and the dev splits (training/distill.py)."""
+    from glue_bench.inputs.transfer import fingerprint
+    from glue_bench.sweeping import teacher as teachers
+    from glue_bench.training.distill import Distillation
+    from glue_bench.training.loop import training_rows
+
+    task, source, recipe = prepared.task, prepared.source, prepared.spec.recipe
+    outputs = teachers.Outputs(teacher, task, recipe.max_seq_length, recipe.eval_batch_size, recipe.bf16)
+    check = prepared.spec.check_rows
+
+    def rows_key(split) -> str:
+        return f"{task.name}/{split.name}/{data.data_fingerprint(task, split, source)}"
+
+    train = task.train_split
+    on_train = outputs.on(
+        f"{rows_key(train)}/first{recipe.max_train_samples}",
+        lambda: training_rows(data.load_split(task, train, source, check), recipe),
+    )
+    dev = {
+        s.name: outputs.on(rows_key(s), lambda s=s: data.load_split(task, s, source, check))
+        for s in task.splits_with_role("dev")
+    }
+    distill = Distillation(train=on_train, dev=dev)
+    prepared.distill_attrs["teacher_weights"] = teacher.fingerprint
+    if raw_transfer is not None:
+        rows = fingerprint(recipe.transfer, recipe.max_transfer_samples)
+        distill.transfer = data.tokenize(raw_transfer, prepared.tokenizer, recipe.max_seq_length, rows)
+        distill.transfer_outputs = outputs.on(rows, lambda: raw_transfer)
+        prepared.distill_attrs |= {"transfer_rows": rows, "transfer_count": len(raw_transfer)}
+    prepared.distill = distill
 
 
 def execute(prepared: Prepared, trial: optuna.Trial, storage_url: str | None, progress: bool = True) -> float:
@@ -155,7 +209,14 @@ def execute(prepared: Prepared, trial: optuna.Trial, storage_url: str | None, pr
     }
     ride_out(lambda: _set_attrs(trial, started), "starting a trial")
     result = fine_tune(
-        prepared.model, task, prepared.train, prepared.dev, prepared.to_predict, recipe, progress=progress
+        prepared.model,
+        task,
+        prepared.train,
+        prepared.dev,
+        prepared.to_predict,
+        recipe,
+        progress=progress,
+        distill=prepared.distill,
     )
     finished = {
         "metrics": result.dev,
@@ -169,6 +230,8 @@ def execute(prepared: Prepared, trial: optuna.Trial, storage_url: str | None, pr
         "examples_per_second": round(result.train_examples / max(result.train_seconds, 1e-9), 2),
         "env": environment(result.device),
         "encoder": result.encoder,  # which ran: the recipe's "fast" runs the HF model where it does not apply
+        **({"teacher": result.teacher} if result.teacher else {}),  # agreement with it, its own dev metrics
+        **prepared.distill_attrs,
     }
     ride_out(lambda: _set_attrs(trial, finished), "recording a finished trial's results")
     predictions = ride_out(
@@ -180,7 +243,15 @@ def execute(prepared: Prepared, trial: optuna.Trial, storage_url: str | None, pr
         lambda: _upload_predictions(trial, dev, storage_url), "recording a finished trial's dev predictions"
     )
     ride_out(lambda: trial.set_user_attr("dev_predictions", dev_ids), "recording a finished trial's dev predictions")
-    return metrics.task_score(task, result.dev)
+    score = metrics.task_score(task, result.dev)
+    if prepared.spec.save and math.isfinite(score):
+        from glue_bench.sweeping.kept import keep_if_best
+
+        ride_out(
+            lambda: keep_if_best(trial, score, prepared.model, prepared.tokenizer, task, storage_url),
+            "keeping the study's best model",
+        )
+    return score
 
 
 def fine_tune(*args, **kwargs):

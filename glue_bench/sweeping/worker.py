@@ -128,7 +128,10 @@ def run_trial(study: optuna.Study, trial: optuna.Trial, spec: dict, url: str) ->
         point = ride_out(lambda: _grid_point(trial, spec["grid"]), "starting a trial")
         ride_out(lambda: trial.set_user_attr("worker", f"{platform.node()}:{os.getpid()}"), "starting a trial")
         recipe = Recipe(**spec["recipe"], **point)
-        prepared = trials.prepare(trials.TrialSpec(spec["model"], spec["task"], spec["data"], recipe))
+        trial_spec = trials.TrialSpec(
+            spec["model"], spec["task"], spec["data"], recipe, save=spec.get("save") == "best"
+        )
+        prepared = trials.prepare(trial_spec, url)
         score = trials.execute(prepared, trial, url, progress=False)  # its results are written riding out outages
         del prepared
         if not math.isfinite(score):

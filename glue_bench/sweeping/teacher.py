@@ -1,0 +1,163 @@
+"""A distillation teacher: its reference resolved and checked against the task, and its outputs on the rows.
+
+A teacher is a fine-tuned classifier (regressor) for the task: a folder, a Hub id, a folder written by
+`glue-bench export-model`, or `kept:<sweep>[/<model>]`, the model kept by `save = "best"` of that sweep's
+study for the task in the same storage. Its label count, and its label names where it has them, must be the
+task's. Its outputs on a trial's rows are computed once per (teacher, task, rows, max sequence length) and
+cached on disk like the tokenized splits, so every student trial of a sweep, in any worker, shares them.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import re
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+import optuna
+
+from glue_bench.errors import UserError
+from glue_bench.inputs import data, models
+from glue_bench.inputs.tasks import Task
+from glue_bench.sweeping import kept
+from glue_bench.sweeping.storage import masked, open_storage
+
+DEFAULT_NAME = re.compile(r"^LABEL_\d+$")  # the names transformers gives labels nobody named
+
+
+@dataclass(frozen=True)
+class Teacher:
+    ref: str  # as the recipe records it
+    location: str  # a folder or a Hub id that from_pretrained opens
+    fingerprint: str  # identifies its weights: the cache key of its outputs
+
+
+def resolve(ref: str, task: Task, url: str | None) -> Teacher:
+    """The teacher `ref` for `task`, its labels checked: every problem is one line (a UserError)."""
+    text = ref.strip()
+    if text.startswith(models.KEPT):
+        folder, artifact = _kept(text, task, url)
+        teacher = Teacher(text, str(folder), f"kept:{artifact}")
+    else:
+        try:
+            model_ref = models.resolve(text)
+        except UserError as e:
+            raise UserError(f"teacher {ref}: {e}") from None
+        if model_ref.kind == "random":
+            raise UserError(f"teacher {ref}: random weights teach nothing; pass a model fine-tuned on {task.name}")
+        local = model_ref.kind == "local"
+        fingerprint = _folder_fingerprint(model_ref.location) if local else f"hub:{model_ref.location}"
+        teacher = Teacher(model_ref.ref, model_ref.location, fingerprint)
+    _check_labels(teacher, task)
+    return teacher
+
+
+def _kept(text: str, task: Task, url: str | None) -> tuple[Path, str]:
+    """kept:<sweep>[/<model>] → (the kept model's folder, its artifact id)."""
+    sweep, _, model = text.removeprefix(models.KEPT).partition("/")
+    storage = open_storage(url, create=False)
+    wanted = f"{models.normalise_model(model)}" if model else None
+    found = []
+    for summary in optuna.get_all_study_summaries(storage, include_best_trial=False):
+        attrs = summary.user_attrs
+        if attrs.get("sweep") == sweep and attrs.get("task") == task.name and wanted in (None, attrs.get("model")):
+            found.append(optuna.load_study(study_name=summary.study_name, storage=storage))
+    with_model = [s for s in found if kept.kept(s)]
+    if not with_model:
+        what = f"sweep {sweep}'s {task.name} study" + (f" of {wanted}" if wanted else "")
+        why = 'has no kept model: run it with save = "best"' if found else "is not in the storage"
+        raise UserError(f"teacher {text}: {what} in {masked(url)} {why}")
+    if len(with_model) > 1:
+        names = ", ".join(s.user_attrs["model"] for s in with_model)
+        raise UserError(
+            f"teacher {text}: sweep {sweep} keeps a {task.name} model of {names}: name one, kept:{sweep}/MODEL"
+        )
+    study = with_model[0]
+    return kept.kept_folder(study, url), kept.kept(study)["artifact"]
+
+
+@cache
+def _folder_fingerprint(folder: str) -> str:
+    """A hash of the folder's files: a teacher fine-tuned again in the same folder gets new outputs."""
+    digest = hashlib.sha1()
+    for file in sorted(Path(folder).iterdir()):
+        if file.is_file():
+            digest.update(file.name.encode())
+            digest.update(file.read_bytes())
+    return f"folder:{digest.hexdigest()[:16]}"
+
+
+def _check_labels(teacher: Teacher, task: Task) -> None:
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(teacher.location, local_files_only=not _hub_reachable())
+    except (OSError, ValueError) as e:
+        raise UserError(f"teacher {teacher.ref}: cannot read its config ({type(e).__name__}: {e})") from None
+    names = [config.id2label[i] for i in sorted(config.id2label)] if config.id2label else []
+    theirs = f"{config.num_labels} label(s)" + (f" ({', '.join(names)})" if names else "")
+    ours = "1 output (a regression task)" if task.regression else f"{task.num_labels} labels ({', '.join(task.names)})"
+    if config.num_labels != task.num_labels:
+        raise UserError(
+            f"teacher {teacher.ref} has {theirs}, {task.name} has {ours}: pass a teacher fine-tuned on {task.name}"
+        )
+    named = [n for n in names if not DEFAULT_NAME.match(str(n))]
+    if named and not task.regression and [str(n).lower() for n in names] != [n.lower() for n in task.names]:
+        raise UserError(
+            f"teacher {teacher.ref}'s labels are {', '.join(names)}, {task.name}'s are {ours} in this order: "
+            "pass a teacher fine-tuned on this task (or fix its config's id2label)"
+        )
+
+
+def _hub_reachable() -> bool:
+    from glue_bench.inputs import hub
+
+    return hub.reachable()
+
+
+# --- the teacher's outputs, cached ---------------------------------------------------------------------
+
+
+class Outputs:
+    """The teacher's outputs on named row sets, each read from the disk cache or computed (the teacher is
+    loaded only when one is missing)."""
+
+    def __init__(self, teacher: Teacher, task: Task, max_length: int, batch_size: int, bf16: bool):
+        self.teacher, self.task, self.max_length = teacher, task, max_length
+        self.batch_size, self.bf16 = batch_size, bf16
+        self._model = self._tokenizer = None
+
+    def on(self, rows_key: str, rows) -> np.ndarray:
+        """The teacher's outputs on the rows `rows_key` identifies; rows() gives them (a raw split: text_a,
+        text_b, label, idx) when they are not cached yet."""
+        key = f"{self.teacher.fingerprint}|{self.task.name}|{rows_key}|{self.max_length}"
+        path = data.cache_dir() / "teacher" / f"{hashlib.sha1(key.encode()).hexdigest()[:20]}.npy"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path.with_suffix(".lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # one worker computes, the others wait and read
+            if path.is_file():
+                return np.load(path)
+            values = self._compute(rows(), rows_key)
+            tmp = path.with_suffix(".tmp.npy")
+            np.save(tmp, values)
+            tmp.replace(path)
+            return values
+
+    def _compute(self, rows, rows_key: str) -> np.ndarray:
+        import torch
+
+        from glue_bench.training import encoder
+        from glue_bench.training.encoder import UnpaddedBert
+        from glue_bench.training.loop import Packed, outputs
+
+        if self._model is None:
+            self._model, self._tokenizer = models.load(models.resolve(self.teacher.location), self.task, seed=0)
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        model = self._model.to(device)
+        net = UnpaddedBert.from_hf(model) if encoder.supports(model.config) else model
+        tokenized = data.tokenize(rows, self._tokenizer, self.max_length, f"teacher|{rows_key}")
+        values = outputs(net, Packed(tokenized), self.batch_size, device, self.bf16 and device.type == "cuda")
+        return values[:, 0] if self.task.regression else values
