@@ -93,6 +93,11 @@ def _recipe(args):
         tf32=args.tf32,
         fused_adamw=args.fused_adamw,
         encoder=args.encoder,
+        teacher=args.teacher or "",
+        temperature=args.temperature,
+        alpha=args.alpha,
+        transfer=args.transfer or "",
+        max_transfer_samples=args.max_transfer_samples,
     )
 
 
@@ -107,11 +112,16 @@ def cmd_run(args) -> int:
     from glue_bench.sweeping.storage import masked, open_storage
     from glue_bench.training.loop import Diverged
 
-    spec = trials.TrialSpec(model=args.model, task=args.task, data=args.data, recipe=_recipe(args))
+    recipe = _recipe(args)
+    spec = trials.TrialSpec(model=args.model, task=args.task, data=args.data, recipe=recipe, save=args.save)
     storage = open_storage(args.storage)  # a bad URL fails fast; opening records nothing
-    prepared = trials.prepare(spec)  # every other user error surfaces before a trial is created
-    name = trials.study_name("adhoc", prepared.model_ref.ref, prepared.task.name)
+    prepared = trials.prepare(spec, args.storage)  # every other user error surfaces before a trial is created
+    # A distilled student is a study of its own: its best model is kept apart from its plain self's.
+    named = models.student_name(prepared.model_ref.ref, recipe.teacher, recipe.transfer)
+    name = trials.study_name("adhoc", named, prepared.task.name)
     study = optuna.create_study(storage=storage, study_name=name, direction="maximize", load_if_exists=True)
+    for key, value in {"sweep": "adhoc", "model": prepared.model_ref.ref, "task": prepared.task.name}.items():
+        study.set_user_attr(key, value)  # as a sweep's study has them: kept:adhoc finds its model
     trial = study.ask(trials.grid_distributions([args.batch_size], [args.lr], [args.seed]))
     try:
         score = trials.execute(prepared, trial, args.storage, progress=not args.no_progress)
@@ -127,6 +137,15 @@ def cmd_run(args) -> int:
         raise
     study.tell(trial, score)
     _print_result(prepared.task, study.trials[trial.number], name, masked(args.storage))
+    if args.save:
+        from glue_bench.sweeping.kept import kept
+
+        entry = kept(study)
+        print(
+            f"kept model: trial {entry['trial']} (dev score {100 * entry['value']:.2f}), the best of study {name}; "
+            f"glue-bench export-model --model '{named}' "
+            f"--task {prepared.task.name} --out DIR writes it"
+        )
     return 0
 
 
@@ -135,6 +154,9 @@ def _print_result(task, frozen, study_name: str, url: str) -> None:
     for split, values in {**attrs["metrics"], **attrs["extra_metrics"]}.items():
         shown = "  ".join(f"{name} {100 * value:.2f}" for name, value in values.items())
         print(f"{task.name} {split}: {shown}")
+    for split, value in attrs.get("teacher", {}).get("agreement", {}).items():
+        theirs = "  ".join(f"{n} {100 * v:.2f}" for n, v in attrs["teacher"]["metrics"][split].items())
+        print(f"teacher on {split}: {theirs}; the student agrees with it on {100 * value:.2f}%")
     print(f"score {100 * frozen.value:.2f}  ({'+'.join(task.score)}, mean over dev splits)")
     print(
         f"train {attrs['train_seconds']:.1f}s, {attrs['examples_per_second']:.0f} examples/s on {attrs['env']['device']} "
@@ -264,14 +286,14 @@ def cmd_sweep(args) -> int:
         print(dry_run(sweep, studies, url, args.workers, args.device))
         problems = recipe_conflicts(sweep, studies, url)
         try:
-            sweeps.preflight(sweep, studies, args.data)
+            sweeps.preflight(sweep, studies, args.data, url)
         except UserError as e:
             problems += str(e).splitlines()
         if problems:
             raise UserError("\n".join(problems))
         print("pre-flight: every task's data and every model is available here, and no study conflicts")
         return 0
-    source = sweeps.preflight(sweep, studies, args.data)  # every user error ends here, before any trial
+    source = sweeps.preflight(sweep, studies, args.data, url)  # every user error ends here, before any trial
     return run_sweep(
         sweep, studies, url, source.location, args.workers, args.retry_failed, progress=not args.no_progress
     )
@@ -305,6 +327,14 @@ def cmd_export(args) -> int:
 
         count = write_dev_sidecar(table, args.out, url)
         print(f"wrote {sidecar_path(args.out)}: the dev predictions of {count} trial splits")
+    return 0
+
+
+def cmd_export_model(args) -> int:
+    from glue_bench.reporting.exported_model import export_model
+
+    url, sweep = _results(args)
+    print(export_model(url, args.model, args.task, sweep, args.out))
     return 0
 
 
@@ -373,6 +403,20 @@ def build_parser() -> argparse.ArgumentParser:
         default="fast",
         help="fast: glue-bench's unpadded BERT encoder where it applies; "
         "hf: the Hugging Face model (same initial weights)",
+    )
+    run.add_argument(
+        "--teacher",
+        help="distil: a fine-tuned model for the task (a folder, a Hub id, kept:SWEEP[/MODEL]) whose outputs the "
+        "student learns",
+    )
+    run.add_argument("--alpha", type=float, default=0.0, help="with --teacher: weight of the labels' loss")
+    run.add_argument("--temperature", type=_positive_float, default=1.0, help="with --teacher: softmax temperature")
+    run.add_argument("--transfer", help="with --teacher: a file of unlabelled rows (tsv, csv, jsonl, parquet) to add")
+    run.add_argument(
+        "--max-transfer-samples", type=_whole_number, default=0, help="the first N transfer rows only; 0: all"
+    )
+    run.add_argument(
+        "--save", action="store_true", help="keep the fine-tuned model if it is the best of its study so far"
     )
     run.add_argument("--data", help="hub, or a folder in the glue_data or Hub parquet layout (env GLUE_BENCH_DATA)")
     run.add_argument(
@@ -559,6 +603,26 @@ def build_parser() -> argparse.ArgumentParser:
         "that check --tolerance bootstrap resamples",
     )
     exp.set_defaults(func=cmd_export)
+
+    xm = sub.add_parser(
+        "export-model",
+        help='a study\'s kept best model as a folder transformers opens (save = "best" or run --save kept it)',
+        description="Write the kept model of (model, task) to a folder: config (id2label in the task's label "
+        "names), weights, tokenizer and a model card (README.md) with the recipe, the sweep and the dev scores. "
+        "AutoModelForSequenceClassification.from_pretrained opens it.",
+    )
+    xm.add_argument("--model", required=True, help="the model as the runs table names it (a distilled one: 'M <- T')")
+    xm.add_argument("--task", required=True, help="the task its study trained on")
+    xm.add_argument(
+        "--sweep",
+        metavar="NAME|FILE",
+        help="a sweep's name, or its file (sweeps/x.toml: that sweep, in the storage it writes to)",
+    )
+    xm.add_argument(
+        "--storage", help="Optuna storage URL (env GLUE_BENCH_STORAGE; default sqlite:///results/glue-bench.db)"
+    )
+    xm.add_argument("--out", required=True, metavar="DIR", help="a new (or empty) folder")
+    xm.set_defaults(func=cmd_export_model)
     return parser
 
 

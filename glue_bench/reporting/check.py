@@ -138,7 +138,10 @@ def _check_same_grid(base: pd.DataFrame, new: pd.DataFrame) -> None:
 
 
 def _same(a, b) -> bool:
-    if pd.isna(a) and pd.isna(b):
+    def blank(value) -> bool:  # an empty text reads back from a CSV as NaN
+        return value is None or value == "" or isinstance(value, float) and math.isnan(value)
+
+    if blank(a) and blank(b):
         return True
     if isinstance(a, (bool, str)) or isinstance(b, (bool, str)):
         return str(a) == str(b)

@@ -14,7 +14,7 @@ import pandas as pd
 
 from glue_bench.errors import UserError
 from glue_bench.inputs import shipped
-from glue_bench.inputs.models import by_size, model_label, model_shape
+from glue_bench.inputs.models import DISTILLED, by_size, model_label, model_shape
 from glue_bench.inputs.tasks import get_task, registry
 from glue_bench.reporting.cells import (
     DEGENERATE,
@@ -112,7 +112,8 @@ def paper() -> pd.DataFrame:
 
 
 def paper_row(ref: str) -> pd.Series | None:
-    shape = model_shape(ref)
+    """The paper's row of a miniature fine-tuned on labels (a distilled student has none: it learned otherwise)."""
+    shape = None if DISTILLED in str(ref) else model_shape(ref)
     table = paper()
     match = table[(table["layers"] == shape[0]) & (table["hidden"] == shape[1])] if shape else table.iloc[:0]
     return match.iloc[0] if len(match) else None
@@ -141,7 +142,7 @@ def leaderboard(table: pd.DataFrame, compare_paper: bool = False, intervals: dic
         )
     scores = task_scores(winners)
     cols = columns()
-    rows, flagged, unfinished, seeds, partial = [], [], [], set(), False
+    rows, flagged, unfinished, seeds, partial, taught = [], [], [], set(), False, []
     placed: dict[tuple[int, str], tuple[str, str]] = {}
     for ref in scores.index:
         mine = {row["task"]: row for _, row in winners[winners["model"] == ref].iterrows()}
@@ -156,6 +157,8 @@ def leaderboard(table: pd.DataFrame, compare_paper: bool = False, intervals: dic
                 flagged.append(f"{ref} {task} ({winner['degenerate']})")
             if not winner["complete"]:
                 unfinished.append(f"{ref} {task} ({seed_gaps(winner)})")
+        if DISTILLED in ref:
+            taught.append(_distilled_note(ref, mine))
         if intervals is not None:
             placed.update({(len(rows), k): v for k, v in _intervals(ref, scores.loc[ref], cols, intervals).items()})
         if not compare_paper:
@@ -205,9 +208,38 @@ def leaderboard(table: pd.DataFrame, compare_paper: bool = False, intervals: dic
             for _, r in skipped.iterrows()
         )
         notes.append(f"Not selected though higher, because a seed failed or is missing: {shown}.")
+    notes += taught
     if intervals is not None:
         notes += _interval_notes(intervals)
     return Report("GLUE leaderboard", frame, intro, notes, text_columns=2 if compare_paper else 1, intervals=placed)
+
+
+def _distilled_note(ref: str, mine: dict) -> str:
+    """A distilled student's teacher and recipe, and per task how closely it follows the teacher."""
+    first = next(iter(mine.values()))
+    how = f"alpha {first['alpha']:g}, temperature {first['temperature']:g}"
+    if isinstance(first.get("transfer"), str) and first["transfer"]:
+        how += f", transfer rows {first['transfer']}"
+    tasks = []
+    for task, winner in mine.items():
+        agree = [winner[c] for c in winner.index if c.startswith("teacher/agreement/") and pd.notna(winner[c])]
+        own = [
+            winner[f"teacher/dev/{s.name}/{m}"]
+            for s in get_task(task).splits_with_role("dev")
+            for m in get_task(task).score
+            if pd.notna(winner.get(f"teacher/dev/{s.name}/{m}"))
+        ]
+        if agree:
+            tasks.append(
+                f"{task}: "
+                + (
+                    f"its outputs' Pearson r with its teacher's {points(float(np.mean(agree)))}"
+                    if get_task(task).regression
+                    else f"agrees with its teacher on {points(float(np.mean(agree)))}% of dev rows"
+                )
+                + (f", the teacher's own dev score {points(float(np.mean(own)))}" if own else "")
+            )
+    return f"{ref}: distilled from {first['teacher']} ({how})" + (f"; {'; '.join(tasks)}." if tasks else ".")
 
 
 def _intervals(ref: str, scores: pd.Series, cols: list[Column], intervals: dict) -> dict[str, tuple[str, str]]:

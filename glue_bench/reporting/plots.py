@@ -27,8 +27,10 @@ NAMES = {shape: "BERT-" + name.removeprefix("bert-").title() for name, shape in 
 
 def _heatmap_models(scores: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     """The models drawn in the grid: one per shape. Pretrained and random-init models of a shape are not
-    comparable, so the family with more shapes is drawn (pretrained on a tie); the scatter shows all."""
-    shaped = scores[[models.model_shape(m) in models.all_miniatures() for m in scores["model"]]].copy()
+    comparable, so the family with more shapes is drawn (pretrained on a tie), and a distilled student is not
+    its plain self; the scatter shows all."""
+    plain = [models.model_shape(m) in models.all_miniatures() and models.DISTILLED not in m for m in scores["model"]]
+    shaped = scores[plain].copy()
     shaped["random"] = shaped["model"].str.startswith("random:")
     counts = shaped.groupby("random").size()
     random = bool(len(counts)) and counts.get(True, 0) > counts.get(False, 0)

@@ -79,7 +79,7 @@ def configurations(table: pd.DataFrame) -> pd.DataFrame:
     if done.empty:
         return pd.DataFrame(columns=keys + ["score", "std:score"] + extra)
     done["degenerate"] = [collapsed_splits(row) for row in done.to_dict("records")]
-    values = ["score"] + sorted(c for c in done.columns if c.startswith(("dev/", "extra/")))
+    values = ["score"] + sorted(c for c in done.columns if c.startswith(("dev/", "extra/", "teacher/")))
     done[values] = done[values].apply(pd.to_numeric, errors="coerce")
     grouped = done.groupby(keys, dropna=False, sort=False)
     out = grouped[values].mean()
