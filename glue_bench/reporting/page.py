@@ -34,8 +34,9 @@ body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; color: 
 h1 { margin-bottom: 4px; } h2 { margin-top: 32px; border-bottom: 1px solid #ccc; } h3 { margin: 18px 0 6px; }
 nav a { margin-right: 14px; }
 p { margin: 6px 0; }
-table { border-collapse: collapse; margin: 8px 0; }
-th, td { padding: 3px 8px; border-bottom: 1px solid #e2e2e2; white-space: nowrap; }
+#leaderboard { overflow-x: auto; }  /* a wide leaderboard scrolls, the page does not */
+table { border-collapse: collapse; margin: 8px 0; font-size: 13px; }
+th, td { padding: 2px 7px; border-bottom: 1px solid #e2e2e2; white-space: nowrap; }
 thead th { background: #f2f2f2; }
 table.sortable th { cursor: pointer; user-select: none; }
 table.sortable th:hover { background: #e4e4e4; }
@@ -43,7 +44,7 @@ th[aria-sort="ascending"]::after { content: " \\25B2"; } th[aria-sort="descendin
 #board tbody + tbody { border-top: 2px solid #aaa; }
 #board tbody tr + tr { color: #666; }  /* the paper's row and Δ under a model's own */
 td.collapsed { background: #fcdcb4; }
-.ci { color: #777; font-size: 85%; }
+.ci { display: block; color: #777; font-size: 85%; }  /* the interval under its value: a narrower table */
 small { color: #555; }
 img { max-width: 100%; height: auto; }
 .grids { display: flex; flex-wrap: wrap; gap: 0 36px; align-items: flex-start; }
