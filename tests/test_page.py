@@ -156,7 +156,7 @@ def test_names_are_escaped_and_no_miniature_means_no_figure(runs):
 
 
 @pytest.fixture(scope="module")
-def real_storage(mnli_trial, glue_data, tmp_path_factory):
+def page_storage(mnli_trial, glue_data, tmp_path_factory):
     """Real trials of random:L-2_H-128: the MNLI one that predicts AX, and WNLI (64 rows, 1 epoch) at two learning
     rates, with their dev predictions, so --ci has intervals."""
     url, data = mnli_trial
@@ -168,8 +168,8 @@ def real_storage(mnli_trial, glue_data, tmp_path_factory):
     return copy, data
 
 
-def test_the_page_of_real_trials_with_intervals_and_ax(real_storage, tmp_path, capsys):
-    url, data = real_storage
+def test_the_page_of_real_trials_with_intervals_and_ax(page_storage, tmp_path, capsys):
+    url, data = page_storage
     argv = ["report", "--storage", url, "--ci", "--resamples", "200", "--compare", "paper"]
     assert main([*argv, "--format", "markdown"]) == 0
     markdown = capsys.readouterr().out

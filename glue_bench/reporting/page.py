@@ -178,10 +178,8 @@ def _ax(table: pd.DataFrame, storage_url: str | None, data: str | None) -> list[
     for task in (t for t in registry().values() if t.predicted_by):
         predictors = by_size(table.loc[table["task"] == task.predicted_by, "model"])
         if predictors and not (data or os.environ.get("GLUE_BENCH_DATA")):
-            lines.append(
-                f"<p>{task.name.upper()} by category needs its labelled set: pass --data, a folder holding "
-                f"{html.escape(task.glue_dir)}/{html.escape(labelled_split(task).file)}.</p>"
-            )
+            why = f"{task.name.upper()} by category needs its labelled set: pass --data, a folder holding "
+            lines.append(f"<p>{html.escape(why + task.glue_dir + '/' + labelled_split(task).file)}.</p>")
             continue
         for model in predictors:
             try:
