@@ -210,7 +210,9 @@ def cmd_report(args) -> int:
     from glue_bench.reporting.selection import load_runs
 
     url, sweep = _results(args)
+    fmt = render.choose_format(args.format, args.out)
     table = load_runs(url, args.runs, sweep)
+    text = None  # the leaderboard page, else the Report `result` rendered in `fmt`
     if args.grid:
         from glue_bench.reporting.grid import grid
 
@@ -228,7 +230,11 @@ def cmd_report(args) -> int:
 
             intervals = selected_replicates(table, url, resamples=args.resamples)
         result = leaderboard(table, compare_paper=args.compare == "paper", intervals=intervals)
-    render.write(render.render(result, render.choose_format(args.format, args.out)), args.out)
+        if fmt == "html":  # the leaderboard as HTML is the whole page: the figure, the grids and AX with it
+            from glue_bench.reporting.page import page
+
+            text = page(result, table, url, args.compare == "paper", args.data)
+    render.write(text or render.render(result, fmt), args.out)
     if args.plot:
         from glue_bench.reporting import plots
 

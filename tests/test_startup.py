@@ -46,6 +46,7 @@ def _run(argv: list[str], tmp_path: Path) -> tuple[int, list[str]]:
         (["report", "--runs", "tests/fixtures/report/runs.csv"], 0),
         (["report", "--runs", "tests/fixtures/report/runs.csv", "--grid", "bert-tiny:rte"], 0),
         (["report", "--runs", "tests/fixtures/report/runs.csv", "--ci"], 0),
+        (["report", "--runs", "tests/fixtures/report/runs.csv", "--out", "{tmp}/board.html"], 0),  # the page
         (["compare", "bert-tiny", "bert-mini", "--storage", "sqlite:///{tmp}/none.db"], 2),
         (
             ["check", "--baseline", "results/baselines/ci-baseline.csv", "--runs", "results/baselines/ci-baseline.csv"],

@@ -4,5 +4,6 @@ Reads the runs table (from a storage or an exported file) and the prediction art
 configuration per (model, task) on dev (selection.py, the one rule every view uses), and from it builds
 the leaderboard beside the paper, the grid view, plots, GLUE server submissions, AX diagnostics, the
 collapse flags and the CI regression gate. Hands up Report objects that render.py writes as Markdown,
-CSV, LaTeX or HTML; the CLI sits on top.
+CSV, LaTeX or HTML, and page.py puts together, with the figure, into the one-file leaderboard page; the CLI
+sits on top.
 """

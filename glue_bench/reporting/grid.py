@@ -6,7 +6,7 @@ import pandas as pd
 
 from glue_bench.errors import UserError
 from glue_bench.inputs.models import by_size, normalise_model
-from glue_bench.inputs.tasks import get_task
+from glue_bench.inputs.tasks import Task, get_task
 from glue_bench.reporting.cells import DEGENERATE, INCOMPLETE, MISSING, collapse_mark, points, seed_gaps
 from glue_bench.reporting.render import Report
 from glue_bench.reporting.selection import CONFIG, configurations
@@ -29,6 +29,11 @@ def grid(table: pd.DataFrame, spec: str) -> Report:
             else f"models recorded: {', '.join(by_size(table['model']))}"
         )
         raise UserError(f"--grid {spec}: no trials of {model} on {task.name}; {have}")
+    return trial_grid(trials, model, task)
+
+
+def trial_grid(trials: pd.DataFrame, model: str, task: Task) -> Report:
+    """The grid of `trials`, those of one recorded model on one task (the leaderboard page draws every one)."""
     configs = configurations(trials)
     winner = configs.iloc[0] if len(configs) else None
     varying = [

@@ -7,6 +7,7 @@ parameter count (models.parameter_count), the paper's four named models beside o
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import matplotlib
@@ -55,12 +56,33 @@ def plot(table: pd.DataFrame, path: str, task: str | None = None, compare_paper:
     """Draw the figure into `path` (.png, .pdf or .svg); returns a one-line description."""
     if Path(path).suffix.lower() not in (".png", ".pdf", ".svg"):
         raise UserError(f"--plot {path}: write .png, .pdf or .svg")
+    fig, said = figure(table, task, compare_paper)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=200)
+    plt.close(fig)
+    return f"{said} → {path}"
+
+
+def png(table: pd.DataFrame, task: str | None = None, compare_paper: bool = False, dpi: int = 100) -> tuple[bytes, str]:
+    """The same figure as PNG bytes, for the leaderboard page to inline; a lower resolution than a file's
+    keeps the page small. Returns the bytes and the description."""
+    fig, said = figure(table, task, compare_paper)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    plt.close(fig)
+    return buffer.getvalue(), said
+
+
+def figure(table: pd.DataFrame, task: str | None = None, compare_paper: bool = False):
+    """The figure (a matplotlib Figure, for the caller to save and close) and a one-line description."""
     scores = leaderboard.model_scores(table, task)
     if scores.empty:
         raise UserError(f"--plot: no model has a {'GLUE' if task is None else task} score yet; run some trials first")
     what = "GLUE score" if task is None else f"{get_task(task).name.upper()} score"
     paper = _paper_values(task) if compare_paper else None
     grid_models, family = _heatmap_models(scores)
+    if grid_models.empty and paper is None:
+        raise UserError("--plot: no model is a BERT miniature (L-2_H-128 … L-12_H-768): nothing to draw")
     ours = {
         row["shape"]: (row["value"], "" if row["complete"] else f"({row['tasks']}/9 tasks)")
         for _, row in grid_models.iterrows()
@@ -86,10 +108,7 @@ def plot(table: pd.DataFrame, path: str, task: str | None = None, compare_paper:
     fig.colorbar(image, ax=list(axes[:-1]), label=f"{what} (points)", shrink=0.9)
     _scatter(axes[-1], scores, paper, what)
     fig.suptitle(f"{what} of the BERT miniatures by layers × hidden size; best configuration per task", fontsize=12)
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=200)
-    plt.close(fig)
-    return f"{what}: {len(grid_models)} of 24 shapes in the grid, {len(scores)} models in the scatter → {path}"
+    return fig, f"{what}: {len(grid_models)} of 24 shapes in the grid, {len(scores)} models in the scatter"
 
 
 def _grid_panel(ax, cells: dict, low: float, high: float, title: str):

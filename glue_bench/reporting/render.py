@@ -139,23 +139,58 @@ def to_html(report: Report) -> str:
         '<html lang="en">',
         f'<head><meta charset="utf-8"><title>{html.escape(report.title)}</title></head>',
         "<body>",
-        f"<h2>{html.escape(report.title)}</h2>",
+        *html_section(report),
+        "</body>",
+        "</html>",
     ]
+    return "\n".join(parts) + "\n"
+
+
+def html_section(report: Report, level: int = 2, **table_options) -> list[str]:
+    """The report as lines of an HTML fragment: its title as a heading, the intro, the table, the notes.
+    The leaderboard page (page.py) puts several of these on one page; table_options go to html_table."""
+    parts = [f"<h{level}>{html.escape(report.title)}</h{level}>"]
     if report.intro:
         parts.append(f"<p>{html.escape(report.intro)}</p>")
-
-    def row(cells, tag) -> str:
-        return (
-            "<tr>"
-            + "".join(f"<{tag}{_align(i, report)}>{html.escape(str(c))}</{tag}>" for i, c in enumerate(cells))
-            + "</tr>"
-        )
-
-    parts += ["<table>", "<thead>", row(report.table.columns, "th"), "</thead>", "<tbody>"]
-    parts += [row(r, "td") for r in shown(report).itertuples(index=False)] + ["</tbody>", "</table>"]
+    parts += html_table(report, **table_options)
     parts += [f"<p><small>{html.escape(note)}</small></p>" for note in report.notes]
-    parts += ["</body>", "</html>"]
-    return "\n".join(parts) + "\n"
+    return parts
+
+
+def html_table(report: Report, attributes: str = "", groups: list[int] | None = None, cell_class=None) -> list[str]:
+    """The table as lines of HTML. attributes: added to the <table> tag (an id, a class). groups: the row
+    positions that each open a <tbody>, rows that belong together (a model and its paper rows: a sort moves
+    them as one); default one <tbody>. cell_class(text): a CSS class for a body cell, or ""."""
+    starts = set(groups or [])
+
+    def cells(values, tag: str, intervals: dict | None = None) -> str:
+        out = []
+        for i, (column, value) in enumerate(zip(report.table.columns, values)):
+            text = html.escape(str(value))
+            if intervals and column in intervals:  # an element of its own, so that the page can style it
+                low, high = intervals[column]
+                text += f' <span class="ci">[{html.escape(low)}, {html.escape(high)}]</span>'
+            css = cell_class(str(value)) if cell_class and tag == "td" else ""
+            css = f' class="{css}"' if css else ""
+            out.append(f"<{tag}{_align(i, report)}{css}>{text}</{tag}>")
+        return "<tr>" + "".join(out) + "</tr>"
+
+    by_row: dict[int, dict[str, tuple[str, str]]] = {}
+    for (row, column), low_high in report.intervals.items():
+        by_row.setdefault(row, {})[column] = low_high
+    parts = [
+        f"<table{' ' + attributes if attributes else ''}>",
+        "<thead>",
+        cells(report.table.columns, "th"),
+        "</thead>",
+    ]
+    parts.append("<tbody>")
+    for position, values in enumerate(report.table.itertuples(index=False)):
+        if position in starts and position:
+            parts += ["</tbody>", "<tbody>"]
+        parts.append(cells(values, "td", by_row.get(position)))
+    parts += ["</tbody>", "</table>"]
+    return parts
 
 
 def _align(column: int, report: Report) -> str:
