@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from glue_bench.errors import UserError, did_you_mean
+from glue_bench.inputs.models import normalise_model
 from glue_bench.inputs.tasks import get_task
 from glue_bench.reporting import bootstrap
 from glue_bench.reporting.cells import MISSING, points, signed
@@ -35,6 +36,7 @@ def compare(
     tasks: list[str] | None = None,
     resamples: int = bootstrap.RESAMPLES,
 ) -> Report:
+    a, b = normalise_model(a), normalise_model(b)  # bert-tiny → L-2_H-128, "M <- T" → "M ← T"
     winners = best(table)
     known = sorted(set(table["model"].dropna()))
     for model in (a, b):
