@@ -22,7 +22,6 @@ from glue_bench.inputs.tasks import Task
 from glue_bench.sweeping.storage import artifact_store, masked, plan_lock
 
 KEPT_ATTR = "kept_model"  # study user attr: {"trial": number, "value": dev score, "artifact": artifact id}
-SAVE_CHOICES = ("none", "best")
 
 
 def kept(study: optuna.Study) -> dict | None:

@@ -1,10 +1,11 @@
 """Sweep files (sweeps/*.toml) → a checked plan of Optuna studies, one per (sweep, model, task).
 
 A sweep file names models, tasks, the grid (batch sizes × learning rates × seeds), epochs, the data source,
-recipe overrides and the storage; see sweeps/cpu-smoke.toml. Loading is strict: an unknown key, a wrong
-type or a bad value is a UserError naming the file and the key. `preflight` then checks that every model
-and every task's data can be had, before anything is written, so a user error costs one line, not N
-failed trials. studies.enqueue then puts every grid point that has no trial yet into its study, once.
+recipe overrides, the storage, whether to keep each study's best model (`save`) and a distillation's teacher
+(`[distill]`); see sweeps/cpu-smoke.toml and sweeps/distill-sst2.toml. Loading is strict: an unknown key, a
+wrong type or a bad value is a UserError naming the file and the key. `preflight` then checks that every
+model, every task's data and any teacher and transfer file can be had, before anything is written, so a user
+error costs one line, not N failed trials. studies.enqueue then puts every grid point that has no trial yet into its study, once.
 """
 
 from __future__ import annotations

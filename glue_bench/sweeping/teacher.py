@@ -59,7 +59,7 @@ def _kept(text: str, task: Task, url: str | None) -> tuple[Path, str]:
     """kept:<sweep>[/<model>] → (the kept model's folder, its artifact id)."""
     sweep, _, model = text.removeprefix(models.KEPT).partition("/")
     storage = open_storage(url, create=False)
-    wanted = f"{models.normalise_model(model)}" if model else None
+    wanted = models.normalise_model(model) if model else None
     found = []
     for summary in optuna.get_all_study_summaries(storage, include_best_trial=False):
         attrs = summary.user_attrs
