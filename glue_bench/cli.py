@@ -344,6 +344,11 @@ def cmd_export_model(args) -> int:
     return 0
 
 
+# --sweep and --storage mean the same in every command that reads results (_results)
+SWEEP_HELP = "a sweep's name, or its file (sweeps/x.toml: that sweep, in the storage it writes to)"
+STORAGE_HELP = "Optuna storage URL (env GLUE_BENCH_STORAGE; default sqlite:///results/glue-bench.db)"
+
+
 class _OneLineParser(argparse.ArgumentParser):
     """argparse prints the whole usage before its error: print the error alone, on one line."""
 
@@ -425,9 +430,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--save", action="store_true", help="keep the fine-tuned model if it is the best of its study so far"
     )
     run.add_argument("--data", help="hub, or a folder in the glue_data or Hub parquet layout (env GLUE_BENCH_DATA)")
-    run.add_argument(
-        "--storage", help="Optuna storage URL (env GLUE_BENCH_STORAGE; default sqlite:///results/glue-bench.db)"
-    )
+    run.add_argument("--storage", help=STORAGE_HELP)
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.set_defaults(func=cmd_run)
 
@@ -463,14 +466,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--compare paper puts the paper's numbers and the difference beside ours.",
     )
     source = rep.add_mutually_exclusive_group()
-    source.add_argument(
-        "--storage", help="Optuna storage URL (env GLUE_BENCH_STORAGE; default sqlite:///results/glue-bench.db)"
-    )
+    source.add_argument("--storage", help=STORAGE_HELP)
     source.add_argument("--runs", help="an exported runs table (.csv or .parquet) instead of a storage")
     rep.add_argument(
         "--sweep",
         metavar="NAME|FILE",
-        help="a sweep's name, or its file (sweeps/x.toml: that sweep, in the storage it writes to)",
+        help=SWEEP_HELP,
     )
     rep.add_argument(
         "--format",
@@ -513,11 +514,9 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument(
         "--sweep",
         metavar="NAME|FILE",
-        help="a sweep's name, or its file (sweeps/x.toml: that sweep, in the storage it writes to)",
+        help=SWEEP_HELP,
     )
-    cmp.add_argument(
-        "--storage", help="Optuna storage URL (env GLUE_BENCH_STORAGE; default sqlite:///results/glue-bench.db)"
-    )
+    cmp.add_argument("--storage", help=STORAGE_HELP)
     cmp.add_argument("--resamples", type=_positive_int, default=1000, help="bootstrap resamples")
     cmp.add_argument("--format", choices=["markdown", "csv", "latex", "html"], help="default: markdown")
     cmp.add_argument("--out", help="write to this file instead of stdout")
@@ -533,7 +532,7 @@ def build_parser() -> argparse.ArgumentParser:
     sbm.add_argument(
         "--sweep",
         metavar="NAME|FILE",
-        help="a sweep's name, or its file (sweeps/x.toml: that sweep, in the storage it writes to)",
+        help=SWEEP_HELP,
     )
     sbm.add_argument("--model", help="bert-tiny, L-2_H-128, random:L-2_H-128, … as the trials recorded it")
     sbm.add_argument("--out", metavar="FILE.zip", help="the zip to write")
@@ -593,13 +592,11 @@ def build_parser() -> argparse.ArgumentParser:
     sts.set_defaults(func=cmd_status)
 
     exp = sub.add_parser("export", help="write the runs table (one row per trial) to CSV or Parquet")
-    exp.add_argument(
-        "--storage", help="Optuna storage URL (env GLUE_BENCH_STORAGE; default sqlite:///results/glue-bench.db)"
-    )
+    exp.add_argument("--storage", help=STORAGE_HELP)
     exp.add_argument(
         "--sweep",
         metavar="NAME|FILE",
-        help="a sweep's name, or its file (sweeps/x.toml: that sweep, in the storage it writes to)",
+        help=SWEEP_HELP,
     )
     exp.add_argument("--out", required=True, metavar="FILE.csv|FILE.parquet", help="the file to write")
     exp.add_argument(
@@ -622,11 +619,9 @@ def build_parser() -> argparse.ArgumentParser:
     xm.add_argument(
         "--sweep",
         metavar="NAME|FILE",
-        help="a sweep's name, or its file (sweeps/x.toml: that sweep, in the storage it writes to)",
+        help=SWEEP_HELP,
     )
-    xm.add_argument(
-        "--storage", help="Optuna storage URL (env GLUE_BENCH_STORAGE; default sqlite:///results/glue-bench.db)"
-    )
+    xm.add_argument("--storage", help=STORAGE_HELP)
     xm.add_argument("--out", required=True, metavar="DIR", help="a new (or empty) folder")
     xm.set_defaults(func=cmd_export_model)
     return parser

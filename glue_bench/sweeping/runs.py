@@ -73,13 +73,12 @@ def _row(study: optuna.study.StudySummary | optuna.Study, trial: optuna.trial.Fr
     info = study.user_attrs  # a sweep's study records its sweep, model and task (a model ref may hold '/')
     sweep, model, task = info.get("sweep", sweep), info.get("model", model), info.get("task", task)
     params = {**trial.system_attrs.get("fixed_params", {}), **trial.params}  # waiting: its enqueued grid point
-    recipe = attrs.get("recipe", info.get("recipe", {}))
+    # A distilled student is a model of its own; a waiting trial has no recipe yet: its study's names its teacher.
+    taught = attrs.get("recipe", info.get("recipe", {}))
     student = attrs.get("model", model)
     row = {
         "sweep": sweep,
-        "model": student_name(
-            student, recipe.get("teacher"), recipe.get("transfer")
-        ),  # a distilled student is a model of its own
+        "model": student_name(student, taught.get("teacher"), taught.get("transfer")),
         "task": attrs.get("task", task),
         "study": study.study_name,
         "trial": trial.number,

@@ -20,7 +20,7 @@ import numpy as np
 import optuna
 
 from glue_bench.errors import UserError
-from glue_bench.inputs import data, models
+from glue_bench.inputs import data, hub, models
 from glue_bench.inputs.tasks import Task
 from glue_bench.sweeping import kept
 from glue_bench.sweeping.storage import masked, open_storage
@@ -94,7 +94,7 @@ def _check_labels(teacher: Teacher, task: Task) -> None:
     from transformers import AutoConfig
 
     try:
-        config = AutoConfig.from_pretrained(teacher.location, local_files_only=not _hub_reachable())
+        config = AutoConfig.from_pretrained(teacher.location, local_files_only=not hub.reachable())
     except (OSError, ValueError) as e:
         raise UserError(f"teacher {teacher.ref}: cannot read its config ({type(e).__name__}: {e})") from None
     names = [config.id2label[i] for i in sorted(config.id2label)] if config.id2label else []
@@ -110,12 +110,6 @@ def _check_labels(teacher: Teacher, task: Task) -> None:
             f"teacher {teacher.ref}'s labels are {', '.join(names)}, {task.name}'s are {ours} in this order: "
             "pass a teacher fine-tuned on this task (or fix its config's id2label)"
         )
-
-
-def _hub_reachable() -> bool:
-    from glue_bench.inputs import hub
-
-    return hub.reachable()
 
 
 # --- the teacher's outputs, cached ---------------------------------------------------------------------

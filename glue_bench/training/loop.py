@@ -167,7 +167,7 @@ def training_rows(train: datasets.Dataset, recipe: Recipe) -> datasets.Dataset:
 
 def _with_transfer(train: datasets.Dataset, distill: Distillation | None) -> tuple[Packed, np.ndarray]:
     """The rows the student trains on (the train rows, then any transfer rows) and which ones have a label."""
-    if distill is None or distill.transfer is None or not len(distill.transfer):
+    if distill is None or distill.transfer is None:  # load_transfer refuses a file without rows
         return Packed(train), np.ones(len(train), dtype=bool)
     columns = ["input_ids", "token_type_ids", "label", "idx"]
     transfer = distill.transfer.select_columns(columns).cast(train.select_columns(columns).features)
