@@ -115,12 +115,12 @@ def cmd_run(args) -> int:
     recipe = _recipe(args)
     spec = trials.TrialSpec(model=args.model, task=args.task, data=args.data, recipe=recipe, save=args.save)
     storage = open_storage(args.storage)  # a bad URL fails fast; opening records nothing
-    prepared = trials.prepare(spec, args.storage)  # every other user error surfaces before a trial is created
+    with SlowStages() as say:  # every other user error surfaces before a trial is created
+        prepared = trials.prepare(spec, args.storage, say=say)
     # A distilled student is a study of its own: its best model is kept apart from its plain self's.
-    named = models.student_name(prepared.model_ref.ref, recipe.teacher, recipe.transfer)
-    name = trials.study_name("adhoc", named, prepared.task.name)
+    name, attrs = trials.adhoc_study(prepared)
     study = optuna.create_study(storage=storage, study_name=name, direction="maximize", load_if_exists=True)
-    for key, value in {"sweep": "adhoc", "model": prepared.model_ref.ref, "task": prepared.task.name}.items():
+    for key, value in attrs.items():
         study.set_user_attr(key, value)  # as a sweep's study has them: kept:adhoc finds its model
     trial = study.ask(trials.grid_distributions([args.batch_size], [args.lr], [args.seed]))
     try:
@@ -139,14 +139,47 @@ def cmd_run(args) -> int:
     _print_result(prepared.task, study.trials[trial.number], name, masked(args.storage))
     if args.save:
         from glue_bench.sweeping.kept import kept
+        from glue_bench.sweeping.runs import runs_table
 
         entry = kept(study)
+        table = runs_table(args.storage)  # the model's name as every report shows it (unique in the storage)
+        named = table.loc[table["study"] == name, "model"].iloc[0]
         print(
             f"kept model: trial {entry['trial']} (dev score {100 * entry['value']:.2f}), the best of study {name}; "
             f"glue-bench export-model --model '{named}' "
             f"--task {prepared.task.name} --out DIR writes it"
         )
     return 0
+
+
+class SlowStages:
+    """say(text) begins a stage; its line goes to stderr only once the stage has lasted SLOW_SECONDS, so a long
+    load into a log is never silent, while a fast stage (a cached tokenization) or a user error that ends it at
+    once prints nothing but its own line."""
+
+    SLOW_SECONDS = 3.0
+
+    def __init__(self):
+        self._timer = None
+
+    def __call__(self, text: str) -> None:
+        import threading
+
+        self.close()
+        line = f"glue-bench: {text}"
+        self._timer = threading.Timer(self.SLOW_SECONDS, print, (line,), {"file": sys.stderr, "flush": True})
+        self._timer.daemon = True
+        self._timer.start()
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
 
 
 def _print_result(task, frozen, study_name: str, url: str) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import os
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from glue_bench.errors import UserError, did_you_mean, first_line
-from glue_bench.inputs import hub
+from glue_bench.inputs import cache, hub
 from glue_bench.inputs.tasks import Split, Task
 
 if TYPE_CHECKING:  # datasets loads where splits are read: commands that only read results never do
@@ -277,26 +277,37 @@ def _from_hub_columns(frame: pd.DataFrame, task: Task, split: Split, where: str)
 # --- tokenization ----------------------------------------------------------------------------------
 
 
-def cache_dir() -> Path:
-    return Path(os.environ.get("GLUE_BENCH_CACHE", Path.home() / ".cache" / "glue-bench"))
-
-
 def tokenizer_fingerprint(tokenizer) -> str:
-    """A hash of the tokenizer's whole definition (vocabulary, normalizer, special tokens)."""
+    """A hash of the tokenizer's whole definition (vocabulary, normalizer, pair format, special tokens, the
+    inputs it returns): two tokenizers with one fingerprint encode every text alike."""
     backend = getattr(tokenizer, "backend_tokenizer", None)
     spec = backend.to_str() if backend is not None else repr(sorted(tokenizer.get_vocab().items()))
+    spec += f"|{type(tokenizer).__name__}|{list(tokenizer.model_input_names)}"
     return hashlib.sha1(spec.encode()).hexdigest()[:16]
 
 
-def tokenize(split: datasets.Dataset, tokenizer, max_length: int, key: str) -> datasets.Dataset:
-    """input_ids and token_type_ids (no padding: batches pad to their longest row).
+def model_inputs(tokenizer) -> list[str]:
+    """What a tokenizer's rows keep: input_ids, and token_type_ids where the tokenizer gives them (BERT, ELECTRA,
+    ALBERT do; RoBERTa, DistilBERT, MPNet do not). Batches pad to their longest row, so no mask is stored."""
+    return ["input_ids"] + (["token_type_ids"] if "token_type_ids" in tokenizer.model_input_names else [])
 
-    Cached on disk by (key, tokenizer, max_length): every trial of a sweep, in any process, reuses it.
-    `key` must identify the rows (task, split and the data's own fingerprint).
+
+def rows_record(task: Task, split: Split, source: DataSource) -> dict:
+    """What identifies a split's rows for a cache key: the task's whole definition (its columns, labels and
+    layouts), the split, and the source's fingerprint."""
+    return {"task": asdict(task), "split": split.name, "source": data_fingerprint(task, split, source)}
+
+
+def tokenize(split: datasets.Dataset, tokenizer, max_length: int, rows: dict) -> datasets.Dataset:
+    """The split's texts as `model_inputs(tokenizer)` (no padding: batches pad to their longest row).
+
+    Cached on disk (inputs/cache.py) under a key of `rows` (a record identifying the rows: rows_record, or a
+    transfer file's), the tokenizer's fingerprint and max_length: every trial of a sweep, in any process,
+    reuses it, and nothing else ever does.
     """
-    digest = hashlib.sha1(f"{key}|{tokenizer_fingerprint(tokenizer)}|{max_length}".encode()).hexdigest()[:20]
-    path = cache_dir() / "tokenized" / f"{digest}.arrow"
-    path.parent.mkdir(parents=True, exist_ok=True)
+    keep = model_inputs(tokenizer)
+    record = {"rows": rows, "tokenizer": tokenizer_fingerprint(tokenizer), "max_length": max_length, "keep": keep}
+    path = cache.path("tokenized", record, ".arrow")
     pair = split[0]["text_b"] is not None if len(split) else False
 
     def encode(batch):
@@ -307,7 +318,7 @@ def tokenize(split: datasets.Dataset, tokenizer, max_length: int, key: str) -> d
             max_length=max_length,
             return_attention_mask=False,
         )
-        return {"input_ids": out["input_ids"], "token_type_ids": out["token_type_ids"]}
+        return {name: out[name] for name in keep}
 
     return split.map(
         encode,

@@ -14,9 +14,12 @@ A reference is one of:
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib.util
+import json
 import math
 import re
+from collections import Counter
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -153,7 +156,7 @@ KEPT = "kept:"  # a teacher that is the kept best model of a study in the same s
 
 
 def teacher_label(teacher: str) -> str:
-    """A teacher as a student's name shows it: a sweep's kept model by the sweep's name, a folder by its own."""
+    """A teacher as a student's short name shows it: a sweep's kept model by the sweep's name, a folder by its own."""
     if teacher.startswith(KEPT):
         return teacher.removeprefix(KEPT).split("/", 1)[0]
     if teacher.startswith("/"):
@@ -162,13 +165,67 @@ def teacher_label(teacher: str) -> str:
 
 
 def student_name(model: str, teacher: str | None, transfer: str | None = None) -> str:
-    """A trial's model as the runs table names it: the model itself, or a distilled student with its teacher
-    and the transfer rows it learned on besides the train rows ("L-4_H-256 ← teacher + sentences"): students
-    taught on other rows are other models, each its own row, never two configurations of one."""
+    """A trial's model by its short name: the model itself, or a distilled student with its teacher and the
+    transfer rows it learned on besides the train rows ("L-4_H-256 ← teacher + sentences"). Short names may
+    coincide (two folders named model): display_names makes the names a report prints unique."""
     if not isinstance(teacher, str) or not teacher:
         return model
     rows = f" + {Path(transfer).stem}" if isinstance(transfer, str) and transfer else ""
     return f"{model}{DISTILLED}{teacher_label(teacher)}{rows}"
+
+
+def _text(value) -> str:
+    return value if isinstance(value, str) else ""  # a NaN or None from a table: absent
+
+
+def model_identity(student: str, teacher=None, teacher_weights=None, transfer_rows=None) -> str:
+    """What makes a trial's model another model: the student's reference and, for a distilled student, the
+    teacher's full reference, its weights' fingerprint and the transfer rows' content hash. It is never shown
+    and never parsed: display_names derives the names reports print from it."""
+    if not _text(teacher):
+        return student
+    return json.dumps([student, teacher, _text(teacher_weights), _text(transfer_rows)])
+
+
+def display_names(records: list[dict]) -> list[str]:
+    """The name each record's model is shown by, unique per identity among `records` (every trial of a storage):
+    records hold student, teacher, teacher_weights, transfer (the file) and transfer_rows (its content hash).
+
+    Plain models by their reference. A distilled student by its short name (student_name) where no other identity
+    shares it; else with the teacher's and the transfer file's full references; else with a short hash of its
+    identity ("L-2_H-128 ← kept:t/L-12_H-768 #3f2a91c0"): two different models never print the same name."""
+    identities = [
+        model_identity(r["student"], r.get("teacher"), r.get("teacher_weights"), r.get("transfer_rows"))
+        for r in records
+    ]
+    first = {}
+    for identity, record in zip(identities, records):
+        first.setdefault(identity, record)
+    names: dict[str, str] = {i: r["student"] for i, r in first.items() if not _text(r.get("teacher"))}
+    # A trial that has not run yet knows its teacher but not the teacher's weights: it takes the name of the one
+    # model it will be, where there is one, and does not make the others longer.
+    waiting = {i for i, r in first.items() if i not in names and not _text(r.get("teacher_weights"))}
+    for level in range(3):
+        candidates = {i: _distilled_label(r, i, level) for i, r in first.items() if i not in names and i not in waiting}
+        counts = Counter(candidates.values())
+        taken = set(names.values())
+        names |= {i: n for i, n in candidates.items() if level == 2 or counts[n] == 1 and n not in taken}
+    for i in waiting:
+        record, fields = first[i], ("student", "teacher", "transfer")
+        same = {n for j, n in names.items() if all(_text(first[j].get(f)) == _text(record.get(f)) for f in fields)}
+        short = _distilled_label(record, i, 0)
+        names[i] = (
+            same.pop() if len(same) == 1 else short if short not in names.values() else _distilled_label(record, i, 2)
+        )
+    return [names[i] for i in identities]
+
+
+def _distilled_label(record: dict, identity: str, level: int) -> str:
+    if level == 0:
+        return student_name(record["student"], record["teacher"], _text(record.get("transfer")))
+    rows = f" + {record['transfer']}" if _text(record.get("transfer")) else ""
+    label = f"{record['student']}{DISTILLED}{record['teacher']}{rows}"
+    return label if level == 1 else f"{label} #{hashlib.sha256(identity.encode()).hexdigest()[:8]}"
 
 
 def student_of(name: str) -> str:
@@ -223,7 +280,12 @@ def _problem(task: Task) -> dict:
 
 
 def load(ref: ModelRef, task: Task, seed: int):
-    """(model, tokenizer) for fine-tuning on `task`. The head's random init follows `seed`."""
+    """(model, tokenizer) for fine-tuning on `task`. The head's random init follows `seed`.
+
+    The parameters are float32 whatever dtype the checkpoint was saved in: a bf16 or fp16 checkpoint is widened
+    exactly (its values are kept) and trained in float32, as AdamW needs (in bf16 most small updates round
+    away); the recipe's bf16 is autocast, which keeps float32 master weights. `checkpoint_dtype` says what the
+    checkpoint held."""
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -231,11 +293,13 @@ def load(ref: ModelRef, task: Task, seed: int):
     if ref.kind == "random":
         config = miniature_config(ref.layers, ref.hidden)
         config.update(_problem(task))
-        return AutoModelForSequenceClassification.from_config(config), bundled_tokenizer()
+        return AutoModelForSequenceClassification.from_config(config, dtype=torch.float32), bundled_tokenizer()
     try:
         offline = {"local_files_only": ref.kind != "local" and not hub.reachable()}
         tokenizer = AutoTokenizer.from_pretrained(ref.location, **offline)
-        model = AutoModelForSequenceClassification.from_pretrained(ref.location, **offline, **_problem(task))
+        model = AutoModelForSequenceClassification.from_pretrained(
+            ref.location, dtype=torch.float32, **offline, **_problem(task)
+        )
     except OSError as e:
         first = first_line(e)
         where = (
@@ -249,3 +313,60 @@ def load(ref: ModelRef, task: Task, seed: int):
             f"(--model path/to/model) or random:{miniature_name(ref.layers or 2, ref.hidden or 128)}"
         ) from None
     return model, tokenizer
+
+
+# --- what a checkpoint holds ---------------------------------------------------------------------------------
+
+WEIGHT_FILES = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
+SAFETENSORS_DTYPES = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16"}
+
+
+def dtype_names(dtypes) -> str:
+    """Floating dtypes as one text: "float32", or "bfloat16+float32" for a mix."""
+    names = sorted({str(d).removeprefix("torch.") for d in dtypes if "float" in str(d)})
+    return "+".join(names) or "none"
+
+
+def checkpoint_dtype(ref: ModelRef) -> str:
+    """The floating dtype(s) a checkpoint's weight files hold, read from their headers (no weights are loaded);
+    its config's dtype where no weight file can be found; "none" for random weights."""
+    if ref.kind == "random":
+        return "none"
+    files = [f for name in WEIGHT_FILES if (f := _weight_file(ref, name))]
+    for file in files:
+        if file.name.endswith(".index.json"):  # shards: every shard's header
+            shards = sorted(set(json.loads(file.read_text())["weight_map"].values()))
+            found = [_weight_file(ref, shard) for shard in shards]
+            if all(found):
+                return dtype_names(d for shard in found for d in _file_dtypes(shard))
+        else:
+            return dtype_names(_file_dtypes(file))
+    config = _weight_file(ref, "config.json")
+    values = json.loads(config.read_text()) if config else {}
+    return str(values.get("dtype") or values.get("torch_dtype") or "unknown")
+
+
+def _weight_file(ref: ModelRef, name: str) -> Path | None:
+    if ref.kind == "local":
+        path = Path(ref.location, name)
+        return path if path.is_file() else None
+    from huggingface_hub import try_to_load_from_cache
+
+    found = try_to_load_from_cache(ref.location, name)
+    return Path(found) if isinstance(found, str) else None
+
+
+def _file_dtypes(path: Path) -> list[str]:
+    if path.suffix == ".safetensors":  # 8 bytes of header length, then the JSON header
+        with open(path, "rb") as f:
+            header = json.loads(f.read(int.from_bytes(f.read(8), "little")))
+        return [SAFETENSORS_DTYPES.get(v["dtype"], v["dtype"]) for k, v in header.items() if k != "__metadata__"]
+    import torch
+
+    state = torch.load(path, map_location="cpu", mmap=True, weights_only=True)
+    return [str(t.dtype) for t in state.values()]

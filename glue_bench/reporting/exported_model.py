@@ -93,7 +93,9 @@ def model_card(study: optuna.Study, trial: optuna.trial.FrozenTrial, task: Task,
         "## Recipe",
         "",
         f"Grid point: batch size {trial.params.get('batch_size')}, learning rate {lr_text(trial.params['lr'])}, "
-        f"seed {trial.params.get('seed')}; data: {attrs.get('data', '?')}.",
+        f"seed {trial.params.get('seed')}; data: {attrs.get('data', '?')}. Weights: the checkpoint held "
+        f"{attrs.get('checkpoint_dtype', 'unknown (recorded before glue-bench kept it)')}; the parameters were "
+        f"trained in {attrs.get('param_dtype', 'unknown')}" + (" (bf16 autocast)" if recipe.get("bf16") else "") + ".",
         "",
         "| field | value |",
         "|---|---|",

@@ -1,6 +1,7 @@
 """Selection: the best configuration per (model, task) on dev, from the runs table.
 
-A configuration is a trial's (sweep, batch size, learning rate, rest of the recipe); its seeds are averaged.
+A configuration is a trial's (sweep, batch size, learning rate, rest of the recipe, a teacher's weights and
+transfer rows); its seeds are averaged.
 Per (model, task) the configuration with the best mean task score wins (the trial's `score`,
 metrics.task_score: MNLI selects on (matched + mismatched) / 2). The leaderboard, the grid view, plots,
 submissions and AX diagnostics all select through here. Values stay fractions, as in the runs table.
@@ -16,9 +17,11 @@ import pandas as pd
 from glue_bench.errors import UserError
 from glue_bench.inputs.tasks import get_task
 from glue_bench.reporting import baselines
-from glue_bench.sweeping.runs import RECIPE_COLUMNS, latest, read_runs, runs_table
+from glue_bench.sweeping.runs import RECIPE_COLUMNS, TAUGHT_COLUMNS, latest, read_runs, runs_table
 
-CONFIG = ("sweep", "batch_size", "lr") + RECIPE_COLUMNS
+# A distilled student's teacher weights and transfer rows are in its model's identity already (runs.model_id);
+# in the key too, so that seeds trained against two versions of a kept teacher are never one configuration.
+CONFIG = ("sweep", "batch_size", "lr") + RECIPE_COLUMNS + TAUGHT_COLUMNS
 
 
 def load_runs(storage: str | None = None, runs: str | None = None, sweep: str | None = None) -> pd.DataFrame:

@@ -17,7 +17,7 @@ from pathlib import Path
 import optuna
 
 from glue_bench.errors import UserError
-from glue_bench.inputs.data import cache_dir
+from glue_bench.inputs.cache import cache_dir
 from glue_bench.inputs.tasks import Task
 from glue_bench.sweeping.storage import artifact_store, masked, plan_lock
 

@@ -9,9 +9,13 @@ but predicted by this trial's model: "ax" on MNLI rows), retry_of (the trial a r
 columns curve, recipe, env, predictions, dev_predictions ("task/split" → artifact id of the test and of the
 dev predictions; dev ones hold the labels too) and predicted_classes (per dev split, the classes a classifier
 predicted).
-A distilled student's `model` is "<student> ← <teacher>" (its own row in every report), with `student` its own
-reference, the `teacher` recipe column, and `teacher/agreement/<split>` (its agreement with the teacher) and
-`teacher/dev/<split>/<metric>` (the teacher's own dev metrics).
+`model_id` is a trial's model's identity (models.model_identity: the student's reference and a distilled student's
+teacher, teacher weights and transfer rows) and `model` the name reports show, unique per identity in the storage:
+a distilled student's is "<student> ← <teacher>" (its own row in every report), made longer where two identities
+would share it. A distilled student also has `student` (its own reference), the `teacher` recipe column,
+`teacher_weights`, and `teacher/agreement/<split>` (its agreement with the teacher) and
+`teacher/dev/<split>/<metric>` (the teacher's own dev metrics). checkpoint_dtype and param_dtype: what the
+checkpoint's weights held and what the parameters were trained in (float32).
 An exported table adds `counted`: whether the trial is the one that stands for its grid point (`latest`).
 """
 
@@ -26,7 +30,7 @@ import optuna
 import pandas as pd
 
 from glue_bench.errors import UserError
-from glue_bench.inputs.models import student_name
+from glue_bench.inputs.models import display_names, model_identity, student_name
 from glue_bench.sweeping.storage import open_storage
 from glue_bench.training.recipe import shared_fields
 
@@ -44,9 +48,15 @@ ID_COLUMNS = ["sweep", "model", "task", "study", "trial", "state", "batch_size",
 POINT = ["sweep", "model", "task", "batch_size", "lr", "seed"]
 
 
+# Besides the recipe, what a distilled student's trial learned from: seeds trained against two versions of a
+# kept teacher, or two contents of one transfer file, are never one configuration.
+TAUGHT_COLUMNS = ("teacher_weights", "transfer_rows")
+
+
 def point_columns(table: pd.DataFrame) -> list[str]:
-    """What makes two trials runs of the same thing: the sweep, model, task, grid point and whole recipe."""
-    return POINT + [c for c in RECIPE_COLUMNS if c in table.columns]
+    """What makes two trials runs of the same thing: the sweep, model, task, grid point, whole recipe and what
+    a distilled student learned from."""
+    return POINT + [c for c in RECIPE_COLUMNS + TAUGHT_COLUMNS if c in table.columns]
 
 
 def latest(table: pd.DataFrame) -> pd.DataFrame:
@@ -78,7 +88,7 @@ def _row(study: optuna.study.StudySummary | optuna.Study, trial: optuna.trial.Fr
     student = attrs.get("model", model)
     row = {
         "sweep": sweep,
-        "model": student_name(student, taught.get("teacher"), taught.get("transfer")),
+        "model": student_name(student, taught.get("teacher"), taught.get("transfer")),  # made unique in _named
         "task": attrs.get("task", task),
         "study": study.study_name,
         "trial": trial.number,
@@ -99,8 +109,7 @@ def _row(study: optuna.study.StudySummary | optuna.Study, trial: optuna.trial.Fr
     for split, values in attrs.get("teacher", {}).get("metrics", {}).items():
         for name, value in values.items():
             row[f"teacher/dev/{split}/{name}"] = value
-    recipe = attrs.get("recipe", {})
-    row.update({name: recipe.get(name, LEGACY_RECIPE_VALUES.get(name)) for name in RECIPE_COLUMNS})
+    row.update({name: taught.get(name, LEGACY_RECIPE_VALUES.get(name)) for name in RECIPE_COLUMNS})
     row["student"] = student
     for name in (
         "train_seconds",
@@ -109,6 +118,8 @@ def _row(study: optuna.study.StudySummary | optuna.Study, trial: optuna.trial.Fr
         "steps",
         "examples_per_second",
         "data",
+        "checkpoint_dtype",
+        "param_dtype",
         "teacher_weights",
         "transfer_rows",
         "transfer_count",
@@ -136,7 +147,16 @@ def runs_table(storage_url: str | None, sweep: str | None = None) -> pd.DataFram
             continue
         study = optuna.load_study(study_name=summary.study_name, storage=storage)
         rows.extend(_with_reruns([_row(study, t) for t in study.get_trials(deepcopy=False)]))
-    return _ordered(pd.DataFrame(rows))
+    return _ordered(pd.DataFrame(_named(rows)))
+
+
+def _named(rows: list[dict]) -> list[dict]:
+    """Each row's model by its identity (model_id: the student, a teacher's full reference and weights, the
+    transfer rows' content) and a name unique per identity in the storage (model), which every report shows."""
+    for row, name in zip(rows, display_names(rows)):
+        row["model_id"] = model_identity(row["student"], row["teacher"], row["teacher_weights"], row["transfer_rows"])
+        row["model"] = name
+    return rows
 
 
 def _with_reruns(rows: list[dict]) -> list[dict]:

@@ -3,24 +3,25 @@
 A teacher is a fine-tuned classifier (regressor) for the task: a folder, a Hub id, a folder written by
 `glue-bench export-model`, or `kept:<sweep>[/<model>]`, the model kept by `save = "best"` of that sweep's
 study for the task in the same storage. Its label count, and its label names where it has them, must be the
-task's. Its outputs on a trial's rows are computed once per (teacher, task, rows, max sequence length) and
-cached on disk like the tokenized splits, so every student trial of a sweep, in any worker, shares them.
+task's. It reads the rows with its own tokenizer (it may be of another family than its student). Its outputs
+are computed once and cached on disk under a key of every input they depend on (inputs/cache.py), so every
+student trial of a sweep, in any worker, shares them; they are matched to the student's rows by row id.
 """
 
 from __future__ import annotations
 
 import fcntl
+import functools
 import hashlib
 import re
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 
 import numpy as np
 import optuna
 
 from glue_bench.errors import UserError
-from glue_bench.inputs import data, hub, models
+from glue_bench.inputs import cache, data, hub, models
 from glue_bench.inputs.tasks import Task
 from glue_bench.sweeping import kept
 from glue_bench.sweeping.storage import masked, open_storage
@@ -52,34 +53,54 @@ def resolve(ref: str, task: Task, url: str | None) -> Teacher:
         fingerprint = _folder_fingerprint(model_ref.location) if local else f"hub:{model_ref.location}"
         teacher = Teacher(model_ref.ref, model_ref.location, fingerprint)
     _check_labels(teacher, task)
+    if teacher.fingerprint.startswith("hub:"):  # its config is in the cache now: the revision it came from
+        teacher = Teacher(teacher.ref, teacher.location, f"{teacher.fingerprint}@{hub_revision(teacher.location)}")
     return teacher
 
 
+def hub_revision(repo: str) -> str:
+    """The commit of the Hub model `repo` that the local cache holds ("unknown" when the cache cannot say)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    found = try_to_load_from_cache(repo, "config.json")
+    parts = Path(found).parts if isinstance(found, str) else ()
+    return parts[parts.index("snapshots") + 1] if "snapshots" in parts[:-1] else "unknown"
+
+
 def _kept(text: str, task: Task, url: str | None) -> tuple[Path, str]:
-    """kept:<sweep>[/<model>] → (the kept model's folder, its artifact id)."""
+    """kept:<sweep>[/<model>] → (the kept model's folder, its artifact id): exactly one study of the sweep and
+    task keeps a model and matches <model> (the student's reference, or the model part of the study's name,
+    which a distilled student's holds with its identity's hash), else one line naming the candidates."""
     sweep, _, model = text.removeprefix(models.KEPT).partition("/")
     storage = open_storage(url, create=False)
     wanted = models.normalise_model(model) if model else None
     found = []
     for summary in optuna.get_all_study_summaries(storage, include_best_trial=False):
         attrs = summary.user_attrs
-        if attrs.get("sweep") == sweep and attrs.get("task") == task.name and wanted in (None, attrs.get("model")):
+        named = summary.study_name.split("/", 1)[-1].rsplit("/", 1)[0]  # <sweep>/<named>/<task>
+        if (
+            attrs.get("sweep") == sweep
+            and attrs.get("task") == task.name
+            and wanted in (None, attrs.get("model"), named)
+        ):
             found.append(optuna.load_study(study_name=summary.study_name, storage=storage))
+    if wanted is not None and any(s.study_name == f"{sweep}/{wanted}/{task.name}" for s in found):
+        found = [s for s in found if s.study_name == f"{sweep}/{wanted}/{task.name}"]  # named exactly
     with_model = [s for s in found if kept.kept(s)]
     if not with_model:
         what = f"sweep {sweep}'s {task.name} study" + (f" of {wanted}" if wanted else "")
         why = 'has no kept model: run it with save = "best"' if found else "is not in the storage"
         raise UserError(f"teacher {text}: {what} in {masked(url)} {why}")
     if len(with_model) > 1:
-        names = ", ".join(s.user_attrs["model"] for s in with_model)
+        names = ", ".join(f"kept:{sweep}/{s.study_name.split('/', 1)[1].rsplit('/', 1)[0]}" for s in with_model)
         raise UserError(
-            f"teacher {text}: sweep {sweep} keeps a {task.name} model of {names}: name one, kept:{sweep}/MODEL"
+            f"teacher {text}: {len(with_model)} {task.name} studies of sweep {sweep} keep a model: name one of {names}"
         )
     study = with_model[0]
     return kept.kept_folder(study, url), kept.kept(study)["artifact"]
 
 
-@cache
+@functools.cache
 def _folder_fingerprint(folder: str) -> str:
     """A hash of the folder's files: a teacher fine-tuned again in the same folder gets new outputs."""
     digest = hashlib.sha1()
@@ -116,42 +137,63 @@ def _check_labels(teacher: Teacher, task: Task) -> None:
 
 
 class Outputs:
-    """The teacher's outputs on named row sets, each read from the disk cache or computed (the teacher is
-    loaded only when one is missing)."""
+    """The teacher's outputs on sets of rows, each read from the disk cache or computed (the teacher is loaded
+    only when one is missing). The teacher reads the rows with its own tokenizer; its outputs are matched to
+    the student's rows by their ids."""
 
     def __init__(self, teacher: Teacher, task: Task, max_length: int, batch_size: int, bf16: bool):
         self.teacher, self.task, self.max_length = teacher, task, max_length
         self.batch_size, self.bf16 = batch_size, bf16
         self._model = self._tokenizer = None
 
-    def on(self, rows_key: str, rows) -> np.ndarray:
-        """The teacher's outputs on the rows `rows_key` identifies; rows() gives them (a raw split: text_a,
-        text_b, label, idx) when they are not cached yet."""
-        key = f"{self.teacher.fingerprint}|{self.task.name}|{rows_key}|{self.max_length}"
-        path = data.cache_dir() / "teacher" / f"{hashlib.sha1(key.encode()).hexdigest()[:20]}.npy"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path.with_suffix(".lock"), "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)  # one worker computes, the others wait and read
-            if path.is_file():
-                return np.load(path)
-            values = self._compute(rows(), rows_key)
-            tmp = path.with_suffix(".tmp.npy")
-            np.save(tmp, values)
-            tmp.replace(path)
-            return values
-
-    def _compute(self, rows, rows_key: str) -> np.ndarray:
+    def on(self, rows: dict, load_rows, idx) -> np.ndarray:
+        """The teacher's outputs on the rows that the record `rows` identifies, in the order of the row ids
+        `idx` (the student's); load_rows() gives the rows (a raw split: text_a, text_b, label, idx) when they
+        are not cached yet. The key holds the teacher's fingerprint (its weights and tokenizer files), the
+        rows (task, columns, source, limit), the maximum length and the dtype and device of the outputs."""
         import torch
 
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        autocast = self.bf16 and device.type == "cuda"
+        record = {
+            "teacher": self.teacher.fingerprint,
+            "rows": rows,
+            "max_length": self.max_length,
+            "dtype": "bfloat16 autocast" if autocast else "float32",
+            "device": device.type,
+        }
+        path = cache.path("teacher", record, ".npz")
+        with open(path.with_suffix(".lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # one worker computes, the others wait and read
+            if not path.is_file():
+                ids, values = self._compute(load_rows(), rows, device, autocast)
+                tmp = path.with_suffix(".tmp.npz")
+                np.savez(tmp, idx=ids, outputs=values)
+                tmp.replace(path)
+            with np.load(path) as stored:
+                return matched(stored["idx"], stored["outputs"], np.asarray(idx), self.teacher.ref)
+
+    def _compute(self, raw, rows: dict, device, autocast: bool) -> tuple[np.ndarray, np.ndarray]:
         from glue_bench.training import encoder
         from glue_bench.training.encoder import UnpaddedBert
         from glue_bench.training.loop import Packed, outputs
 
         if self._model is None:
             self._model, self._tokenizer = models.load(models.resolve(self.teacher.location), self.task, seed=0)
-        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         model = self._model.to(device)
         net = UnpaddedBert.from_hf(model) if encoder.supports(model.config) else model
-        tokenized = data.tokenize(rows, self._tokenizer, self.max_length, f"teacher|{rows_key}")
-        values = outputs(net, Packed(tokenized), self.batch_size, device, self.bf16 and device.type == "cuda")
-        return values[:, 0] if self.task.regression else values
+        tokenized = data.tokenize(raw, self._tokenizer, self.max_length, {"teacher rows": rows})
+        packed = Packed(tokenized)
+        values = outputs(net, packed, self.batch_size, device, autocast)
+        return packed.idx, values[:, 0] if self.task.regression else values
+
+
+def matched(ids: np.ndarray, values: np.ndarray, wanted: np.ndarray, teacher: str) -> np.ndarray:
+    """values (row-aligned with ids) in the order of the row ids `wanted`."""
+    order = np.argsort(ids, kind="stable")
+    at = np.clip(np.searchsorted(ids, wanted, sorter=order), 0, max(len(ids) - 1, 0))
+    found = order[at] if len(ids) else at
+    if len(wanted) and (not len(ids) or (ids[found] != wanted).any()):
+        missing = wanted[ids[found] != wanted] if len(ids) else wanted
+        raise UserError(f"teacher {teacher}: its cached outputs have no row with id {missing[0]}; clear the cache")
+    return values[found]

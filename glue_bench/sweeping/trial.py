@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import platform
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import optuna
 
 from glue_bench import __version__
 from glue_bench.errors import UserError
-from glue_bench.inputs import data, models
+from glue_bench.inputs import cache, data, models
 from glue_bench.inputs.tasks import Task, dependents, get_task
 from glue_bench.sweeping.storage import artifact_store, ride_out
 from glue_bench.training import metrics
@@ -37,6 +38,27 @@ def study_name(sweep: str, model: str, task: str) -> str:
     return f"{sweep}/{model}/{task}"
 
 
+ADHOC = "adhoc"  # the sweep name of `glue-bench run`'s studies
+
+
+def adhoc_study(prepared: Prepared) -> tuple[str, dict]:
+    """The study of a one-off `glue-bench run` and its attrs: one study per model identity and task, so a
+    distilled student of another teacher (or of other weights of the same one, or other transfer rows) is
+    never a trial of the same study. Its name: the student's short name, with a hash of the identity."""
+    recipe, attrs = prepared.spec.recipe, prepared.distill_attrs
+    student = prepared.model_ref.ref
+    identity = models.model_identity(student, recipe.teacher, attrs.get("teacher_weights"), attrs.get("transfer_rows"))
+    name = models.student_name(student, recipe.teacher, recipe.transfer)
+    if identity != student:
+        name += f" #{hashlib.sha256(identity.encode()).hexdigest()[:8]}"
+    return study_name(ADHOC, name, prepared.task.name), {
+        "sweep": ADHOC,
+        "model": student,
+        "task": prepared.task.name,
+        "model_id": identity,
+    }
+
+
 def grid_distributions(batch_sizes, lrs, seeds) -> dict[str, optuna.distributions.BaseDistribution]:
     """Ranges spanning the given values. Not categorical: Optuna refuses a categorical param whose choices
     change within a study (a second `glue-bench run` with another lr, a sweep whose grid grew), while a
@@ -48,7 +70,7 @@ def grid_distributions(batch_sizes, lrs, seeds) -> dict[str, optuna.distribution
     }
 
 
-_TOKENIZED: dict[tuple, dict] = {}  # kept for the life of the process: a worker's trials share them
+_TOKENIZED: dict[str, dict] = {}  # kept for the life of the process: a worker's trials share them
 
 
 def load_tokenized(
@@ -61,14 +83,16 @@ def load_tokenized(
     optional=("test",),
 ) -> dict:
     """The task's tokenized splits (those of an `optional` role only where the source has them)."""
-    key = (
-        task.source_file,
-        source,
-        data.tokenizer_fingerprint(tokenizer),
-        max_length,
-        check_rows,
-        tuple(roles),
-        tuple(optional),
+    key = cache.key(
+        {
+            "task": asdict(task),
+            "source": source.location,
+            "tokenizer": data.tokenizer_fingerprint(tokenizer),
+            "max_length": max_length,
+            "check_rows": check_rows,
+            "roles": list(roles),
+            "optional": list(optional),
+        }
     )
     if key not in _TOKENIZED:
         out = {}
@@ -76,8 +100,7 @@ def load_tokenized(
             if split.role not in roles or split.role in optional and not data.available(task, split, source):
                 continue
             raw = data.load_split(task, split, source, check_rows)
-            rows_key = f"{task.name}/{split.name}/{data.data_fingerprint(task, split, source)}"
-            out[split.name] = data.tokenize(raw, tokenizer, max_length, rows_key)
+            out[split.name] = data.tokenize(raw, tokenizer, max_length, data.rows_record(task, split, source))
         _TOKENIZED[key] = out
     return _TOKENIZED[key]
 
@@ -116,11 +139,13 @@ class Prepared:
     # recorded beside the recipe's teacher and transfer: what they were when the trial ran (a kept teacher is
     # replaced when its study finds a better model; a transfer file may be edited)
     distill_attrs: dict = field(default_factory=dict)
+    model_attrs: dict = field(default_factory=dict)  # checkpoint_dtype, param_dtype: recorded in the trial
 
 
-def prepare(spec: TrialSpec, storage_url: str | None = None) -> Prepared:
+def prepare(spec: TrialSpec, storage_url: str | None = None, say=None) -> Prepared:
     """Resolve the task, model and data and tokenize: every error a user can cause surfaces here. The
-    storage is where a `kept:` teacher is found."""
+    storage is where a `kept:` teacher is found. say(text), when given, hears a line before each slow stage."""
+    say = say or (lambda text: None)
     task = get_task(spec.task)
     ref = models.resolve(spec.model)
     source = data.resolve_source(spec.data)
@@ -130,7 +155,9 @@ def prepare(spec: TrialSpec, storage_url: str | None = None) -> Prepared:
             f"run --task {task.predicted_by}"
         )
     teacher = _teacher(spec.recipe, task, storage_url) if spec.recipe.teacher else None  # before the slow loads
+    say(f"loading model {ref.ref}")
     model, tokenizer = models.load(ref, task, spec.recipe.seed)
+    say(f"reading and tokenizing {task.name}'s splits from {source.describe()} (cached after the first time)")
     splits = load_tokenized(task, source, tokenizer, spec.recipe.max_seq_length, spec.check_rows)
     dev = {s.name: splits[s.name] for s in task.splits_with_role("dev")}
     to_predict = {
@@ -148,7 +175,13 @@ def prepare(spec: TrialSpec, storage_url: str | None = None) -> Prepared:
         ).items():
             to_predict[f"{other.name}/{name}"] = (other, split)
     prepared = Prepared(spec, task, ref, source, model, tokenizer, splits[task.train_split.name], dev, to_predict)
+    # what the checkpoint held, and what its parameters train in (models.load: always float32)
+    prepared.model_attrs = {
+        "checkpoint_dtype": models.checkpoint_dtype(ref),
+        "param_dtype": models.dtype_names(p.dtype for p in model.parameters()),
+    }
     if teacher is not None:
+        say(f"the teacher's outputs ({teacher[0].ref}): computed once, then cached")
         _add_teacher(prepared, *teacher)
     return prepared
 
@@ -163,7 +196,8 @@ def _teacher(recipe: Recipe, task: Task, storage_url: str | None) -> tuple:
 
 
 def _add_teacher(prepared: Prepared, teacher, raw_transfer) -> None:
-    """The teacher's outputs on the train rows, the transfer rows and the dev splits (training/distill.py)."""
+    """The teacher's outputs on the train rows, the transfer rows and the dev splits (training/distill.py), each
+    matched to the student's rows by their idx: the teacher read them with its own tokenizer."""
     from glue_bench.inputs.transfer import fingerprint
     from glue_bench.sweeping import teacher as teachers
     from glue_bench.training.distill import Distillation
@@ -173,25 +207,28 @@ def _add_teacher(prepared: Prepared, teacher, raw_transfer) -> None:
     outputs = teachers.Outputs(teacher, task, recipe.max_seq_length, recipe.eval_batch_size, recipe.bf16)
     check = prepared.spec.check_rows
 
-    def rows_key(split) -> str:
-        return f"{task.name}/{split.name}/{data.data_fingerprint(task, split, source)}"
-
     train = task.train_split
     on_train = outputs.on(
-        f"{rows_key(train)}/first{recipe.max_train_samples}",
+        {**data.rows_record(task, train, source), "first": recipe.max_train_samples},
         lambda: training_rows(data.load_split(task, train, source, check), recipe),
+        training_rows(prepared.train, recipe)["idx"],
     )
     dev = {
-        s.name: outputs.on(rows_key(s), lambda s=s: data.load_split(task, s, source, check))
+        s.name: outputs.on(
+            data.rows_record(task, s, source),
+            lambda s=s: data.load_split(task, s, source, check),
+            prepared.dev[s.name]["idx"],
+        )
         for s in task.splits_with_role("dev")
     }
     distill = Distillation(train=on_train, dev=dev)
     prepared.distill_attrs["teacher_weights"] = teacher.fingerprint
     if raw_transfer is not None:
-        rows = fingerprint(recipe.transfer, recipe.max_transfer_samples)
+        content = fingerprint(recipe.transfer, recipe.max_transfer_samples)
+        rows = {"task": asdict(task), "transfer": content}  # the task says which of its columns are read
         distill.transfer = data.tokenize(raw_transfer, prepared.tokenizer, recipe.max_seq_length, rows)
-        distill.transfer_outputs = outputs.on(rows, lambda: raw_transfer)
-        prepared.distill_attrs |= {"transfer_rows": rows, "transfer_count": len(raw_transfer)}
+        distill.transfer_outputs = outputs.on(rows, lambda: raw_transfer, raw_transfer["idx"])
+        prepared.distill_attrs |= {"transfer_rows": content, "transfer_count": len(raw_transfer)}
     prepared.distill = distill
 
 
@@ -206,6 +243,7 @@ def execute(prepared: Prepared, trial: optuna.Trial, storage_url: str | None, pr
         "task": task.name,
         "data": prepared.source.describe(),
         "recipe": recipe.to_dict(),
+        **prepared.model_attrs,
     }
     ride_out(lambda: _set_attrs(trial, started), "starting a trial")
     result = fine_tune(

@@ -69,7 +69,7 @@ class UnpaddedBatch:
 
 def unpadded_batch(
     input_ids_flat: np.ndarray,
-    token_type_ids_flat: np.ndarray,
+    token_type_ids_flat: np.ndarray | None,
     offsets: np.ndarray,
     lengths: np.ndarray,
     rows: np.ndarray,
@@ -85,7 +85,10 @@ def unpadded_batch(
     source = np.repeat(np.asarray(offsets)[rows], lengths) + position  # [tokens] index into the flat arrays
     arrays = {
         "input_ids": np.asarray(input_ids_flat)[source],
-        "token_type_ids": np.asarray(token_type_ids_flat)[source],
+        # one segment for a tokenizer that gives no token types (RoBERTa's)
+        "token_type_ids": np.zeros(len(source))
+        if token_type_ids_flat is None
+        else np.asarray(token_type_ids_flat)[source],
         "position_ids": position,
         "padded_index": np.repeat(np.arange(n), lengths) * max_len + position,
         "cls_index": starts,

@@ -67,23 +67,24 @@ class Packed:
         self.offsets = offsets[:-1].astype(np.int64)
         self.lengths = np.diff(offsets).astype(np.int64)
         self.input_ids = ids.values.to_numpy().astype(np.int64)
-        self.token_type_ids = table.column("token_type_ids").combine_chunks().values.to_numpy().astype(np.int64)
+        # token type ids where the tokenizer gives them (BERT's segments); None for RoBERTa, DistilBERT, …
+        types = table.column("token_type_ids").combine_chunks() if "token_type_ids" in table.column_names else None
+        self.token_type_ids = None if types is None else types.values.to_numpy().astype(np.int64)
         self.labels = table.column("label").to_numpy()
         self.idx = table.column("idx").to_numpy()
 
     def __len__(self) -> int:
         return len(self.lengths)
 
-    def batch(self, rows: np.ndarray, device) -> dict[str, torch.Tensor]:
+    def batch(self, rows: np.ndarray, device, pad_id: int = 0) -> dict[str, torch.Tensor]:
+        """The rows right-padded with pad_id (the model's own: RoBERTa's is 1) and their attention mask."""
         lengths = self.lengths[rows]
         positions = np.arange(lengths.max())
         mask = positions[None, :] < lengths[:, None]
         gather = np.where(mask, self.offsets[rows, None] + positions[None, :], 0)
-        batch = {
-            "input_ids": np.where(mask, self.input_ids[gather], 0),
-            "token_type_ids": np.where(mask, self.token_type_ids[gather], 0),
-            "attention_mask": mask.astype(np.int64),
-        }
+        batch = {"input_ids": np.where(mask, self.input_ids[gather], pad_id), "attention_mask": mask.astype(np.int64)}
+        if self.token_type_ids is not None:
+            batch["token_type_ids"] = np.where(mask, self.token_type_ids[gather], 0)
         return {k: torch.from_numpy(v).to(device, non_blocking=True) for k, v in batch.items()}
 
 
@@ -169,7 +170,7 @@ def _with_transfer(train: datasets.Dataset, distill: Distillation | None) -> tup
     """The rows the student trains on (the train rows, then any transfer rows) and which ones have a label."""
     if distill is None or distill.transfer is None:  # load_transfer refuses a file without rows
         return Packed(train), np.ones(len(train), dtype=bool)
-    columns = ["input_ids", "token_type_ids", "label", "idx"]
+    columns = [c for c in ("input_ids", "token_type_ids", "label", "idx") if c in train.column_names]
     transfer = distill.transfer.select_columns(columns).cast(train.select_columns(columns).features)
     rows = datasets.concatenate_datasets([train.select_columns(columns), transfer])
     return Packed(rows), np.arange(len(rows)) < len(train)
