@@ -243,6 +243,20 @@ def test_decay_rules():
     assert decays("bert.embeddings.word_embeddings.weight", bias, "bert", True)
 
 
+def test_both_rules_pick_the_same_parameters_of_bert():
+    from transformers import BertForSequenceClassification
+
+    from glue_bench.inputs.models import miniature_config
+    from glue_bench.training.encoder import UnpaddedBert
+
+    hf = BertForSequenceClassification(miniature_config(2, 128))
+    for model in (hf, UnpaddedBert.from_hf(hf)):
+        named = list(model.named_parameters())
+        bert = [name for name, p in named if decays(name, p, "bert", packed=False)]
+        assert bert == [name for name, p in named if decays(name, p, "adamw", packed=False)]
+        assert len(bert) == 2 * 6 + 3 + 2  # per layer q, k, v, 2 outputs, intermediate; 3 embeddings; pooler, head
+
+
 def test_refuses_inexact_rates_and_misshaped_packs():
     w = torch.zeros(4, 2, 2, requires_grad=True)
     with pytest.raises(TypeError, match="float64"):
