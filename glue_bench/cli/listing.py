@@ -4,8 +4,19 @@ from __future__ import annotations
 
 
 def add_parsers(sub) -> None:
-    sub.add_parser("tasks", help="list the GLUE tasks").set_defaults(func=cmd_tasks)
-    sub.add_parser("models", help="list the 24 BERT miniatures").set_defaults(func=cmd_models)
+    sub.add_parser(
+        "tasks",
+        help="list the GLUE tasks",
+        description="The GLUE tasks of the registry (tasks/*.toml): each one's type, number of texts, score, rows "
+        "per split and the file the GLUE server takes. AX is never trained: each MNLI model predicts it.",
+    ).set_defaults(func=cmd_tasks)
+    sub.add_parser(
+        "models",
+        help="list the 24 BERT miniatures",
+        description="The 24 BERT miniatures: each one's name, alias, layers, hidden size, heads, parameters and "
+        "Hub id. --model takes these names, and also random:L-<layers>_H-<hidden> (random weights), a local "
+        "folder, package:<module>/<folder> or a Hub id (glue-bench run --help).",
+    ).set_defaults(func=cmd_models)
 
 
 def cmd_tasks(args) -> int:

@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import math
+from functools import partial
 
-from glue_bench.errors import did_you_mean
+from glue_bench.errors import UserError, did_you_mean
 
 # --sweep and --storage mean the same in every command that reads results (results())
 SWEEP_HELP = "a sweep's name, or its file (sweeps/x.toml: that sweep, in the storage it writes to)"
 STORAGE_HELP = "Optuna storage URL (env GLUE_BENCH_STORAGE; default sqlite:///results/glue-bench.db)"
 
 
-def whole_number(text: str, low: int = 0) -> int:
+def whole_number(text: str, low: int | None = 0) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
-    if value < low:
+    if low is not None and value < low:
         kind = "a positive whole number" if low == 1 else f"a whole number >= {low}"
         raise argparse.ArgumentTypeError(f"must be {kind}, got {value}")
     return value
@@ -34,6 +37,77 @@ def positive_float(text: str) -> float:
     if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
     return value
+
+
+def number(text: str, low: float | None = None) -> float:
+    """A finite number, at least `low` when given."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
+    if not math.isfinite(value) or (low is not None and value < low):
+        raise argparse.ArgumentTypeError(f"must be a finite number{'' if low is None else f' >= {low:g}'}, got {text}")
+    return value
+
+
+class DefaultsShown(argparse.ArgumentDefaultsHelpFormatter):
+    """--help shows each option's default where it says something: not for a required option, an empty one or a
+    plain switch."""
+
+    def _get_help_string(self, action):
+        switch = action.nargs == 0 and not isinstance(action, argparse.BooleanOptionalAction)
+        if action.required or action.default in (None, "", argparse.SUPPRESS) or switch:
+            return action.help
+        return super()._get_help_string(action)
+
+
+# --- options generated from a dataclass -----------------------------------------------------------------
+
+
+def add_fields(parser, example) -> None:
+    """One option per field of the dataclass `example` is an instance of: --field-name, its type, its default
+    (none: required) and its help from the field's metadata (metadata["choices"]: the names it takes). A bool is
+    --x/--no-x. A number below the lowest value the dataclass accepts is refused by argparse, naming the option;
+    every other check runs when the dataclass is built from the values (values_of)."""
+    for f in dataclasses.fields(example):
+        flag, kind = "--" + f.name.replace("_", "-"), f.type if isinstance(f.type, str) else f.type.__name__
+        if not f.metadata.get("help"):
+            raise TypeError(f"{type(example).__name__}.{f.name} has no help line (metadata={{'help': ...}})")
+        shared = {"dest": f.name, "help": f.metadata["help"]}
+        if f.default is dataclasses.MISSING:
+            shared["required"] = True
+        else:
+            shared["default"] = f.default
+        if kind == "bool":
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, **shared)
+        elif kind == "str":
+            parser.add_argument(flag, choices=f.metadata.get("choices"), **shared)
+        elif kind in ("int", "float"):
+            parser.add_argument(
+                flag, type=_number_type(example, f.name, kind), metavar={"int": "N", "float": "X"}[kind], **shared
+            )
+        else:
+            raise TypeError(f"{type(example).__name__}.{f.name}: no command-line form for type {kind}")
+
+
+def _number_type(example, name: str, kind: str):
+    """Parses the field's numbers: positive where the dataclass refuses 0, >= 0 where it refuses -1."""
+
+    def accepts(value) -> bool:
+        try:
+            dataclasses.replace(example, **{name: value})
+        except UserError:
+            return False
+        return True
+
+    if kind == "int":
+        return positive_int if not accepts(0) else partial(whole_number, low=None if accepts(-1) else 0)
+    return positive_float if not accepts(0.0) else partial(number, low=None if accepts(-1.0) else 0.0)
+
+
+def values_of(args, cls) -> dict:
+    """The parsed values of the options add_fields made for `cls`, by field name."""
+    return {f.name: getattr(args, f.name) for f in dataclasses.fields(cls)}
 
 
 class OneLineParser(argparse.ArgumentParser):

