@@ -66,7 +66,8 @@ class DefaultsShown(argparse.ArgumentDefaultsHelpFormatter):
 
 def add_fields(parser, example) -> None:
     """One option per field of the dataclass `example` is an instance of: --field-name, its type, its default
-    (none: required) and its help from the field's metadata (metadata["choices"]: the names it takes). A bool is
+    (none: required) and its help from the field's metadata (also "choices": the names a str field takes,
+    "metavar": what --help calls its value). A bool is
     --x/--no-x. A number below the lowest value the dataclass accepts is refused by argparse, naming the option;
     every other check runs when the dataclass is built from the values (values_of)."""
     for f in dataclasses.fields(example):
@@ -81,7 +82,7 @@ def add_fields(parser, example) -> None:
         if kind == "bool":
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, **shared)
         elif kind == "str":
-            parser.add_argument(flag, choices=f.metadata.get("choices"), **shared)
+            parser.add_argument(flag, choices=f.metadata.get("choices"), metavar=f.metadata.get("metavar"), **shared)
         elif kind in ("int", "float"):
             parser.add_argument(
                 flag, type=_number_type(example, f.name, kind), metavar={"int": "N", "float": "X"}[kind], **shared

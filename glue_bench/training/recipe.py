@@ -16,8 +16,9 @@ ENCODERS = ("fast", "hf")
 
 
 def described(default, help: str, **more):
-    """A Recipe field with its one-line help (`glue-bench run --help`, the sweep file's errors): the one place
-    that says what the field means. `more`: e.g. choices=(...) for a field that takes one of a few names."""
+    """A Recipe field with its one-line help, the one place that says what the field means: `glue-bench run
+    --help` shows it beside the field's option (cli/parsing.add_fields makes one per field). `more`: choices=(...) for a field that takes one of a few names, metavar="FILE"
+    for what --help calls a text field's value."""
     return field(default=default, metadata={"help": help, **more})
 
 
@@ -55,6 +56,7 @@ class Recipe:
         "",
         "distil: a model fine-tuned on the task (a folder, a Hub id, kept:SWEEP[/MODEL]) whose outputs the student "
         "learns; empty: no distillation",
+        metavar="REF",
     )
     temperature: float = described(1.0, "with a teacher: the softmax temperature of both distributions")
     alpha: float = described(0.0, "with a teacher: the weight of the labels' loss, in [0, 1]; 0: the teacher alone")
@@ -62,6 +64,7 @@ class Recipe:
         "",
         "with a teacher: a file of unlabelled rows (tsv, csv, jsonl, parquet) the teacher labels, added to the "
         "train rows",
+        metavar="FILE",
     )
     max_transfer_samples: int = described(0, "the first N transfer rows only; 0: every one")
 
