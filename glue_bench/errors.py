@@ -1,4 +1,4 @@
-"""The one error type a user can cause, and the two ways every stage words one. The CLI prints a UserError's
+"""The one error type a user can cause, and the ways every stage words a message. The CLI prints a UserError's
 message on one line and exits 2."""
 
 from __future__ import annotations
@@ -22,6 +22,11 @@ def unknown_key(key: str, allowed, where: str) -> UserError:
     hint = difflib.get_close_matches(key, allowed, n=1)
     extra = f" (did you mean '{hint[0]}'?)" if hint else f"; allowed keys: {', '.join(allowed)}"
     return UserError(f"{where}: unknown key '{key}'{extra}")
+
+
+def counted(n: int, noun: str, plural: str = "") -> str:
+    """ "1 trial", "2 trials": a count and its noun, in the number the count asks for (`plural`: when not noun+s)."""
+    return f"{n} {noun if n == 1 else plural or noun + 's'}"
 
 
 def first_line(error: BaseException, limit: int = 200) -> str:

@@ -168,7 +168,7 @@ CASES = [
         "wrong delimiter (commas), file without a header",
         ["--data", "{data}"],
         "glue-bench: error: {data}/CoLA/dev.tsv: the first text is column 3 (0-based), but the file has only "
-        "1 column(s); is it tab-separated?",
+        "1 column; is it tab-separated?",
         tabs_to_commas("CoLA/dev.tsv"),
         task=["--task", "cola"],
     ),

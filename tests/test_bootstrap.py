@@ -206,7 +206,7 @@ def test_check_with_bootstrap_tolerance_flags_only_changes_beyond_the_interval(r
     assert all(set(values) == {"idx", "prediction"} for values in kept.values())  # no dataset labels committed
     assert main(["check", "--baseline", str(base), "--storage", real_storage, "--tolerance", "bootstrap"]) == 0
     out = capsys.readouterr().out
-    assert out.count("[+0.00, +0.00]") == 2 and "0 regression(s), 0 improvement(s), 2 unchanged" in out
+    assert out.count("[+0.00, +0.00]") == 2 and "0 regressions, 0 improvements, 2 unchanged" in out
 
     row = selection.load_runs(real_storage).set_index("model").loc[MINILM]
     artifact = selection.prediction_ids(row, "dev_predictions")["sst2/validation"]

@@ -184,7 +184,7 @@ def test_a_retried_grid_point_counts_its_completed_trial():
         ),
         (
             table(*rte([0.6, 0.62]), trial("rte", 2, {}, state="RUNNING"), *mrpc([(0.8, 0.7)] * 3)),
-            "the new run is unfinished: 1 grid point(s) have no finished trial (e.g. rte bs=16 lr=5e-05 seed=2, RUNNING)",
+            "the new run is unfinished: 1 grid point without a finished trial (e.g. rte bs=16 lr=5e-05 seed=2, RUNNING)",
         ),
         (
             table(*rte([0.6, 0.62, 0.64], sweep="other"), *mrpc([(0.8, 0.7)] * 3, sweep="other")),
@@ -226,7 +226,7 @@ def test_the_table_is_deterministic(tmp_path):
         == first
     )
     assert first.splitlines()[-2:] == [
-        "1 regression(s), 1 improvement(s), 1 unchanged",
+        "1 regression, 1 improvement, 1 unchanged",
         f"REGRESSION rte validation/accuracy (model {MODEL}, bs=16 lr=5e-05): 62.00 -> 54.00 (-8.00 points, "
         "allowed drop 6.00)",
     ]
@@ -238,7 +238,7 @@ def test_cli_exit_codes(tmp_path, capsys):
     export(BASELINE, same)
     export(table(*rte([0.52, 0.54, 0.56]), *mrpc([(0.80, 0.70)] * 3)), worse)
     assert cli.main(["check", "--baseline", base, "--runs", same]) == 0
-    assert "0 regression(s), 0 improvement(s), 3 unchanged" in capsys.readouterr().out
+    assert "0 regressions, 0 improvements, 3 unchanged" in capsys.readouterr().out
     assert cli.main(["check", "--baseline", base, "--runs", worse]) == 1
     assert "REGRESSION rte validation/accuracy" in capsys.readouterr().out
     assert cli.main(["check", "--baseline", base, "--runs", worse, "--tolerance", "9"]) == 0

@@ -65,7 +65,7 @@ def test_unchanged_code_passes_and_the_table_is_deterministic(baseline, glue_dat
     storage = _runs(f"sqlite:///{tmp_path / 'runs.db'}", glue_data)
     code, out = _check(capsys, baseline, storage)
     assert code == 0, out
-    assert "0 regression(s), 0 improvement(s), 1 unchanged" in out
+    assert "0 regressions, 0 improvements, 1 unchanged" in out
     assert " +0.00 " in _accuracy_line(out)  # same seeds, same machine: the very same scores
     assert _check(capsys, baseline, storage) == (0, out)  # run twice on the same results: the same table
 

@@ -244,7 +244,7 @@ def test_bad_teachers_and_transfer_files_are_one_line_and_lose_nothing(taught, g
         (
             str(three),
             None,
-        ): "teacher .*three-labels has 3 label\\(s\\) \\(LABEL_0, LABEL_1, LABEL_2\\), sst2 has 2 labels",
+        ): "teacher .*three-labels has 3 labels \\(LABEL_0, LABEL_1, LABEL_2\\), sst2 has 2 labels",
         ("kept:adhoc", str(no_column)): "no 'sentence' column",
         ("kept:adhoc", str(empty)): "the file is empty",
         ("kept:nothing", None): "sweep nothing's sst2 study .* is not in the storage",

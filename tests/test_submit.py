@@ -287,7 +287,7 @@ def test_every_command_that_reads_results_takes_a_sweep_file(full, tmp_path, cap
     assert main(["export", "--sweep", str(sweep), "--out", str(tmp_path / "runs.csv")]) == 0
     capsys.readouterr()
     assert main(["check", "--sweep", str(sweep), "--baseline", str(tmp_path / "runs.csv")]) == 0
-    assert "0 regression(s), 0 improvement(s)" in capsys.readouterr().out
+    assert "0 regressions, 0 improvements" in capsys.readouterr().out
     # The file's name, not a guess: a sweep file named otherwise finds no trials of its sweep.
     other = tmp_path / "other.toml"
     other.write_text(sweep.read_text())

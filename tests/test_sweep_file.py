@@ -139,7 +139,10 @@ def test_a_good_sweep_file(tmp_path):
             r"\[recipe\]: unknown key 'max_train_sample' \(did you mean 'max_train_samples'\?\)",
         ),
         (("max_train_samples = 32", "bf16 = 1"), r"\[recipe\]: 'bf16' must be true or false, got 1"),
-        (("max_train_samples = 32", "max_seq_length = 64.0"), r"\[recipe\]: 'max_seq_length' must be a int, got 64.0"),
+        (
+            ("max_train_samples = 32", "max_seq_length = 64.0"),
+            r"\[recipe\]: 'max_seq_length' must be a whole number, got 64.0",
+        ),
         (("max_train_samples = 32", "warmup_ratio = 1.5"), r"warmup_ratio must be in \[0, 1\), got 1.5"),
         (("max_train_samples = 32", "batch_size = 8"), r"\[recipe\]: 'batch_size' is set by the sweep's \[grid\]"),
         (("max_train_samples = 32", "epochs = 2"), r"\[recipe\]: 'epochs' is set by the sweep's epochs"),

@@ -51,7 +51,7 @@ def test_a_sweep_runs_each_point_once_with_its_recipe_and_a_rerun_runs_nothing(t
     path = tiny_sweep(tmp_path, glue_data, storage)
     assert main(["sweep", str(path), "--no-progress"]) == 0
     out = capsys.readouterr().out
-    assert "sweep tiny: 1 studies, 2 trials: 0 complete, 0 failed, 2 to run (2 newly queued)" in out
+    assert "sweep tiny: 1 study, 2 trials: 0 complete, 0 failed, 2 to run (2 newly queued)" in out
     assert "sweep tiny: 2 of 2 trials complete, 0 failed" in out
     first = finished(storage)
     assert [(n, state, params) for n, state, params, _, _ in first] == [
@@ -81,7 +81,7 @@ def test_a_sweep_runs_each_point_once_with_its_recipe_and_a_rerun_runs_nothing(t
     assert "2 of 2 trials complete, 0 failed, 0 running, 0 waiting, 0 not queued" in capsys.readouterr().out
     out_csv = tmp_path / "runs.csv"
     assert main(["export", "--sweep", str(path), "--out", str(out_csv)]) == 0
-    assert capsys.readouterr().out.startswith(f"wrote {out_csv}: 2 trials, 1 studies")
+    assert capsys.readouterr().out.startswith(f"wrote {out_csv}: 2 trials, 1 study")
     # The file shows metrics in points, as every report does, and reads back as the storage's fractions.
     exported, stored = pd.read_csv(out_csv), runs.runs_table(storage)
     assert set(exported["metric_unit"]) == {"points"}
@@ -192,7 +192,7 @@ def test_workers_are_spread_over_the_gpus(monkeypatch, count, placement):
     gpus = launcher.visible_gpus()
     assert gpus == ["0", "1"]
     assert [launcher.worker_env(i, count, gpus)["CUDA_VISIBLE_DEVICES"] for i in range(count)] == placement
-    assert launcher.describe_placement(4, gpus) == "4 worker(s) on GPU 0 (×2), 1 (×2)"
+    assert launcher.describe_placement(4, gpus) == "4 workers on GPU 0 (×2), 1 (×2)"
 
 
 def test_cpu_workers_share_the_cores(monkeypatch):
@@ -201,7 +201,7 @@ def test_cpu_workers_share_the_cores(monkeypatch):
     monkeypatch.setattr("os.cpu_count", lambda: 8)
     assert launcher.visible_gpus() == []
     assert [launcher.worker_env(i, 4, [])["OMP_NUM_THREADS"] for i in range(4)] == ["2"] * 4
-    assert launcher.describe_placement(4, []) == "4 worker(s) on the CPU (2 thread(s) each)"
+    assert launcher.describe_placement(4, []) == "4 workers on the CPU (2 threads each)"
 
 
 def test_a_planner_never_enqueues_a_point_whose_stale_trial_is_being_retried(tmp_path, glue_data, storage, monkeypatch):

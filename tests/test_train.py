@@ -213,9 +213,9 @@ def test_run_records_the_trial_and_both_layouts_agree(glue_data, glue_hub, stora
 
 def test_run_options_reach_the_recipe():
     common = ["run", "--model", "random:L-2_H-128", "--task", "rte", "--batch-size", "32", "--lr", "1e-4"]
-    default = cli._recipe(cli.build_parser().parse_args(common))
+    default = cli.run.recipe_of(cli.build_parser().parse_args(common))
     assert (default.encoder, default.fused_adamw) == ("fast", True)
-    chosen = cli._recipe(cli.build_parser().parse_args([*common, "--encoder", "hf", "--no-fused-adamw"]))
+    chosen = cli.run.recipe_of(cli.build_parser().parse_args([*common, "--encoder", "hf", "--no-fused-adamw"]))
     assert (chosen.encoder, chosen.fused_adamw) == ("hf", False)
     with pytest.raises(SystemExit):
         cli.build_parser().parse_args([*common, "--encoder", "bert"])

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from glue_bench.errors import UserError, did_you_mean, first_line
+from glue_bench.errors import UserError, counted, did_you_mean, first_line
 from glue_bench.inputs import cache, hub
 from glue_bench.inputs.tasks import Split, Task
 
@@ -182,7 +182,7 @@ def _column(frame: pd.DataFrame, ref: str | int, where: str, role: str) -> pd.Se
         if ref >= frame.shape[1]:
             raise UserError(
                 f"{where}: the {role} is column {ref} (0-based), but the file has only "
-                f"{frame.shape[1]} column(s); is it tab-separated?"
+                f"{counted(frame.shape[1], 'column')}; is it tab-separated?"
             )
         return frame.iloc[:, ref]
     if ref not in frame.columns:

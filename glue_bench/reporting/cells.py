@@ -12,6 +12,14 @@ def points(value: float) -> str:
     return f"{100 * value:.1f}"
 
 
+def agreement(value: float, regression: bool) -> str:
+    """A distilled student's agreement with its teacher on a split (training/distill.agreement) as a clause: a
+    share of rows for a classifier; for a regression task a Pearson r, written as the correlation it is."""
+    if regression:
+        return f"the student's outputs correlate with its teacher's at Pearson r {value:.4f}"
+    return f"the student agrees with its teacher on {100 * value:.2f}% of rows"
+
+
 def signed(value: float) -> str:
     """A difference in points; a rounded zero is +0.0, never -0.0."""
     return f"{value:+.1f}" if abs(value) >= 0.05 else "+0.0"

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from glue_bench.errors import UserError
+from glue_bench.errors import UserError, counted
 from glue_bench.inputs.tasks import get_task
 from glue_bench.reporting import bootstrap
 from glue_bench.sweeping.runs import RECIPE_COLUMNS, latest
@@ -95,13 +95,13 @@ def select_sweeps(new: pd.DataFrame, baseline: pd.DataFrame, sweep: str | None) 
 def _settle(table: pd.DataFrame, which: str) -> pd.DataFrame:
     """One row per grid point (runs.latest: its latest completed trial, else its latest one). A point whose
     latest trial is still running or waiting means the run is unfinished."""
-    counted = latest(table)
-    settled = counted[counted["state"].isin(["COMPLETE", "FAIL"])]
-    unsettled = counted[~counted["state"].isin(["COMPLETE", "FAIL"])]
+    points = latest(table)
+    settled = points[points["state"].isin(["COMPLETE", "FAIL"])]
+    unsettled = points[~points["state"].isin(["COMPLETE", "FAIL"])]
     if not unsettled.empty:
         first = unsettled.iloc[0]
         raise UserError(
-            f"the {which} run is unfinished: {len(unsettled)} grid point(s) have no finished trial "
+            f"the {which} run is unfinished: {counted(len(unsettled), 'grid point')} without a finished trial "
             f"(e.g. {first['task']} bs={first['batch_size']:g} lr={first['lr']:g} seed={first['seed']:g}, "
             f"{first['state']}); finish the sweep, then check"
         )
@@ -309,8 +309,8 @@ def render(result: Comparison) -> str:
     lines = [shown.to_string(index=False), "", f"tolerance {result.tolerance}"]
     counts = result.table["verdict"].value_counts()
     lines.append(
-        f"{counts.get('REGRESSION', 0) + counts.get('FAILED', 0)} regression(s), "
-        f"{counts.get('improved', 0)} improvement(s), {counts.get('unchanged', 0)} unchanged"
+        f"{counted(counts.get('REGRESSION', 0) + counts.get('FAILED', 0), 'regression')}, "
+        f"{counted(counts.get('improved', 0), 'improvement')}, {counts.get('unchanged', 0)} unchanged"
     )
     for r in result.regressions.itertuples():
         where = f"{r.task} {r.metric} (model {r.model}, bs={r.batch_size:g} lr={r.lr:g})"

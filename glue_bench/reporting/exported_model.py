@@ -12,9 +12,10 @@ from pathlib import Path
 
 import optuna
 
-from glue_bench.errors import UserError
+from glue_bench.errors import UserError, counted
 from glue_bench.inputs.models import normalise_model
 from glue_bench.inputs.tasks import Task, get_task
+from glue_bench.reporting.cells import agreement
 from glue_bench.sweeping import kept
 from glue_bench.sweeping.runs import runs_table
 from glue_bench.sweeping.storage import masked, open_storage
@@ -78,7 +79,7 @@ def model_card(study: optuna.Study, trial: optuna.trial.FrozenTrial, task: Task,
         f"# {model} fine-tuned on GLUE {task.name.upper()}",
         "",
         f'Kept by glue-bench (`save = "best"`) from study `{study.study_name}`: trial {trial.number}, the best '
-        f"dev score of the study's {complete} complete trial(s) when it was exported. Labels: {labels}.",
+        f"dev score of the study's {counted(complete, 'complete trial')} when it was exported. Labels: {labels}.",
         "",
         "## Dev scores",
         "",
@@ -111,7 +112,7 @@ def model_card(study: optuna.Study, trial: optuna.trial.FrozenTrial, task: Task,
             + (f", transfer rows {recipe['transfer']}" if recipe.get("transfer") else "")
             + ").",
             *(
-                f"On {split} the student agrees with its teacher on {100 * value:.2f}% of rows; the teacher's own "
+                f"On {split} {agreement(value, task.regression)}; the teacher's own "
                 + ", ".join(f"{n} {100 * v:.2f}" for n, v in teacher.get("metrics", {}).get(split, {}).items())
                 + "."
                 for split, value in teacher.get("agreement", {}).items()

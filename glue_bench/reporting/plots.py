@@ -18,7 +18,7 @@ import matplotlib.ticker as ticker  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from glue_bench.errors import UserError  # noqa: E402
+from glue_bench.errors import UserError, counted  # noqa: E402
 from glue_bench.inputs import models  # noqa: E402
 from glue_bench.inputs.tasks import get_task  # noqa: E402
 from glue_bench.reporting import leaderboard  # noqa: E402
@@ -108,7 +108,7 @@ def figure(table: pd.DataFrame, task: str | None = None, compare_paper: bool = F
     fig.colorbar(image, ax=list(axes[:-1]), label=f"{what} (points)", shrink=0.9)
     _scatter(axes[-1], scores, paper, what)
     fig.suptitle(f"{what} of the BERT miniatures by layers × hidden size; best configuration per task", fontsize=12)
-    return fig, f"{what}: {len(grid_models)} of 24 shapes in the grid, {len(scores)} models in the scatter"
+    return fig, f"{what}: {len(grid_models)} of 24 shapes in the grid, {counted(len(scores), 'model')} in the scatter"
 
 
 def _grid_panel(ax, cells: dict, low: float, high: float, title: str):

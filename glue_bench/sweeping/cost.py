@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from glue_bench.errors import counted
 from glue_bench.inputs import models
 from glue_bench.inputs.tasks import Task, get_task
 from glue_bench.sweeping.storage import masked
@@ -163,15 +164,15 @@ def report(sweep, statuses, runs: pd.DataFrame, device: str, workers: int, url: 
     shown = table.assign(time=table["seconds"].map(duration)).drop(columns="seconds")
     total = table["seconds"].sum()
     lines = [
-        f"sweep {sweep.name} ({sweep.path}) in {masked(url)}: {len(table)} studies × {len(sweep.grid())} grid points "
+        f"sweep {sweep.name} ({sweep.path}) in {masked(url)}: {counted(len(table), 'study', 'studies')} × {counted(len(sweep.grid()), 'grid point')} "
         f"(batch_size {list(sweep.batch_sizes)} × lr [{', '.join(map(lr_text, sweep.lrs))}] × seed {list(sweep.seeds)}), "
-        f"{sweep.epochs} epoch{'s' if sweep.epochs != 1 else ''}",
+        f"{counted(sweep.epochs, 'epoch')}",
         shown.to_string(index=False),
         "",
-        f"{table['to run'].sum()} of {table['trials'].sum()} trials to run: {table['train examples'].sum():,} "
+        f"{table['to run'].sum()} of {counted(table['trials'].sum(), 'trial')} to run: {table['train examples'].sum():,} "
         f"training and {table['eval examples'].sum():,} evaluated examples, {table['train tokens'].sum():,} "
         f"training tokens; about {duration(total)}{f' ({total / 3600:,.1f} hours)' if total >= 3600 else ''} of {device} "
-        f"time, {duration(total / workers)} with {workers} worker(s) that do not slow each other",
+        f"time, {duration(total / workers)} with {counted(workers, 'worker')} that do not slow each other",
     ]
     selected = {s.plan.task for s in statuses}
     for task, by in sweep.covered.items():

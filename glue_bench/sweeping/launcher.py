@@ -16,6 +16,7 @@ import sys
 import tempfile
 import time
 
+from glue_bench.errors import counted
 from glue_bench.sweeping.storage import masked, open_storage, ride_out
 
 POLL_SECONDS = 2.0  # how often the launcher reads the storage for its progress bar
@@ -44,9 +45,9 @@ def worker_env(index: int, workers: int, gpus: list[str]) -> dict:
 def describe_placement(workers: int, gpus: list[str]) -> str:
     if not gpus:
         threads = os.environ.get("OMP_NUM_THREADS") or max(1, (os.cpu_count() or 1) // workers)
-        return f"{workers} worker(s) on the CPU ({threads} thread(s) each)"
+        return f"{counted(workers, 'worker')} on the CPU ({threads} thread{'' if str(threads) == '1' else 's'} each)"
     used = {g: sum(1 for i in range(workers) if gpus[i % len(gpus)] == g) for g in gpus[:workers]}
-    return f"{workers} worker(s) on GPU " + ", ".join(f"{g} (×{n})" for g, n in used.items())
+    return f"{counted(workers, 'worker')} on GPU " + ", ".join(f"{g} (×{n})" for g, n in used.items())
 
 
 def worker_plan(studies, url: str, source_location: str, sweep) -> dict:
@@ -113,7 +114,7 @@ def launch(sweep, studies, url: str, source_location: str, workers: int, progres
             if progress and not terminal and now != done:
                 elapsed = round(time.monotonic() - started)
                 print(
-                    f"sweep {sweep.name}: {now} of {total} trials finished ({elapsed // 60}m{elapsed % 60:02d}s)",
+                    f"sweep {sweep.name}: {now} of {counted(total, 'trial')} finished ({elapsed // 60}m{elapsed % 60:02d}s)",
                     file=sys.stderr,
                     flush=True,
                 )
@@ -161,7 +162,8 @@ def run_sweep(
     total = len(sweep.grid()) * len(studies)
     left = points["waiting"] + points["running"]
     print(
-        f"sweep {sweep.name}: {len(studies)} studies, {total} trials: {points['complete']} complete, "
+        f"sweep {sweep.name}: {counted(len(studies), 'study', 'studies')}, {counted(total, 'trial')}: "
+        f"{points['complete']} complete, "
         f"{points['failed']} failed, {left} to run ({added} newly queued); storage {masked(url)}"
     )
     if left:
@@ -170,7 +172,7 @@ def run_sweep(
         print("nothing to run")
     points = _count(ride_out(lambda: read_status(sweep, studies, url), "reading the sweep's state"))
     print(
-        f"sweep {sweep.name}: {points['complete']} of {total} trials complete, {points['failed']} failed "
+        f"sweep {sweep.name}: {points['complete']} of {counted(total, 'trial')} complete, {points['failed']} failed "
         f"(in {time.monotonic() - started:.0f}s); details: glue-bench status {sweep.path}"
         + (f" --storage {masked(url)}" if url != sweep.storage else "")
     )
@@ -179,13 +181,13 @@ def run_sweep(
     unfinished = total - points["complete"] - points["failed"]
     if unfinished:
         print(
-            f"{unfinished} trials are not finished (a worker died or was stopped): run the same command again "
+            f"{counted(unfinished, 'trial')} not finished (a worker died or was stopped): run the same command again "
             "to resume",
             file=sys.stderr,
         )
     if points["failed"] and not retry_failed:
         print(
-            f"{points['failed']} trials failed (fail_reason in glue-bench status); --retry-failed runs them again",
+            f"{counted(points['failed'], 'trial')} failed (fail_reason in glue-bench status); --retry-failed runs them again",
             file=sys.stderr,
         )
     return 1

@@ -20,7 +20,7 @@ import optuna
 from optuna.exceptions import ExperimentalWarning
 from optuna.trial import FrozenTrial, TrialState
 
-from glue_bench.errors import UserError
+from glue_bench.errors import UserError, counted
 from glue_bench.sweeping.kept import KEPT_ATTR
 from glue_bench.sweeping.runs import LEGACY_RECIPE_VALUES
 from glue_bench.sweeping.storage import MAX_RETRIES, StorageUnreachable, masked, open_storage, plan_lock
@@ -286,7 +286,7 @@ def format_status(sweep: Sweep, statuses: list[StudyStatus], url: str) -> str:
         f"sweep {sweep.name} ({sweep.path}) in {masked(url)}",
         pd.DataFrame(rows).to_string(index=False),
         "",
-        f"{total['complete']} of {grid * len(statuses)} trials complete, {total['failed']} failed, "
+        f"{total['complete']} of {counted(grid * len(statuses), 'trial')} complete, {total['failed']} failed, "
         f"{total['running']} running, {total['waiting']} waiting, {total['pending']} not queued",
     ]
     for task, by in sweep.covered.items():

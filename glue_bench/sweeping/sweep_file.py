@@ -34,6 +34,7 @@ SET_ELSEWHERE = {
 }
 RECIPE_KEYS = tuple(f.name for f in fields(Recipe) if f.name not in SET_ELSEWHERE)
 TOP_KEYS = ("name", "models", "tasks", "grid", "epochs", "seeds", "data", "storage", "save", "recipe", "distill")
+KINDS = {"bool": "true or false", "int": "a whole number", "float": "a number", "str": "a string"}  # in errors
 SAVE_CHOICES = ("none", "best")  # save = "best": keep each study's best model (sweeping/kept.py)
 
 
@@ -132,9 +133,7 @@ def _recipe_overrides(table, where: str, section: str = "recipe", keys: tuple[st
         else:
             ok = _number(value, integer=kind == "int")
         if not ok:
-            raise UserError(
-                f"{where}: '{key}' must be {'true or false' if kind == 'bool' else f'a {kind}'}, got {value!r}"
-            )
+            raise UserError(f"{where}: '{key}' must be {KINDS[kind]}, got {value!r}")
     return dict(table)
 
 

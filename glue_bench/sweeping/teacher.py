@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import optuna
 
-from glue_bench.errors import UserError
+from glue_bench.errors import UserError, counted
 from glue_bench.inputs import cache, data, hub, models
 from glue_bench.inputs.tasks import Task
 from glue_bench.sweeping import kept
@@ -119,7 +119,7 @@ def _check_labels(teacher: Teacher, task: Task) -> None:
     except (OSError, ValueError) as e:
         raise UserError(f"teacher {teacher.ref}: cannot read its config ({type(e).__name__}: {e})") from None
     names = [config.id2label[i] for i in sorted(config.id2label)] if config.id2label else []
-    theirs = f"{config.num_labels} label(s)" + (f" ({', '.join(names)})" if names else "")
+    theirs = counted(config.num_labels, "label") + (f" ({', '.join(names)})" if names else "")
     ours = "1 output (a regression task)" if task.regression else f"{task.num_labels} labels ({', '.join(task.names)})"
     if config.num_labels != task.num_labels:
         raise UserError(

@@ -7,7 +7,7 @@ recipes without loading the training stack. The defaults are the paper's BERT re
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 
 from glue_bench.errors import UserError
 
@@ -15,32 +15,58 @@ GRID_FIELDS = ("batch_size", "lr", "seed")  # what a sweep's grid varies; the re
 ENCODERS = ("fast", "hf")
 
 
+def described(default, help: str, **more):
+    """A Recipe field with its one-line help, the one place that says what the field means: `glue-bench run
+    --help` shows it beside the field's option (cli/parsing.add_fields makes one per field). `more`: choices=(...) for a field that takes one of a few names, metavar="FILE"
+    for what --help calls a text field's value."""
+    return field(default=default, metadata={"help": help, **more})
+
+
+REQUIRED = MISSING  # described(REQUIRED, ...): a field without a default
+
+
 @dataclass(frozen=True)
 class Recipe:
     """Everything that can change a result. Recorded whole in every trial."""
 
-    batch_size: int
-    lr: float
-    epochs: int = 4
-    seed: int = 0
-    max_seq_length: int = 128
-    weight_decay: float = 0.01
-    warmup_ratio: float = 0.1
-    max_grad_norm: float = 1.0  # 0: no clipping
-    max_train_samples: int = 0  # 0: the whole train split; else its first N rows (quick checks, CI)
-    group_by_length: bool = False  # batches of similar length: faster, changes the batch order
-    bf16: bool = False  # bf16 autocast on a GPU
-    tf32: bool = False  # TF32 matrix products on a GPU
-    eval_batch_size: int = 256
+    batch_size: int = described(REQUIRED, "train examples per optimizer step")
+    lr: float = described(REQUIRED, "the peak learning rate, reached after the warmup, then decayed linearly to 0")
+    epochs: int = described(4, "passes over the train rows")
+    seed: int = described(0, "the head's initialisation, the batch order, dropout")
+    max_seq_length: int = described(128, "tokens per row, at most (longer rows are cut)")
+    weight_decay: float = described(0.01, "AdamW's decoupled weight decay (not on biases and LayerNorm weights)")
+    warmup_ratio: float = described(0.1, "the share of the steps over which the learning rate rises from 0, in [0, 1)")
+    max_grad_norm: float = described(1.0, "clip the gradients' global norm to this; 0: no clipping")
+    max_train_samples: int = described(0, "train on the first N rows only (quick checks, CI); 0: every row")
+    group_by_length: bool = described(False, "batches of rows of similar length: faster, changes the batch order")
+    bf16: bool = described(False, "bf16 autocast on a GPU (float32 master weights; changes results)")
+    tf32: bool = described(False, "TF32 matrix products on a GPU (changes results)")
+    eval_batch_size: int = described(256, "rows per batch when scoring the dev and test splits (memory and speed)")
     # Speed options that change results (each measured in benchmarks/README.md):
-    fused_adamw: bool = True  # the fused AdamW kernel; False: foreach on a CPU (a GPU always uses fused)
-    encoder: str = "fast"  # "fast": glue-bench's unpadded BERT where it applies; "hf": the Hugging Face model
+    fused_adamw: bool = described(
+        True, "the fused AdamW kernel; off: the foreach kernel on a CPU (other last bits, slower); a GPU always fuses"
+    )
+    encoder: str = described(
+        "fast",
+        "fast: glue-bench's unpadded BERT encoder where it applies; hf: the Hugging Face model (same initial weights)",
+        choices=ENCODERS,
+    )
     # Distillation (training/distill.py): the student learns a fine-tuned teacher's outputs on the transfer rows.
-    teacher: str = ""  # a model reference of the teacher; "": no distillation
-    temperature: float = 1.0  # softens both distributions of the KL term
-    alpha: float = 0.0  # weight of the labels' loss; 0: the teacher alone, as in the paper
-    transfer: str = ""  # a file of unlabelled rows added to the train rows ("": the train rows only)
-    max_transfer_samples: int = 0  # 0: every transfer row; else the first N
+    teacher: str = described(
+        "",
+        "distil: a model fine-tuned on the task (a folder, a Hub id, kept:SWEEP[/MODEL]) whose outputs the student "
+        "learns; empty: no distillation",
+        metavar="REF",
+    )
+    temperature: float = described(1.0, "with a teacher: the softmax temperature of both distributions")
+    alpha: float = described(0.0, "with a teacher: the weight of the labels' loss, in [0, 1]; 0: the teacher alone")
+    transfer: str = described(
+        "",
+        "with a teacher: a file of unlabelled rows (tsv, csv, jsonl, parquet) the teacher labels, added to the "
+        "train rows",
+        metavar="FILE",
+    )
+    max_transfer_samples: int = described(0, "the first N transfer rows only; 0: every one")
 
     def __post_init__(self):
         positive = {
@@ -91,3 +117,8 @@ def lr_text(value: float) -> str:
     """A learning rate in the shortest scientific form, as every view prints it: 1e-4, 3e-5, 2.5e-5."""
     mantissa, exponent = f"{value:.15e}".split("e")
     return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
+
+
+def field_help() -> dict[str, str]:
+    """Each field's one-line help, in field order ("" for a field that has none: tests/test_cli.py refuses it)."""
+    return {f.name: f.metadata.get("help", "") for f in fields(Recipe)}
