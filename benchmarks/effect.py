@@ -47,7 +47,7 @@ def run_arm(arm: str, seed: int, args) -> dict:
     result = fine_tune(prepared.model, prepared.task, prepared.train, prepared.dev, {}, recipe, progress=False)
     cpu = time.process_time() - cpu
     predictions = {
-        name: predict(prepared.model, Packed(split), 256, torch.device("cpu"), prepared.task.regression, False).tolist()
+        name: predict(prepared.model, Packed(split), 256, torch.device("cpu"), prepared.task.regression)[0].tolist()
         for name, split in prepared.dev.items()
     }
     return {

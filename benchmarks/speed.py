@@ -121,7 +121,7 @@ def run_arm(arm: str, args) -> dict:
     from glue_bench.inputs.tasks import get_task
     from glue_bench.sweeping import trial
     from glue_bench.training import encoder
-    from glue_bench.training.encoder import UnpaddedBert
+    from glue_bench.training.encoder import UnpaddedEncoder
     from glue_bench.training.loop import Packed, fine_tune, predict
     from glue_bench.training.recipe import Recipe
 
@@ -138,7 +138,7 @@ def run_arm(arm: str, args) -> dict:
         # Evaluation as the loop runs it (its encoder, batches sorted by length) on the first dev split.
         dev = Packed(prepared.dev[prepared.task.splits_with_role("dev")[0].name])
         model = prepared.model
-        net = UnpaddedBert.from_hf(model) if recipe.encoder == "fast" and encoder.supports(model.config) else model
+        net = UnpaddedEncoder.from_hf(model) if recipe.encoder == "fast" and encoder.supports(model.config) else model
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         timed = _timed(lambda: predict(net, dev, recipe.eval_batch_size, device, prepared.task.regression, False))
         measured["eval_seconds"], measured["eval_examples"] = timed["seconds"], len(dev)

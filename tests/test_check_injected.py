@@ -6,8 +6,6 @@ is the baseline's, so the check compares (it does not refuse) and must see the s
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import pytest
 
@@ -76,7 +74,7 @@ def test_a_learning_rate_100x_too_large_fails_the_check(baseline, glue_data, tmp
     monkeypatch.setattr(
         train,
         "_optimizer",
-        lambda model, recipe, device: make_optimizer(model, dataclasses.replace(recipe, lr=100 * recipe.lr), device),
+        lambda net, recipe, lrs, packed, device: make_optimizer(net, recipe, [100 * lr for lr in lrs], packed, device),
     )
     storage = _runs(f"sqlite:///{tmp_path / 'runs.db'}", glue_data, may_diverge=True)
     code, out = _check(capsys, baseline, storage)

@@ -24,20 +24,26 @@ from functools import cache
 from pathlib import Path
 
 import datasets
+import families
 import numpy as np
 import pytest
 import torch
+from conftest import SHARED
 from transformers import (
+    AlbertConfig,
     AutoModelForSequenceClassification,
     AutoTokenizer,
     BertConfig,
     BertForSequenceClassification,
     DistilBertConfig,
+    ElectraConfig,
+    RobertaConfig,
+    XLMRobertaConfig,
 )
 
 from glue_bench.inputs.models import bundled_tokenizer, miniature_config
 from glue_bench.training import encoder
-from glue_bench.training.encoder import UnpaddedBert, dropout, supports, unpadded_batch, unpadded_from_padded
+from glue_bench.training.encoder import UnpaddedEncoder, dropout, supports, unpadded_batch, unpadded_from_padded
 from glue_bench.training.loop import Packed
 
 MAX_LENGTH = 128
@@ -73,25 +79,30 @@ def minilm_folder() -> Path:
 # ---------------------------------------------------------------------------------------------------------------------
 # Models: real MiniLM weights (random heads, seeded) and random miniatures.
 
-MODELS = ["minilm-cls", "minilm-reg", "random-L2-H128", "random-L4-H256"]
+MODELS = ["minilm-cls", "minilm-reg", "random-L2-H128", "random-L4-H256", "roberta", "xlm-roberta", "electra"]
+FAMILY_MODELS = ("roberta", "xlm-roberta", "electra")  # tests/families.py: tiny random models, real tokenizers
 
 
-def make_model(name: str, **overrides) -> BertForSequenceClassification:
+def make_model(name: str, **overrides):
     torch.manual_seed(0)  # the head (and a miniature's every weight) is random
     if name.startswith("minilm"):
         labels = 1 if name == "minilm-reg" else 2
         model = AutoModelForSequenceClassification.from_pretrained(minilm_folder(), num_labels=labels, **overrides)
+        assert isinstance(model, BertForSequenceClassification)
+    elif name in FAMILY_MODELS:
+        model = AutoModelForSequenceClassification.from_config(families.config(name, tokenizer(name), 2, **overrides))
     else:
         layers, hidden = {"random-L2-H128": (2, 128), "random-L4-H256": (4, 256)}[name]
         config = miniature_config(layers, hidden)
         config.update({"num_labels": 2, **overrides})
         model = AutoModelForSequenceClassification.from_config(config)
-    assert isinstance(model, BertForSequenceClassification)
     return model.to(DEVICE)
 
 
 @cache
 def tokenizer(name: str):
+    if name in FAMILY_MODELS:
+        return families.tokenizer(name, SHARED / "glue_data")
     return AutoTokenizer.from_pretrained(minilm_folder()) if name.startswith("minilm") else bundled_tokenizer()
 
 
@@ -148,7 +159,7 @@ def encode(model_name: str, texts: tuple, regression: bool) -> tuple[dict, torch
 
 
 def ours_of(padded: dict):
-    return unpadded_from_padded(padded["input_ids"], padded["token_type_ids"], padded["attention_mask"])
+    return unpadded_from_padded(padded["input_ids"], padded.get("token_type_ids"), padded["attention_mask"])
 
 
 def assert_logits_close(ours: torch.Tensor, hf: torch.Tensor):
@@ -169,7 +180,7 @@ def eval_models() -> dict:
 @pytest.mark.parametrize("name", MODELS)
 def test_eval_logits_and_loss_match_hf(eval_models, rows, name, batch):
     hf = eval_models[name]
-    ours = UnpaddedBert.from_hf(hf).eval()
+    ours = UnpaddedEncoder.from_hf(hf).eval()
     padded, labels = encode(name, rows[batch], regression=name == "minilm-reg")
     lengths = padded["attention_mask"].sum(1)
     if batch != "one-row":  # the batch really mixes lengths: much of HF's batch is padding
@@ -177,10 +188,10 @@ def test_eval_logits_and_loss_match_hf(eval_models, rows, name, batch):
     with torch.no_grad(), autocast():
         expected = hf(**padded, labels=labels)
         got = ours(ours_of(padded), labels=labels)
-    assert got.logits.shape == expected.logits.shape == (len(labels), hf.config.num_labels)
-    assert_logits_close(got.logits.float(), expected.logits.float())
+    assert got.logits.shape == (1, *expected.logits.shape) == (1, len(labels), hf.config.num_labels)
+    assert_logits_close(got.logits[0].float(), expected.logits.float())
     torch.testing.assert_close(
-        got.loss.float(), expected.loss.float(), rtol=LOGITS_TOLERANCE, atol=LOGITS_TOLERANCE / 10
+        got.loss[0].float(), expected.loss.float(), rtol=LOGITS_TOLERANCE, atol=LOGITS_TOLERANCE / 10
     )
 
 
@@ -190,7 +201,7 @@ def test_eval_matches_hf_eager_attention_too(eval_models, rows):
     assert hf.config._attn_implementation == "eager" and eval_models["minilm-cls"].config._attn_implementation == "sdpa"
     padded, _ = encode("minilm-cls", rows["mrpc-pairs"], regression=False)
     with torch.no_grad():
-        assert_logits_close(UnpaddedBert.from_hf(hf).eval()(ours_of(padded)).logits, hf(**padded).logits)
+        assert_logits_close(UnpaddedEncoder.from_hf(hf).eval()(ours_of(padded)).logits[0], hf(**padded).logits)
 
 
 def test_config_options_are_honoured(rows):
@@ -201,7 +212,7 @@ def test_config_options_are_honoured(rows):
     with torch.no_grad():
         expected = hf(**padded).logits
         assert not torch.allclose(expected, default(**padded).logits, rtol=1e-3, atol=1e-3)
-        assert_logits_close(UnpaddedBert.from_hf(hf).eval()(ours_of(padded)).logits, expected)
+        assert_logits_close(UnpaddedEncoder.from_hf(hf).eval()(ours_of(padded)).logits[0], expected)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -209,19 +220,21 @@ def test_config_options_are_honoured(rows):
 
 
 def train(model, batches, steps: int, check_at: tuple[int, ...], lr=5e-4) -> tuple[list[float], dict[int, dict]]:
-    """Losses of `steps` AdamW steps on `batches` (inputs, labels), and every gradient at the steps `check_at`."""
+    """Losses of `steps` AdamW steps on `batches` (inputs, labels), and every gradient at the steps `check_at`
+    (ours: its one trial's)."""
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01, foreach=True)
+    ours = isinstance(model, UnpaddedEncoder)
     losses, grads = [], {}
     for step in range(steps):
         inputs, labels = batches[step % len(batches)]
         with autocast():
-            out = model(inputs, labels=labels) if isinstance(model, UnpaddedBert) else model(**inputs, labels=labels)
-        loss = out.loss.float()
+            out = model(inputs, labels=labels) if ours else model(**inputs, labels=labels)
+        loss = out.loss.float().sum()  # ours: [1], one trial
         optimizer.zero_grad()
         loss.backward()
         if step in check_at:
-            grads[step] = {name: p.grad.clone() for name, p in model.named_parameters()}
+            grads[step] = {name: (p.grad[0] if ours else p.grad).clone() for name, p in model.named_parameters()}
         optimizer.step()
         losses.append(loss.item())
     return losses, grads
@@ -230,24 +243,31 @@ def train(model, batches, steps: int, check_at: tuple[int, ...], lr=5e-4) -> tup
 # A random model at a random model's learning rate; the pretrained one at a fine-tuning one.
 @pytest.mark.parametrize(
     ("name", "data", "batch_size", "lr"),
-    [("random-L2-H128", "sst2-train", 32, 5e-4), ("minilm-reg", "mrpc-train", 4, 5e-5)],
+    [
+        ("random-L2-H128", "sst2-train", 32, 5e-4),
+        ("minilm-reg", "mrpc-train", 4, 5e-5),
+        ("roberta", "mrpc-train", 16, 5e-4),
+        ("electra", "sst2-train", 32, 5e-4),
+    ],
 )
 def test_training_steps_match_hf_without_dropout(rows, name, data, batch_size, lr):
     regression = name == "minilm-reg"
     hf = make_model(name, **NO_DROPOUT)
-    ours = UnpaddedBert.from_hf(hf)
-    assert hf.dropout.p == 0.0  # classifier_dropout falls back to hidden_dropout_prob
+    ours = UnpaddedEncoder.from_hf(hf)
+    dropouts = [m.p for m in hf.modules() if isinstance(m, torch.nn.Dropout)]
+    assert dropouts and set(dropouts) == {0.0}  # classifier_dropout falls back to hidden_dropout_prob
     first, second, labels = rows[data]
     cuts = range(0, len(labels), batch_size)
     texts = [
         (first[i : i + batch_size], second and second[i : i + batch_size], labels[i : i + batch_size]) for i in cuts
     ]
     padded = [encode(name, t, regression) for t in texts]
-    start = hf.classifier.weight.detach().clone()
+    head = next(p for n, p in hf.named_parameters() if n.startswith("classifier") and n.endswith("weight"))
+    start = head.detach().clone()
     hf_losses, hf_grads = train(hf, padded, steps=20, check_at=(0, 9, 19), lr=lr)
     our_losses, our_grads = train(ours, [(ours_of(p), y) for p, y in padded], steps=20, check_at=(0, 9, 19), lr=lr)
 
-    assert (hf.classifier.weight - start).abs().max() > 5 * lr  # it trained: the later steps compare moved weights
+    assert (head - start).abs().max() > 5 * lr  # it trained: the later steps compare moved weights
     np.testing.assert_allclose(our_losses, hf_losses, rtol=0, atol=LOSS_TOLERANCE)
     for step, expected in hf_grads.items():
         assert our_grads[step].keys() == expected.keys()
@@ -276,14 +296,14 @@ def test_dropout_same_seed_same_losses(rows):
     batch = ours_of(padded)
 
     def losses(seed: int) -> list[float]:
-        model = UnpaddedBert.from_hf(make_model("random-L2-H128"))
+        model = UnpaddedEncoder.from_hf(make_model("random-L2-H128"))
         torch.manual_seed(seed)
         return train(model, [(batch, labels)], steps=3, check_at=())[0]
 
     first, again, other = losses(1), losses(1), losses(2)
     assert first == again  # bit for bit
     assert first != other  # dropout is on: another seed drops other units
-    model = UnpaddedBert.from_hf(make_model("random-L2-H128")).eval()
+    model = UnpaddedEncoder.from_hf(make_model("random-L2-H128")).eval()
     with torch.no_grad():
         assert model(batch, labels=labels).loss.item() != first[0]
 
@@ -297,7 +317,7 @@ def test_each_dropout_option_acts_as_configured(rows, option):
     if option != "none":
         probs[option] = 0.3
     hf = make_model("random-L2-H128", **probs)
-    ours = UnpaddedBert.from_hf(hf)
+    ours = UnpaddedEncoder.from_hf(hf)
     # The same p in the modules of the same name (HF's attention.self.dropout is SDPA's dropout_p there).
     dropouts = {n: m.p for n, m in hf.named_modules() if isinstance(m, torch.nn.Dropout)}
     assert {n: m.p for n, m in ours.named_modules() if isinstance(m, torch.nn.Dropout)} == dropouts
@@ -317,7 +337,7 @@ def test_every_dropout_sits_where_hf_has_it(rows, monkeypatch):
     probs = {"hidden_dropout_prob": 0.1, "attention_probs_dropout_prob": 0.2, "classifier_dropout": 0.3}
     hf = make_model("random-L2-H128", **probs)
     hf.set_attn_implementation("eager")
-    ours = UnpaddedBert.from_hf(hf.train())
+    ours = UnpaddedEncoder.from_hf(hf.train())
     padded, _ = encode("random-L2-H128", rows["mrpc-pairs"], regression=False)
     with torch.no_grad():
         plain = hf.eval()(**padded).logits
@@ -329,14 +349,14 @@ def test_every_dropout_sits_where_hf_has_it(rows, monkeypatch):
         monkeypatch.setattr(encoder, "dropout", halve)
         expected = hf.train()(**padded).logits
         assert not torch.allclose(expected, plain, rtol=1e-4, atol=1e-6)  # the halving acts
-        assert_logits_close(ours(ours_of(padded)).logits, expected)
+        assert_logits_close(ours(ours_of(padded)).logits[0], expected)
 
 
 def test_dropout_keeps_each_element_with_probability_one_minus_p():
     """encoder.dropout is inverted dropout: elements are 0 or x / (1 - p), kept at rate 1 - p, and the
     gradient flows through the same mask."""
     torch.manual_seed(0)
-    x = torch.full((200_000,), 2.0, requires_grad=True)
+    x = torch.full((1, 200_000), 2.0, requires_grad=True)  # [trials, elements]
     y = dropout(x, 0.3, training=True)
     kept = y != 0
     assert set(torch.unique(y).tolist()) == {0.0, 2.0 * torch.tensor(1 / 0.7).item()}  # float32's 1 / 0.7
@@ -351,64 +371,67 @@ def test_dropout_keeps_each_element_with_probability_one_minus_p():
 def test_classifier_dropout_falls_back_to_hidden_dropout():
     config = miniature_config(2, 128)
     config.hidden_dropout_prob = 0.25
-    assert UnpaddedBert(config).dropout.p == 0.25
+    assert UnpaddedEncoder(config).dropout.p == 0.25
     config.classifier_dropout = 0.4
-    assert UnpaddedBert(config).dropout.p == 0.4
+    assert UnpaddedEncoder(config).dropout.p == 0.4
 
 
 # ---------------------------------------------------------------------------------------------------------------------
 # State dicts both ways, and what is refused.
 
 
-def test_state_dict_round_trip(tmp_path, rows):
-    hf = make_model("random-L2-H128").eval()
-    ours = UnpaddedBert(hf.config)  # its own random init
-    assert [(k, v.shape) for k, v in ours.state_dict().items()] == [(k, v.shape) for k, v in hf.state_dict().items()]
-    ours.load_state_dict(hf.state_dict(), strict=True)
-    with torch.no_grad():  # make ours different from hf, so loading it back has to do something
-        ours.classifier.bias.add_(1.0)
-        ours.bert.encoder.layer[1].attention.self.query.weight.mul_(2.0)
-
-    back = BertForSequenceClassification(hf.config)
-    back.load_state_dict(ours.state_dict(), strict=True)
+@pytest.mark.parametrize("name", ["random-L2-H128", "roberta", "electra"])
+def test_state_dict_round_trip(tmp_path, rows, name):
+    """The same names as the HF model's, with a trial dimension in front; to_hf saves a folder HF opens."""
+    hf = make_model(name).eval()
+    ours = UnpaddedEncoder(hf.config)  # on no device yet: its weights are loaded just below
+    assert {k: tuple(v.shape) for k, v in ours.state_dict().items()} == {
+        k: (1, *v.shape) for k, v in hf.state_dict().items()
+    }
+    ours = UnpaddedEncoder.from_hf(hf)
+    with torch.no_grad():  # make ours different from hf, so saving it has to carry the change
+        next(p for n, p in ours.named_parameters() if n.startswith("classifier")).add_(1.0)
+        next(p for n, p in ours.named_parameters() if n.endswith("layer.1.attention.self.query.weight")).mul_(2.0)
     ours.to_hf().save_pretrained(tmp_path)
     saved = AutoModelForSequenceClassification.from_pretrained(tmp_path).eval()
-    for model in (back, saved):
-        for key, weight in ours.state_dict().items():
-            assert torch.equal(model.state_dict()[key], weight), key
-    padded, _ = encode("random-L2-H128", rows["mrpc-pairs"], regression=False)
+    for key, weight in ours.state_dict().items():
+        assert torch.equal(saved.state_dict()[key], weight[0]), key
+    padded, _ = encode(name, rows["mrpc-pairs"], regression=False)
     with torch.no_grad():
-        assert_logits_close(ours.eval()(ours_of(padded)).logits, saved(**padded).logits)
+        assert_logits_close(ours.eval()(ours_of(padded)).logits[0], saved(**padded).logits)
 
 
 def test_from_hf_keeps_the_weights_and_dtype():
     hf = make_model("minilm-reg").to(torch.float64)
-    ours = UnpaddedBert.from_hf(hf)
+    ours = UnpaddedEncoder.from_hf(hf)
     assert ours.config.num_labels == 1 and ours.classifier.weight.dtype == torch.float64
-    assert not ours.training and UnpaddedBert.from_hf(hf.train()).training  # from_pretrained gives eval mode
+    assert not ours.training and UnpaddedEncoder.from_hf(hf.train()).training  # from_pretrained gives eval mode
     expected = hf.state_dict()
-    assert all(torch.equal(w, expected[k]) for k, w in ours.state_dict().items())
+    assert all(torch.equal(w[0], expected[k]) for k, w in ours.state_dict().items())
     assert ours.state_dict()["bert.encoder.layer.0.attention.self.query.weight"].data_ptr() != (
         expected["bert.encoder.layer.0.attention.self.query.weight"].data_ptr()
     )  # a copy, not shared storage
 
 
-def test_supports_only_plain_bert():
+def test_supports_the_families_built_from_berts_layer():
     minilm = AutoModelForSequenceClassification.from_pretrained(minilm_folder(), num_labels=2).config
     assert supports(minilm) and supports(BertConfig()) and supports(miniature_config(4, 256))
+    assert supports(RobertaConfig()) and supports(XLMRobertaConfig()) and supports(ElectraConfig())
     refused = [
         DistilBertConfig(),
+        AlbertConfig(),
         BertConfig(position_embedding_type="relative_key"),
         BertConfig(position_embedding_type="relative_key_query"),
         BertConfig(hidden_act="gelu_new"),
         BertConfig(hidden_act="relu"),
         BertConfig(is_decoder=True),
         BertConfig(problem_type="ranking"),
+        ElectraConfig(hidden_act="relu"),
     ]
     for config in refused:
         assert not supports(config), config
     with pytest.raises(ValueError, match="relative_key"):
-        UnpaddedBert(BertConfig(position_embedding_type="relative_key"))
+        UnpaddedEncoder(BertConfig(position_embedding_type="relative_key"))
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -438,7 +461,7 @@ def test_unpadded_batch_from_packed_arrays(eval_models, rows):
     assert batch.input_ids[batch.cls_index].tolist() == [tokenizer("random-L2-H128").cls_token_id] * 4
     hf = eval_models["random-L2-H128"]
     with torch.no_grad():
-        assert_logits_close(UnpaddedBert.from_hf(hf).eval()(batch).logits, hf(**padded).logits)
+        assert_logits_close(UnpaddedEncoder.from_hf(hf).eval()(batch).logits[0], hf(**padded).logits)
 
 
 def test_unpadded_from_padded_refuses_left_padding():
@@ -450,7 +473,7 @@ def test_unpadded_from_padded_refuses_left_padding():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device to catch host syncs")
 def test_no_host_sync_in_forward_and_backward(rows):
     hf = make_model("random-L2-H128").cuda()
-    ours = UnpaddedBert.from_hf(hf).train()
+    ours = UnpaddedEncoder.from_hf(hf).train()
     packed = packed_split("random-L2-H128", rows["mrpc-pairs"])
     labels = torch.from_numpy(packed.labels).cuda()
     picked = np.arange(len(packed))

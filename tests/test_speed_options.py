@@ -14,10 +14,9 @@ TINY = {"batch_size": 16, "lr": 1e-4, "epochs": 2, "max_train_samples": 96}  # t
 
 def test_fused_adamw_is_the_default_and_foreach_an_option_on_a_cpu():
     model = torch.nn.Linear(3, 1)
-    default = _optimizer(model, Recipe(batch_size=8, lr=1e-4), torch.device("cpu"))
-    foreach = _optimizer(model, Recipe(batch_size=8, lr=1e-4, fused_adamw=False), torch.device("cpu"))
-    assert default.defaults["fused"] is True
-    assert foreach.defaults["foreach"] is True and not foreach.defaults["fused"]
+    default = _optimizer(model, Recipe(batch_size=8, lr=1e-4), [1e-4], False, torch.device("cpu"))
+    foreach = _optimizer(model, Recipe(batch_size=8, lr=1e-4, fused_adamw=False), [1e-4], False, torch.device("cpu"))
+    assert default.fused is True and foreach.fused is False
 
 
 def test_fused_adamw_changes_the_last_bits_only(glue_data):

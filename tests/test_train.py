@@ -11,7 +11,7 @@ import transformers
 from glue_bench import cli
 from glue_bench.errors import UserError
 from glue_bench.sweeping import trial
-from glue_bench.training.encoder import UnpaddedBert
+from glue_bench.training.encoder import UnpaddedEncoder
 from glue_bench.training.loop import Packed, _optimizer, fine_tune, predict
 from glue_bench.training.recipe import Recipe
 
@@ -83,9 +83,9 @@ def test_the_fast_encoder_leaves_the_trained_weights_in_the_hf_model(sst2_run):
     assert any(not torch.equal(w, initial[k]) for k, w in model.state_dict().items())
     cpu = torch.device("cpu")
     dev = Packed(prepared.dev["validation"])
-    correct = (predict(model, dev, 256, cpu, regression=False, bf16=False) == dev.labels).sum()
+    correct = (predict(model, dev, 256, cpu, regression=False)[0] == dev.labels).sum()
     assert correct == PINNED_CORRECT
-    test = predict(model, Packed(prepared.to_predict["sst2/test"][1]), 256, cpu, regression=False, bf16=False)
+    test = predict(model, Packed(prepared.to_predict["sst2/test"][1]), 256, cpu, regression=False)[0]
     assert test.tolist() == result.predictions["sst2/test"]["prediction"]
 
 
@@ -114,8 +114,7 @@ def test_the_hf_encoder_gives_the_same_run_without_dropout(glue_data):
     assert fast.dev["validation"]["accuracy"] > 0.6  # it learned: the agreement is not that of a collapsed model
     dev = Packed(fast_prepared.dev["validation"])
     fast_dev, hf_dev = (
-        predict(p.model, dev, 256, torch.device("cpu"), regression=False, bf16=False)
-        for p in (fast_prepared, hf_prepared)
+        predict(p.model, dev, 256, torch.device("cpu"), regression=False)[0] for p in (fast_prepared, hf_prepared)
     )
     assert np.mean(fast_dev == hf_dev) >= 0.99
     fast_test, hf_test = (r.predictions["sst2/test"]["prediction"] for r in (fast, hf))
@@ -134,7 +133,7 @@ def test_dynamic_padding_gives_the_same_predictions_as_padding_to_128(glue_data)
     prepared = _prepare(glue_data, "rte")  # random weights: the padding question does not need training
     data = Packed(prepared.dev["validation"])
     model = prepared.model.eval()
-    dynamic = predict(model, data, 64, torch.device("cpu"), regression=False, bf16=False)
+    dynamic = predict(model, data, 64, torch.device("cpu"), regression=False)[0]
     rows = np.arange(len(data))
     batch = data.batch(rows[:8], "cpu")
     assert batch["input_ids"].shape[1] == data.lengths[:8].max()  # padded to the longest row only
@@ -145,14 +144,13 @@ def test_dynamic_padding_gives_the_same_predictions_as_padding_to_128(glue_data)
     torch.testing.assert_close(full, short, rtol=0, atol=1e-5)
     assert dynamic[:8].tolist() == short.argmax(-1).tolist()
     # The fast encoder's unpadded batches give the same predictions, in the same row order.
-    assert (
-        predict(UnpaddedBert.from_hf(model), data, 64, torch.device("cpu"), False, False).tolist() == dynamic.tolist()
-    )
+    assert predict(UnpaddedEncoder.from_hf(model), data, 64, torch.device("cpu"), False)[0].tolist() == dynamic.tolist()
 
 
 def test_weight_decay_skips_biases_and_layernorm(glue_data):
     prepared = _prepare(glue_data, "wnli")
-    groups = _optimizer(prepared.model, prepared.spec.recipe, torch.device("cpu")).param_groups
+    recipe = prepared.spec.recipe
+    groups = _optimizer(prepared.model, recipe, [recipe.lr], False, torch.device("cpu")).param_groups
     names = {id(p): n for n, p in prepared.model.named_parameters()}
     no_decay = {names[id(p)] for p in groups[1]["params"]}
     assert groups[0]["weight_decay"] == 0.01 and groups[1]["weight_decay"] == 0.0

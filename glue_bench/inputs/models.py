@@ -315,6 +315,82 @@ def load(ref: ModelRef, task: Task, seed: int):
     return model, tokenizer
 
 
+# --- what a model can take: checked before anything is queued ---------------------------------------------------
+
+# Families whose positions count from padding_idx + 1 (HF's create_position_ids_from_input_ids): of their
+# max_position_embeddings, pad_token_id + 1 are never a token's (RoBERTa's 514 positions hold 512 tokens).
+POSITIONS_AFTER_PADDING = ("roberta", "xlm-roberta", "camembert", "mpnet")
+ANY_LENGTH = 1_000_000  # tokenizers that know no limit say int(1e30)
+
+
+def max_length(config, tokenizer, wanted: int) -> int:
+    """The recipe's max_seq_length, capped by what the model's positions and the tokenizer can take."""
+    limit = getattr(config, "max_position_embeddings", None) or ANY_LENGTH
+    if getattr(config, "model_type", "") in POSITIONS_AFTER_PADDING:
+        limit -= (config.pad_token_id or 0) + 1
+    told = getattr(tokenizer, "model_max_length", ANY_LENGTH) or ANY_LENGTH
+    return min(wanted, limit, told if told < ANY_LENGTH else ANY_LENGTH)
+
+
+def check(ref: ModelRef, task: Task):
+    """Whether glue-bench can fine-tune `ref` on `task`, from its config and tokenizer alone (no weights): a
+    UserError of one line if not. Returns the model's config."""
+    if ref.kind == "random":
+        return miniature_config(ref.layers, ref.hidden)
+    from transformers import AutoConfig, AutoTokenizer
+    from transformers.models.auto.modeling_auto import MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES as HEADS
+
+    offline = {"local_files_only": ref.kind != "local" and not hub.reachable()}
+    try:
+        config = AutoConfig.from_pretrained(ref.location, **offline)
+    except (OSError, ValueError, KeyError) as e:
+        raise UserError(f"model {ref.ref}: cannot read its config ({first_line(e, 160)})") from None
+    kind = getattr(config, "model_type", "")
+    if kind not in HEADS:
+        raise UserError(
+            f"model {ref.ref}: transformers has no sequence-classification model for model_type {kind!r} (an "
+            "encoder-decoder, a decoder without such a head, or a type this transformers does not know); pass an "
+            "encoder such as BERT, RoBERTa, DistilBERT, ELECTRA, ALBERT, DeBERTa-v2 or ModernBERT"
+        )
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(ref.location, **offline)
+    except (OSError, ValueError, TypeError, KeyError) as e:
+        raise UserError(f"model {ref.ref}: cannot load its tokenizer ({first_line(e, 160)})") from None
+    check_tokenizer(ref.ref, config, tokenizer, task)
+    return config
+
+
+def check_tokenizer(name: str, config, tokenizer, task: Task) -> None:
+    """A tokenizer glue-bench can batch with the model: padding, ids inside the model's vocabulary, and for a task
+    of sentence pairs a pair format that marks where the second sentence begins."""
+    if tokenizer.pad_token_id is None and getattr(config, "pad_token_id", None) is None:
+        raise UserError(
+            f"model {name}: neither its tokenizer nor its config has a padding token, which batches of rows of "
+            "different lengths need; set pad_token_id in its config.json (and the tokenizer's pad_token)"
+        )
+    vocab = getattr(config, "vocab_size", None)
+    if vocab and len(tokenizer) > vocab:
+        raise UserError(
+            f"model {name}: its tokenizer has {len(tokenizer):,} tokens but the model's embeddings hold {vocab:,}; "
+            "pass the tokenizer the model was trained with"
+        )
+    if task.is_pair:
+        try:
+            pair = tokenizer("a", "b")
+        except Exception as e:  # a tokenizer without a pair format raises its own types
+            raise UserError(
+                f"model {name}: its tokenizer cannot encode sentence pairs ({first_line(e, 120)})"
+            ) from None
+        types = set(pair.get("token_type_ids") or [])
+        separated = tokenizer.sep_token_id is not None and tokenizer.sep_token_id in pair["input_ids"]
+        if len(types) < 2 and not separated:
+            raise UserError(
+                f"model {name}: its tokenizer joins a sentence pair without a separator or segment ids, so "
+                f"{task.name}'s two sentences would read as one; give it a sep_token and a pair template "
+                "(post_processor)"
+            )
+
+
 # --- what a checkpoint holds ---------------------------------------------------------------------------------
 
 WEIGHT_FILES = (

@@ -15,7 +15,8 @@ a distilled student's is "<student> ← <teacher>" (its own row in every report)
 would share it. A distilled student also has `student` (its own reference), the `teacher` recipe column,
 `teacher_weights`, and `teacher/agreement/<split>` (its agreement with the teacher) and
 `teacher/dev/<split>/<metric>` (the teacher's own dev metrics). checkpoint_dtype and param_dtype: what the
-checkpoint's weights held and what the parameters were trained in (float32).
+checkpoint's weights held and what the parameters were trained in (float32); model_type, the model's family
+(config.model_type); max_length, the tokens a row was cut to (max_seq_length, or less where the model takes fewer).
 An exported table adds `counted`: whether the trial is the one that stands for its grid point (`latest`).
 """
 
@@ -41,6 +42,7 @@ LEGACY_RECIPE_VALUES = {
     "fused_adamw": False,  # foreach AdamW on a CPU
     "encoder": "hf",  # the Hugging Face model
     **{"teacher": "", "temperature": 1.0, "alpha": 0.0, "transfer": "", "max_transfer_samples": 0},  # no teacher
+    **{"optimizer": "adamw", "batch_order": "shuffle", "gradient_accumulation_steps": 1, "fp16": False},
 }
 ID_COLUMNS = ["sweep", "model", "task", "study", "trial", "state", "batch_size", "lr", "seed", "score"]
 
@@ -120,6 +122,8 @@ def _row(study: optuna.study.StudySummary | optuna.Study, trial: optuna.trial.Fr
         "data",
         "checkpoint_dtype",
         "param_dtype",
+        "model_type",
+        "max_length",
         "teacher_weights",
         "transfer_rows",
         "transfer_count",

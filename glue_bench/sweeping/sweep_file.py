@@ -297,9 +297,10 @@ def preflight(
             _check_splits(task, [task.train_split, *task.splits_with_role("dev")], source, sweep)
         except UserError as e:
             problems.append(str(e))
+    tasks = [get_task(t) for t in dict.fromkeys(s.task for s in studies)]
     for ref in dict.fromkeys(s.model for s in studies):
         try:
-            _check_model(models.resolve(ref), sweep)
+            _check_model(models.resolve(ref), sweep, tasks)
         except UserError as e:
             problems.append(str(e))
     if sweep.recipe.get("teacher"):
@@ -329,11 +330,22 @@ def _check_splits(task: Task, splits, source: data.DataSource, sweep: Sweep) -> 
                 data.load_split(checked, split, source)
 
 
-def _check_model(ref: models.ModelRef, sweep: Sweep) -> None:
+def _check_model(ref: models.ModelRef, sweep: Sweep, tasks: list[Task]) -> None:
     """A Hub model must be had: its config fetched now (a mistyped id fails here, not in every trial), or,
-    with the Hub unreachable, found in the local cache."""
-    if ref.kind in ("random", "local"):
+    with the Hub unreachable, found in the local cache. Then its config and tokenizer must be ones glue-bench
+    can fine-tune on each task (models.check: a classification head, padding, a pair format)."""
+    if ref.kind == "random":
         return
+    if ref.kind != "local":
+        _fetch_config(ref, sweep)
+    for task in tasks:
+        try:
+            models.check(ref, task)
+        except UserError as e:
+            raise UserError(f"{sweep.path}: {e}") from None
+
+
+def _fetch_config(ref: models.ModelRef, sweep: Sweep) -> None:
     if hub.reachable():
         from huggingface_hub import hf_hub_download
 

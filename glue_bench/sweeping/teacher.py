@@ -175,16 +175,17 @@ class Outputs:
 
     def _compute(self, raw, rows: dict, device, autocast: bool) -> tuple[np.ndarray, np.ndarray]:
         from glue_bench.training import encoder
-        from glue_bench.training.encoder import UnpaddedBert
+        from glue_bench.training.encoder import UnpaddedEncoder
         from glue_bench.training.loop import Packed, outputs
 
         if self._model is None:
             self._model, self._tokenizer = models.load(models.resolve(self.teacher.location), self.task, seed=0)
         model = self._model.to(device)
-        net = UnpaddedBert.from_hf(model) if encoder.supports(model.config) else model
-        tokenized = data.tokenize(raw, self._tokenizer, self.max_length, {"teacher rows": rows})
+        net = UnpaddedEncoder.from_hf(model) if encoder.supports(model.config) else model
+        length = models.max_length(model.config, self._tokenizer, self.max_length)  # what the teacher can take
+        tokenized = data.tokenize(raw, self._tokenizer, length, {"teacher rows": rows})
         packed = Packed(tokenized)
-        values = outputs(net, packed, self.batch_size, device, autocast)
+        values = outputs(net, packed, self.batch_size, device, bf16=autocast)[0]  # [rows, labels]
         return packed.idx, values[:, 0] if self.task.regression else values
 
 

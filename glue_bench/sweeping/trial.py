@@ -154,11 +154,13 @@ def prepare(spec: TrialSpec, storage_url: str | None = None, say=None) -> Prepar
             f"{task.name} has no training data: it is predicted by the '{task.predicted_by}' model; "
             f"run --task {task.predicted_by}"
         )
+    models.check(ref, task)  # a model or tokenizer glue-bench cannot fine-tune: one line, before the weights load
     teacher = _teacher(spec.recipe, task, storage_url) if spec.recipe.teacher else None  # before the slow loads
     say(f"loading model {ref.ref}")
     model, tokenizer = models.load(ref, task, spec.recipe.seed)
+    length = models.max_length(model.config, tokenizer, spec.recipe.max_seq_length)  # what the model can take
     say(f"reading and tokenizing {task.name}'s splits from {source.describe()} (cached after the first time)")
-    splits = load_tokenized(task, source, tokenizer, spec.recipe.max_seq_length, spec.check_rows)
+    splits = load_tokenized(task, source, tokenizer, length, spec.check_rows)
     dev = {s.name: splits[s.name] for s in task.splits_with_role("dev")}
     to_predict = {
         f"{task.name}/{s.name}": (task, splits[s.name]) for s in task.splits_with_role("test") if s.name in splits
@@ -168,7 +170,7 @@ def prepare(spec: TrialSpec, storage_url: str | None = None, say=None) -> Prepar
             other,
             source,
             tokenizer,
-            spec.recipe.max_seq_length,
+            length,
             spec.check_rows,
             roles=("dev", "test"),
             optional=("dev", "test"),
@@ -179,6 +181,8 @@ def prepare(spec: TrialSpec, storage_url: str | None = None, say=None) -> Prepar
     prepared.model_attrs = {
         "checkpoint_dtype": models.checkpoint_dtype(ref),
         "param_dtype": models.dtype_names(p.dtype for p in model.parameters()),
+        "model_type": model.config.model_type,
+        "max_length": length,  # the recipe's max_seq_length, or less where the model takes fewer tokens
     }
     if teacher is not None:
         say(f"the teacher's outputs ({teacher[0].ref}): computed once, then cached")
@@ -226,7 +230,7 @@ def _add_teacher(prepared: Prepared, teacher, raw_transfer) -> None:
     if raw_transfer is not None:
         content = fingerprint(recipe.transfer, recipe.max_transfer_samples)
         rows = {"task": asdict(task), "transfer": content}  # the task says which of its columns are read
-        distill.transfer = data.tokenize(raw_transfer, prepared.tokenizer, recipe.max_seq_length, rows)
+        distill.transfer = data.tokenize(raw_transfer, prepared.tokenizer, prepared.model_attrs["max_length"], rows)
         distill.transfer_outputs = outputs.on(rows, lambda: raw_transfer, raw_transfer["idx"])
         prepared.distill_attrs |= {"transfer_rows": content, "transfer_count": len(raw_transfer)}
     prepared.distill = distill

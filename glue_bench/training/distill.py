@@ -34,12 +34,16 @@ def loss(
     alpha: float,
     temperature: float,
     regression: bool,
+    rows: int | None = None,
+    labelled_rows: int | None = None,
 ) -> torch.Tensor:
     """The distillation loss of one batch: student [rows, classes] (regression [rows, 1]), teacher the same
     shape (or [rows]), labels [rows], labelled [rows] bool (False on transfer rows, which have no label).
 
-    The labels' term is the mean over the batch's labelled rows (0 when it has none); with alpha = 0 it is
-    not computed at all: the student never sees a label."""
+    The teacher's term is the mean over the batch's rows, the labels' term the mean over its labelled rows (0 when
+    it has none); with alpha = 0 it is not computed at all: the student never sees a label. A micro-batch of a
+    batch (gradient accumulation) passes the batch's `rows` and `labelled_rows`: each term is then weighted by the
+    micro-batch's share of them, so that the micro-batches' losses sum to the batch's."""
     student = student.float()
     teacher = teacher.float().reshape(student.shape)
     if regression:
@@ -51,12 +55,15 @@ def loss(
             log_target=True,
             reduction="batchmean",  # the sum over classes, the mean over rows: KL as defined
         )
+    soft = soft * (len(student) / (rows or len(student)))
     if alpha == 0:
         return soft
-    if not labelled.any():
+    mine_count = int(labelled.sum())
+    if not mine_count:
         return (1 - alpha) * soft
     mine, truth = student[labelled], labels[labelled]
     hard = F.mse_loss(mine.squeeze(-1), truth.float()) if regression else F.cross_entropy(mine, truth.long())
+    hard = hard * (mine_count / (labelled_rows or mine_count))
     return alpha * hard + (1 - alpha) * soft
 
 

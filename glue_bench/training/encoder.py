@@ -1,14 +1,29 @@
-"""An unpadded BERT encoder for sequence classification, top to bottom, in one file.
+"""An unpadded encoder for sequence classification, for one trial or a pack of trials, top to bottom, in one file.
 
-The Hugging Face model pads every row of a batch to the longest one and runs every layer on the padding too.
-This one keeps only the real tokens: embeddings, projections, feed-forward, LayerNorms and dropout all run on
+Unpadded. The Hugging Face model pads every row of a batch to the longest one and runs every layer on the padding
+too. This one keeps only the real tokens: embeddings, projections, feed-forward, LayerNorms and dropout all run on
 `[tokens, hidden]`. Only attention needs the rows apart: Q/K/V are scattered into `[rows, heads, max_len, head_dim]`
-for `scaled_dot_product_attention` with a key mask, and gathered back. The unpad/re-pad indices are built on the
-host from the row lengths, so forward never waits on the device.
+with a key mask, and gathered back. The unpad/re-pad indices are built on the host from the row lengths, so forward
+never waits on the device.
 
-The module tree and parameter names are those of `BertForSequenceClassification` (`bert.embeddings...`,
-`bert.encoder.layer.N.attention.self.query...`, `bert.pooler.dense`, `classifier`), so state dicts move both ways
-unchanged: `UnpaddedBert.from_hf(model)` to train, `model.to_hf()` to save with `save_pretrained`.
+A pack. N trials that differ only in the learning rate read the same batches with the same dropout masks (they
+share the seed), so they train as one model whose every weight has a leading trial dimension `[N, ...]` and whose
+activations are `[N, tokens, hidden]`: each linear layer is one batched product, LayerNorm runs on each trial,
+embeddings are gathered per trial, attention runs per trial and row, and each dropout site draws one mask of a
+single trial's shape, shared by the pack: exactly the mask each solo run draws. A solo run is a pack of one, whose
+blocks run the plain operation on their one trial. On a CPU a pack's trials compute bit for bit what their solo
+runs compute (tests/test_packs.py): the batched product sums as the plain one does.
+
+Families. BERT and the families built from its layer run here; their layers are BERT's, they differ only in their
+embeddings and their head (FAMILIES):
+  bert          word + token type + position embeddings; the tanh pooler on [CLS], dropout, a linear classifier
+  roberta       (XLM-R and CamemBERT too) positions counted from padding_idx + 1, one token type; a head on <s>:
+                dropout, dense, tanh, dropout, out_proj; no pooler
+  electra       embeddings of embedding_size, projected to hidden_size where the two differ; roberta's head with
+                GELU for tanh
+Module and parameter names are the Hugging Face model's (`bert.encoder.layer.N.attention.self.query`,
+`roberta.embeddings...`, `electra.embeddings_project`, `classifier.out_proj`, ...), with the trial dimension in
+front: `UnpaddedEncoder.from_hf(model, trials)` to train, `model.to_hf(trial=n)` to save with save_pretrained.
 """
 
 from __future__ import annotations
@@ -21,23 +36,40 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import BertConfig, BertForSequenceClassification
+from transformers import AutoModelForSequenceClassification, PretrainedConfig
 
 PROBLEM_TYPES = (None, "regression", "single_label_classification", "multi_label_classification")
 
 
-def unsupported_reason(config) -> str | None:
+@dataclass(frozen=True)
+class Family:
+    base: str  # the base model's attribute in the HF model, and so its state-dict prefix
+    positions_after_padding: bool  # RoBERTa numbers a row's positions from padding_idx + 1
+    head: str  # "pooler": BERT's pooled [CLS] then a linear classifier; else the activation of a head on token 0
+
+
+FAMILIES = {
+    "bert": Family("bert", False, "pooler"),
+    "roberta": Family("roberta", True, "tanh"),
+    "xlm-roberta": Family("roberta", True, "tanh"),
+    "camembert": Family("roberta", True, "tanh"),
+    "electra": Family("electra", False, "gelu"),
+}
+
+
+def unsupported_reason(config: PretrainedConfig) -> str | None:
     """Why this module cannot stand in for the HF model of `config`, or None when it can."""
-    if getattr(config, "model_type", None) != "bert":
-        return f"model_type is {getattr(config, 'model_type', None)!r}, not 'bert'"
-    # transformers 5 dropped relative positions from BERT (it reads absolute ones whatever the config says); an old
-    # checkpoint trained with them is not ours to reinterpret.
+    model_type = getattr(config, "model_type", None)
+    if model_type not in FAMILIES:
+        return f"model_type is {model_type!r}, not one of {', '.join(FAMILIES)}"
+    # transformers 5 reads only absolute positions for these families; an old checkpoint trained with relative
+    # ones is not ours to reinterpret.
     position = getattr(config, "position_embedding_type", "absolute")
     if position != "absolute":
         return f"position_embedding_type is {position!r}, not 'absolute'"
     if config.hidden_act != "gelu":  # HF's "gelu" is the exact erf GELU, F.gelu; others are different functions
         return f"hidden_act is {config.hidden_act!r}, not 'gelu'"
-    if config.is_decoder or config.add_cross_attention:
+    if config.is_decoder or getattr(config, "add_cross_attention", False):
         return "a decoder (causal mask / cross-attention) is not an encoder for classification"
     if config.hidden_size % config.num_attention_heads:
         return f"hidden_size {config.hidden_size} is not a multiple of {config.num_attention_heads} heads"
@@ -46,8 +78,8 @@ def unsupported_reason(config) -> str | None:
     return None
 
 
-def supports(config) -> bool:
-    """True when `UnpaddedBert` computes exactly what HF's BertForSequenceClassification does for `config`."""
+def supports(config: PretrainedConfig) -> bool:
+    """True when `UnpaddedEncoder` computes exactly what HF's model for sequence classification does for `config`."""
     return unsupported_reason(config) is None
 
 
@@ -58,10 +90,10 @@ def supports(config) -> bool:
 @dataclass
 class UnpaddedBatch:
     input_ids: torch.Tensor  # [tokens] the real tokens of all rows, row after row
-    token_type_ids: torch.Tensor  # [tokens]
+    token_type_ids: torch.Tensor  # [tokens] (zeros where the tokenizer gives none)
     position_ids: torch.Tensor  # [tokens] 0..length-1 within each row
     padded_index: torch.Tensor  # [tokens] where each token sits in the [rows * max_len] padded layout
-    cls_index: torch.Tensor  # [rows] where each row's first token ([CLS]) sits in [tokens]
+    cls_index: torch.Tensor  # [rows] where each row's first token ([CLS], <s>) sits in [tokens]
     key_mask: torch.Tensor  # [rows, max_len] bool, True for real tokens
     max_len: int  # the longest row (a host int: shapes must not need a device sync)
     rows: int
@@ -83,12 +115,10 @@ def unpadded_batch(
     starts = np.cumsum(lengths) - lengths  # [rows] first token of each row in [tokens]
     position = np.arange(lengths.sum()) - np.repeat(starts, lengths)  # [tokens]
     source = np.repeat(np.asarray(offsets)[rows], lengths) + position  # [tokens] index into the flat arrays
+    types = np.zeros(len(source)) if token_type_ids_flat is None else np.asarray(token_type_ids_flat)[source]
     arrays = {
         "input_ids": np.asarray(input_ids_flat)[source],
-        # one segment for a tokenizer that gives no token types (RoBERTa's)
-        "token_type_ids": np.zeros(len(source))
-        if token_type_ids_flat is None
-        else np.asarray(token_type_ids_flat)[source],
+        "token_type_ids": types,
         "position_ids": position,
         "padded_index": np.repeat(np.arange(n), lengths) * max_len + position,
         "cls_index": starts,
@@ -110,8 +140,86 @@ def unpadded_from_padded(input_ids, token_type_ids, attention_mask) -> UnpaddedB
     if not (mask == (np.arange(mask.shape[1])[None, :] < lengths[:, None])).all():
         raise ValueError("attention_mask must be right padding: ones then zeros in every row")
     offsets = np.cumsum(lengths) - lengths
-    ids, types = input_ids.cpu().numpy()[mask], token_type_ids.cpu().numpy()[mask]  # [tokens] each
+    ids = input_ids.cpu().numpy()[mask]  # [tokens]
+    types = None if token_type_ids is None else token_type_ids.cpu().numpy()[mask]
     return unpadded_batch(ids, types, offsets, lengths, np.arange(len(lengths)), input_ids.device)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Stacked parameters: nn.Linear, nn.LayerNorm, nn.Embedding and dropout with a leading trial dimension N.
+
+
+class Linear(nn.Module):
+    """nn.Linear for N trials: weight [N, out, in], bias [N, out]; [N, tokens, in] → [N, tokens, out]."""
+
+    def __init__(self, trials: int, in_features: int, out_features: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(trials, out_features, in_features))
+        self.bias = nn.Parameter(torch.empty(trials, out_features))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if len(self.weight) == 1:  # one trial: nn.Linear's own product
+            return F.linear(x[0], self.weight[0], self.bias[0])[None]
+        if self.weight.shape[1] == 1:  # a regression head: a plain product takes a matrix-vector kernel, a batched
+            # one does not; per trial (one small product each), so that each trial keeps its solo run's last bits
+            return torch.stack([F.linear(t, w, b) for t, w, b in zip(x, self.weight, self.bias)])
+        return torch.baddbmm(self.bias[:, None, :], x, self.weight.transpose(1, 2))
+
+
+class LayerNorm(nn.Module):
+    """nn.LayerNorm for N trials, each with its own scale and shift [N, hidden]: F.layer_norm on each trial, whose
+    fused affine rounds once (a norm then a stacked scale and shift rounds three times: last bits off the solo run)."""
+
+    def __init__(self, trials: int, hidden: int, eps: float):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(trials, hidden))
+        self.bias = nn.Parameter(torch.empty(trials, hidden))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = (x.shape[-1],)
+        if len(self.weight) == 1:  # one trial: no stack
+            return F.layer_norm(x[0], shape, self.weight[0], self.bias[0], self.eps)[None]
+        return torch.stack([F.layer_norm(t, shape, w, b, self.eps) for t, w, b in zip(x, self.weight, self.bias)])
+
+
+class Embedding(nn.Module):
+    """nn.Embedding for N trials: weight [N, rows, dim]; ids [tokens] → [N, tokens, dim]. The padding row gets no
+    gradient, as nn.Embedding's padding_idx says (a text may hold the pad token itself)."""
+
+    def __init__(self, trials: int, num_embeddings: int, dim: int, padding_idx: int | None = None):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(trials, num_embeddings, dim))
+        self.padding_idx = padding_idx
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        if len(self.weight) == 1:  # one trial: nn.Embedding's own lookup
+            return F.embedding(ids, self.weight[0], self.padding_idx)[None]
+        x = self.weight.index_select(1, ids)  # [N, tokens, dim]
+        if self.padding_idx is None:
+            return x
+        return torch.where((ids == self.padding_idx)[None, :, None], x.detach(), x)
+
+
+def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """Inverted dropout with one mask for the whole pack: x [N, ...] times a mask of one trial's shape [...], each
+    element kept with probability 1 - p and scaled by 1 / (1 - p).
+
+    The mask is a uniform draw compared with p, drawn with a single trial's shape whatever N is, so a pack's trials
+    see exactly the masks their solo runs draw (one generator, seeded alike). On a CPU it is also ~40% faster
+    than F.dropout's bernoulli_.
+    """
+    if not training or p == 0.0:
+        return x
+    keep = torch.empty(x.shape[1:], dtype=x.dtype, device=x.device).uniform_().ge_(p).mul_(1.0 / (1.0 - p))
+    return x * keep
+
+
+class Dropout(nn.Dropout):
+    """nn.Dropout (same p, same place in the module tree as HF's) drawing one mask for the pack with `dropout`."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return dropout(x, self.p, self.training)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -119,124 +227,110 @@ def unpadded_from_padded(input_ids, token_type_ids, attention_mask) -> UnpaddedB
 
 
 class Embeddings(nn.Module):
-    def __init__(self, config: BertConfig):
+    """A family's embeddings: word + token type, then + position (HF's order: float addition is not associative),
+    LayerNorm, dropout. RoBERTa's positions count from padding_idx + 1; ELECTRA's width is its embedding_size."""
+
+    def __init__(self, config: PretrainedConfig, family: Family, trials: int):
         super().__init__()
+        width = getattr(config, "embedding_size", config.hidden_size)
         # padding_idx: HF's [PAD] row gets no gradient; keep that so training steps match.
-        self.word_embeddings = nn.Embedding(config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id)
-        self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.hidden_size)
-        self.token_type_embeddings = nn.Embedding(config.type_vocab_size, config.hidden_size)
-        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.word_embeddings = Embedding(trials, config.vocab_size, width, config.pad_token_id)
+        self.position_offset = config.pad_token_id + 1 if family.positions_after_padding else 0
+        position_padding = config.pad_token_id if family.positions_after_padding else None
+        self.position_embeddings = Embedding(trials, config.max_position_embeddings, width, position_padding)
+        self.token_type_embeddings = Embedding(trials, config.type_vocab_size, width)
+        self.LayerNorm = LayerNorm(trials, width, config.layer_norm_eps)
         self.dropout = Dropout(config.hidden_dropout_prob)
 
     def forward(self, batch: UnpaddedBatch) -> torch.Tensor:
-        # Summed in HF's order (word + type, then + position): float addition is not associative.
-        x = self.word_embeddings(batch.input_ids) + self.token_type_embeddings(batch.token_type_ids)  # [tokens, hidden]
-        x = x + self.position_embeddings(batch.position_ids)
-        return self.dropout(self.LayerNorm(x))
+        positions = batch.position_ids + self.position_offset if self.position_offset else batch.position_ids
+        x = self.word_embeddings(batch.input_ids) + self.token_type_embeddings(batch.token_type_ids)
+        x = x + self.position_embeddings(positions)
+        return self.dropout(self.LayerNorm(x))  # [N, tokens, width]
 
 
-def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
-    """Inverted dropout: each element kept with probability 1 - p, then scaled by 1 / (1 - p).
+def attention_math(q, k, v, key_mask: torch.Tensor, probs_dropout: nn.Module, trials: int) -> torch.Tensor:
+    """softmax(q kᵀ / √d + mask) v with dropout on the probabilities, one mask for the pack: what SDPA computes.
 
-    On a CPU, drawing a uniform tensor and comparing it is ~40% faster than F.dropout's bernoulli_ (dropout is
-    ~8% of a BERT-Tiny step); the masks are the same distribution, drawn from the same seeded generator. A GPU
-    keeps its fused dropout kernel.
-    """
-    if not training or p == 0.0:
-        return x
-    if x.device.type != "cpu":
-        return F.dropout(x, p, training=True)
-    keep = torch.empty_like(x).uniform_().ge_(p).mul_(1.0 / (1.0 - p))  # [x's shape]: 0 or 1 / (1 - p)
-    return x * keep
-
-
-class Dropout(nn.Dropout):
-    """nn.Dropout (same p, same place in the module tree as HF's) drawing its mask with `dropout`."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return dropout(x, self.p, self.training)
-
-
-def attention_math(q, k, v, key_mask: torch.Tensor, probs_dropout: nn.Module) -> torch.Tensor:
-    """softmax(q kᵀ / √d + mask) v with dropout on the probabilities: what SDPA computes, without its CPU extras.
-
-    On a CPU, SDPA with dropout (training) runs this same unfused math and adds a "safe softmax" pass (finding
-    rows with every key masked, which cannot happen here: every row has its [CLS]) and a mask conversion in
-    every layer; written out, a BERT-Tiny step is a few % faster. Without dropout SDPA's fused CPU kernel is
-    the faster one. q, k, v: [rows, heads, max_len, head_dim].
+    q, k, v: [N * rows, heads, max_len, head_dim]. SDPA draws its dropout inside the kernel, per trial and row;
+    written out, the probabilities' mask is drawn once with a single trial's shape. On a CPU SDPA with dropout runs
+    this same unfused math anyway, plus a "safe softmax" pass (rows with every key masked, which cannot happen
+    here: every row has its first token) and a mask conversion in every layer.
     """
     bias = torch.zeros(key_mask.shape, dtype=q.dtype, device=q.device).masked_fill_(~key_mask, float("-inf"))
-    scores = q @ k.transpose(-1, -2) * (1.0 / math.sqrt(q.shape[-1])) + bias[:, None, None, :]  # [rows, heads, L, L]
-    return probs_dropout(scores.softmax(-1)) @ v  # [rows, heads, max_len, head_dim]
+    scores = q @ k.transpose(-1, -2) * (1.0 / math.sqrt(q.shape[-1])) + bias.repeat(trials, 1)[:, None, None, :]
+    probs = scores.softmax(-1)  # [N * rows, heads, L, L]
+    probs = probs_dropout(probs.view(trials, -1, *probs.shape[1:])).view(probs.shape)
+    return probs @ v  # [N * rows, heads, max_len, head_dim]
 
 
 class SelfAttention(nn.Module):
-    def __init__(self, config: BertConfig):
+    def __init__(self, config: PretrainedConfig, trials: int):
         super().__init__()
         self.heads = config.num_attention_heads
         self.head_dim = config.hidden_size // config.num_attention_heads
-        self.query = nn.Linear(config.hidden_size, config.hidden_size)
-        self.key = nn.Linear(config.hidden_size, config.hidden_size)
-        self.value = nn.Linear(config.hidden_size, config.hidden_size)
-        self.dropout = Dropout(config.attention_probs_dropout_prob)  # on the attention probabilities (SDPA's on a GPU)
+        self.query = Linear(trials, config.hidden_size, config.hidden_size)
+        self.key = Linear(trials, config.hidden_size, config.hidden_size)
+        self.value = Linear(trials, config.hidden_size, config.hidden_size)
+        self.dropout = Dropout(config.attention_probs_dropout_prob)  # on the attention probabilities
 
     def forward(self, x: torch.Tensor, batch: UnpaddedBatch) -> torch.Tensor:
-        hidden = x.shape[1]  # x: [tokens, hidden]
+        trials, _, hidden = x.shape  # x: [N, tokens, hidden]
 
-        def by_row(t: torch.Tensor) -> torch.Tensor:  # [tokens, hidden] -> [rows, heads, max_len, head_dim]
-            padded = t.new_zeros(batch.rows * batch.max_len, hidden).index_copy(0, batch.padded_index, t)
-            return padded.view(batch.rows, batch.max_len, self.heads, self.head_dim).transpose(1, 2)
+        def by_row(t: torch.Tensor) -> torch.Tensor:  # [N, tokens, hidden] -> [N * rows, heads, max_len, head_dim]
+            padded = t.new_zeros(trials, batch.rows * batch.max_len, hidden).index_copy(1, batch.padded_index, t)
+            return padded.view(trials * batch.rows, batch.max_len, self.heads, self.head_dim).transpose(1, 2)
 
         q, k, v = by_row(self.query(x)), by_row(self.key(x)), by_row(self.value(x))
         # Keys of padding are masked out; queries of padding compute rubbish that is never gathered back.
-        dropout_p = self.dropout.p if self.training else 0.0
-        if q.device.type == "cpu" and dropout_p > 0:  # where SDPA would run its unfused math anyway
-            y = attention_math(q, k, v, batch.key_mask, self.dropout)
-        else:  # a GPU, or no dropout (evaluation): SDPA's fused kernels
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=batch.key_mask[:, None, None, :], dropout_p=dropout_p)
-        # y: [rows, heads, max_len, head_dim]
-        y = y.transpose(1, 2).reshape(batch.rows * batch.max_len, hidden)
-        return y.index_select(0, batch.padded_index)  # [tokens, hidden]
+        if self.training and self.dropout.p > 0:  # one dropout mask for the pack (SDPA's would differ per trial)
+            y = attention_math(q, k, v, batch.key_mask, self.dropout, trials)
+        else:  # evaluation, or no dropout: SDPA's fused kernels
+            mask = batch.key_mask.repeat(trials, 1)[:, None, None, :]
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        # y: [N * rows, heads, max_len, head_dim]
+        y = y.transpose(1, 2).reshape(trials, batch.rows * batch.max_len, hidden)
+        return y.index_select(1, batch.padded_index)  # [N, tokens, hidden]
 
 
 class ResidualOutput(nn.Module):
     """Projection, dropout, then the residual LayerNorm: HF's BertSelfOutput and BertOutput are both this."""
 
-    def __init__(self, config: BertConfig, in_features: int):
+    def __init__(self, config: PretrainedConfig, in_features: int, trials: int):
         super().__init__()
-        self.dense = nn.Linear(in_features, config.hidden_size)
-        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dense = Linear(trials, in_features, config.hidden_size)
+        self.LayerNorm = LayerNorm(trials, config.hidden_size, config.layer_norm_eps)
         self.dropout = Dropout(config.hidden_dropout_prob)
 
     def forward(self, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
-        return self.LayerNorm(self.dropout(self.dense(x)) + residual)  # [tokens, hidden]
+        return self.LayerNorm(self.dropout(self.dense(x)) + residual)  # [N, tokens, hidden]
 
 
 class Attention(nn.Module):
-    def __init__(self, config: BertConfig):
+    def __init__(self, config: PretrainedConfig, trials: int):
         super().__init__()
-        self.self = SelfAttention(config)  # the name HF uses: attention.self.query
-        self.output = ResidualOutput(config, config.hidden_size)
+        self.self = SelfAttention(config, trials)  # the name HF uses: attention.self.query
+        self.output = ResidualOutput(config, config.hidden_size, trials)
 
     def forward(self, x: torch.Tensor, batch: UnpaddedBatch) -> torch.Tensor:
         return self.output(self.self(x, batch), x)
 
 
 class Intermediate(nn.Module):
-    def __init__(self, config: BertConfig):
+    def __init__(self, config: PretrainedConfig, trials: int):
         super().__init__()
-        self.dense = nn.Linear(config.hidden_size, config.intermediate_size)
+        self.dense = Linear(trials, config.hidden_size, config.intermediate_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.gelu(self.dense(x))  # [tokens, intermediate]; the exact (erf) GELU, as HF's "gelu"
+        return F.gelu(self.dense(x))  # [N, tokens, intermediate]; the exact (erf) GELU, as HF's "gelu"
 
 
 class Layer(nn.Module):
-    def __init__(self, config: BertConfig):
+    def __init__(self, config: PretrainedConfig, trials: int):
         super().__init__()
-        self.attention = Attention(config)
-        self.intermediate = Intermediate(config)
-        self.output = ResidualOutput(config, config.intermediate_size)
+        self.attention = Attention(config, trials)
+        self.intermediate = Intermediate(config, trials)
+        self.output = ResidualOutput(config, config.intermediate_size, trials)
 
     def forward(self, x: torch.Tensor, batch: UnpaddedBatch) -> torch.Tensor:
         x = self.attention(x, batch)
@@ -244,9 +338,9 @@ class Layer(nn.Module):
 
 
 class Encoder(nn.Module):
-    def __init__(self, config: BertConfig):
+    def __init__(self, config: PretrainedConfig, trials: int):
         super().__init__()
-        self.layer = nn.ModuleList(Layer(config) for _ in range(config.num_hidden_layers))
+        self.layer = nn.ModuleList(Layer(config, trials) for _ in range(config.num_hidden_layers))
 
     def forward(self, x: torch.Tensor, batch: UnpaddedBatch) -> torch.Tensor:
         for layer in self.layer:
@@ -255,83 +349,108 @@ class Encoder(nn.Module):
 
 
 class Pooler(nn.Module):
-    def __init__(self, config: BertConfig):
+    """BERT's pooler: tanh of a projection of each row's [CLS]."""
+
+    def __init__(self, config: PretrainedConfig, trials: int):
         super().__init__()
-        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.dense = Linear(trials, config.hidden_size, config.hidden_size)
 
     def forward(self, x: torch.Tensor, batch: UnpaddedBatch) -> torch.Tensor:
-        return torch.tanh(self.dense(x.index_select(0, batch.cls_index)))  # [rows, hidden]: the [CLS] tokens only
+        return torch.tanh(self.dense(x.index_select(1, batch.cls_index)))  # [N, rows, hidden]
 
 
-class Bert(nn.Module):
-    def __init__(self, config: BertConfig):
+class Base(nn.Module):
+    """The base model (HF's `bert`, `roberta`, `electra`): embeddings (ELECTRA's projected to the hidden size where
+    they are narrower), the layers, and BERT's pooler."""
+
+    def __init__(self, config: PretrainedConfig, family: Family, trials: int):
         super().__init__()
-        self.embeddings = Embeddings(config)
-        self.encoder = Encoder(config)
-        self.pooler = Pooler(config)
+        self.embeddings = Embeddings(config, family, trials)
+        width = getattr(config, "embedding_size", config.hidden_size)
+        if width != config.hidden_size:
+            self.embeddings_project = Linear(trials, width, config.hidden_size)
+        self.encoder = Encoder(config, trials)
+        if family.head == "pooler":
+            self.pooler = Pooler(config, trials)
 
     def forward(self, batch: UnpaddedBatch) -> torch.Tensor:
-        return self.pooler(self.encoder(self.embeddings(batch), batch), batch)  # [rows, hidden]
+        x = self.embeddings(batch)
+        if hasattr(self, "embeddings_project"):
+            x = self.embeddings_project(x)
+        x = self.encoder(x, batch)  # [N, tokens, hidden]
+        return self.pooler(x, batch) if hasattr(self, "pooler") else x
+
+
+class ClassificationHead(nn.Module):
+    """RoBERTa's and ELECTRA's head on each row's first token: dropout, dense, tanh (ELECTRA: GELU), dropout,
+    out_proj."""
+
+    def __init__(self, config: PretrainedConfig, activation: str, trials: int, dropout_p: float):
+        super().__init__()
+        self.dense = Linear(trials, config.hidden_size, config.hidden_size)
+        self.dropout = Dropout(dropout_p)
+        self.out_proj = Linear(trials, config.hidden_size, config.num_labels)
+        self.activation = torch.tanh if activation == "tanh" else F.gelu
+
+    def forward(self, x: torch.Tensor, batch: UnpaddedBatch) -> torch.Tensor:
+        x = self.dropout(x.index_select(1, batch.cls_index))  # [N, rows, hidden]
+        return self.out_proj(self.dropout(self.activation(self.dense(x))))  # [N, rows, num_labels]
 
 
 @dataclass
 class ClassifierOutput:
-    logits: torch.Tensor  # [rows, num_labels]
-    loss: torch.Tensor | None = None
+    logits: torch.Tensor  # [N, rows, num_labels]
+    loss: torch.Tensor | None = None  # [N]: each trial's loss, as the HF model computes it
 
 
-class UnpaddedBert(nn.Module):
-    """BertForSequenceClassification on unpadded batches: same parameters, same outputs, no work on padding."""
+class UnpaddedEncoder(nn.Module):
+    """A family's model for sequence classification on unpadded batches, for N trials: same parameters (a trial
+    dimension in front), same outputs, no work on padding."""
 
-    def __init__(self, config: BertConfig):
+    def __init__(self, config: PretrainedConfig, trials: int = 1):
         super().__init__()
         if reason := unsupported_reason(config):
-            raise ValueError(f"UnpaddedBert cannot run this model: {reason}")
-        self.config = config
+            raise ValueError(f"UnpaddedEncoder cannot run this model: {reason}")
+        self.config, self.trials = config, trials
         self.num_labels = config.num_labels
-        self.bert = Bert(config)
-        dropout = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
-        self.dropout = Dropout(dropout)
-        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
-        self.apply(self._init_weights)
-
-    def _init_weights(self, module: nn.Module):
-        # HF's BERT init: N(0, initializer_range) matrices, zero biases, zero [PAD] row, LayerNorms at identity.
-        if isinstance(module, (nn.Linear, nn.Embedding)):
-            nn.init.normal_(module.weight, std=self.config.initializer_range)
-        if isinstance(module, nn.Linear):
-            nn.init.zeros_(module.bias)
-        if isinstance(module, nn.Embedding) and module.padding_idx is not None:
-            nn.init.zeros_(module.weight[module.padding_idx])
-        if isinstance(module, nn.LayerNorm):
-            nn.init.ones_(module.weight)
-            nn.init.zeros_(module.bias)
+        self.family = FAMILIES[config.model_type]
+        self.add_module(self.family.base, Base(config, self.family, trials))
+        dropout_p = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
+        if self.family.head == "pooler":
+            self.dropout = Dropout(dropout_p)
+            self.classifier = Linear(trials, config.hidden_size, config.num_labels)
+        else:
+            self.classifier = ClassificationHead(config, self.family.head, trials, dropout_p)
 
     @classmethod
-    def from_hf(cls, hf_model: BertForSequenceClassification) -> UnpaddedBert:
-        """A copy of `hf_model`: its config, weights, device, dtype and train/eval mode (the weights are not shared)."""
-        weight = hf_model.classifier.weight
-        with torch.device("meta"):  # no random init: every weight is overwritten just below
-            model = cls(hf_model.config)
+    def from_hf(cls, hf_model, trials: int = 1) -> UnpaddedEncoder:
+        """N copies of `hf_model` (its config, weights, device, dtype and train/eval mode) stacked as one model."""
+        weight = next(hf_model.parameters())
+        with torch.device("meta"):  # no init: every weight is overwritten just below
+            model = cls(hf_model.config, trials)
         model = model.to_empty(device=weight.device).to(weight.dtype)
-        model.load_state_dict(hf_model.state_dict(), strict=True)
+        stacked = {k: v.unsqueeze(0).expand(trials, *v.shape) for k, v in hf_model.state_dict().items()}
+        model.load_state_dict(stacked, strict=True)
         return model.train(hf_model.training)
 
-    def to_hf(self, into: BertForSequenceClassification | None = None) -> BertForSequenceClassification:
-        """Our weights in an HF model (`into`, or a new one on our device and dtype), e.g. to `save_pretrained`."""
+    def to_hf(self, into=None, trial: int = 0):
+        """Trial `trial`'s weights in an HF model (`into`, or a new one on our device and dtype): save_pretrained."""
         if into is None:
-            weight = self.classifier.weight
-            into = BertForSequenceClassification(copy.deepcopy(self.config)).to(weight.device, weight.dtype)
-        into.load_state_dict(self.state_dict(), strict=True)
+            weight = next(self.parameters())
+            into = AutoModelForSequenceClassification.from_config(copy.deepcopy(self.config))
+            into = into.to(weight.device, weight.dtype)
+        into.load_state_dict({k: v[trial] for k, v in self.state_dict().items()}, strict=True)
         return into
 
     def forward(self, batch: UnpaddedBatch, labels: torch.Tensor | None = None) -> ClassifierOutput:
-        pooled = self.bert(batch)  # [rows, hidden]
-        logits = self.classifier(self.dropout(pooled))  # [rows, num_labels]
+        x = getattr(self, self.family.base)(batch)  # [N, rows, hidden] pooled (BERT), or [N, tokens, hidden]
+        # BERT: dropout and a linear classifier on the pooled rows; the others' head picks each row's first token
+        pooled = self.family.head == "pooler"
+        logits = self.classifier(self.dropout(x)) if pooled else self.classifier(x, batch)  # [N, rows, num_labels]
         return ClassifierOutput(logits, None if labels is None else self.loss(logits, labels))
 
     def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """The loss exactly as BertForSequenceClassification computes it (problem_type guessed the same way)."""
+        """Each trial's loss [N], exactly as HF's model computes it (problem_type guessed the same way)."""
         problem = self.config.problem_type
         if problem is None:
             if self.num_labels == 1:
@@ -340,10 +459,14 @@ class UnpaddedBert(nn.Module):
                 problem = "single_label_classification"
             else:
                 problem = "multi_label_classification"
-        if problem == "regression":
-            if self.num_labels == 1:
-                return F.mse_loss(logits.squeeze(), labels.squeeze())
-            return F.mse_loss(logits, labels)
-        if problem == "single_label_classification":
-            return F.cross_entropy(logits.view(-1, self.num_labels), labels.view(-1))
-        return F.binary_cross_entropy_with_logits(logits, labels)
+
+        def one(trial_logits: torch.Tensor) -> torch.Tensor:  # [rows, num_labels] → a scalar
+            if problem == "regression":
+                if self.num_labels == 1:
+                    return F.mse_loss(trial_logits.squeeze(), labels.squeeze())
+                return F.mse_loss(trial_logits, labels)
+            if problem == "single_label_classification":
+                return F.cross_entropy(trial_logits.view(-1, self.num_labels), labels.view(-1))
+            return F.binary_cross_entropy_with_logits(trial_logits, labels)
+
+        return torch.stack([one(trial_logits) for trial_logits in logits])

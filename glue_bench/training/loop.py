@@ -1,17 +1,24 @@
-"""The fine-tune loop: the BERT recipe, top to bottom, in one function.
+"""The fine-tune loop: the recipe, top to bottom, in one function, for one trial or a pack of trials.
 
-AdamW (weight decay 0.01 except biases and LayerNorm), linear warmup over 10% of the steps then linear
-decay to 0, gradient clipping at 1.0, dynamic padding (each batch padded to its longest row), dev
-metrics on every dev split after every epoch, predictions for the test splits at the end. A BERT model
-runs as glue-bench's unpadded encoder (training/encoder.py: no work on padding) unless the recipe says "hf".
+The default recipe is the Hugging Face Trainer's: AdamW (weight decay 0.01 except biases and LayerNorm), linear
+warmup over 10% of the steps then linear decay to 0, gradient clipping at 1.0, a new shuffle every epoch; the
+recipe's `optimizer = "bert"` and `batch_order = "tf"` are google-research/bert's (training/optim.py,
+training/tf_order.py). Batches are as long as their longest row; dev metrics on every dev split after every epoch,
+predictions for the test splits at the end. A model of a family built from BERT's layer runs as glue-bench's
+unpadded encoder (training/encoder.py: no work on padding) unless the recipe says "hf".
+
+A pack: the trials of one study that differ only in the learning rate train at once, as one stacked model
+(encoder.py), each with its own loss, clipping and optimizer step (optim.py): every trial's arithmetic is its solo
+run's. A trial whose loss goes NaN stops (its updates stop; the others go on) and its result says so.
 """
 
 from __future__ import annotations
 
+import inspect
 import math
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import datasets
 import numpy as np
@@ -19,12 +26,15 @@ import torch
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
+from glue_bench.errors import UserError
 from glue_bench.inputs.tasks import Task
 from glue_bench.training import encoder, metrics
 from glue_bench.training.distill import Distillation, agreement, teacher_predictions
 from glue_bench.training.distill import loss as distill_loss
-from glue_bench.training.encoder import UnpaddedBert, unpadded_batch
+from glue_bench.training.encoder import UnpaddedEncoder, unpadded_batch
+from glue_bench.training.optim import PackAdamW, bert_scheduler, clip_grad_norm_per_trial
 from glue_bench.training.recipe import Recipe
+from glue_bench.training.tf_order import buffered_order
 
 NAN_CHECK_EVERY = 20  # steps between looks at the loss: looking costs a host sync on a GPU
 
@@ -42,12 +52,12 @@ class FineTuneResult:
     dev: dict[str, dict[str, float]]  # split → metric → value, after the last epoch
     curve: list[dict]  # one entry per epoch: train loss, dev metrics, seconds
     predictions: dict[str, dict[str, list]]  # "task/split" → {"idx": […], "prediction": […]}
-    train_seconds: float = 0.0
+    train_seconds: float = 0.0  # a pack's trials each count their share of its time
     eval_seconds: float = 0.0
     train_examples: int = 0  # examples processed (epochs × rows)
     steps: int = 0
     device: str = ""
-    encoder: str = ""  # the encoder that ran: "fast" (glue-bench's unpadded BERT) or "hf" (the model as given)
+    encoder: str = ""  # the encoder that ran: "fast" (glue-bench's unpadded encoder) or "hf" (the model as given)
     extra_metrics: dict[str, dict[str, float]] = field(default_factory=dict)  # labelled splits of other tasks
     dev_classes: dict[str, list[int]] = field(default_factory=dict)  # split → classes predicted (last epoch)
     # split → {"idx": […], "prediction": […], "label": […]}: the last epoch's dev predictions, kept so that
@@ -55,6 +65,9 @@ class FineTuneResult:
     dev_predictions: dict[str, dict[str, list]] = field(default_factory=dict)
     # with a teacher: {"agreement": split → the student's agreement with it, "metrics": split → its own metrics}
     teacher: dict[str, dict] = field(default_factory=dict)
+    pack_size: int = 1  # how many trials trained together (1: solo)
+    diverged: Diverged | None = None  # a trial of a pack whose loss went NaN: it stopped there
+    trained_model: object = None  # () → the HF model holding this trial's trained weights (save_pretrained)
 
 
 class Packed:
@@ -88,75 +101,83 @@ class Packed:
         return {k: torch.from_numpy(v).to(device, non_blocking=True) for k, v in batch.items()}
 
 
-def _batches(data: Packed, batch_size: int, generator: torch.Generator, group_by_length: bool) -> list[np.ndarray]:
-    order = torch.randperm(len(data), generator=generator).numpy()
-    if group_by_length:  # sort within mega-batches of 50 batches, as the HF Trainer's length grouping does
-        mega = 50 * batch_size
-        order = np.concatenate(
-            [
-                chunk[np.argsort(-data.lengths[chunk], kind="stable")]
-                for chunk in np.array_split(order, max(1, math.ceil(len(order) / mega)))
-            ]
-        )
-    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-    if group_by_length:  # shuffle batch order so long batches are not all at the start
-        batches = [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
-    return batches
+def epochs_of_batches(data: Packed, recipe: Recipe, generator: torch.Generator) -> list[list[np.ndarray]]:
+    """Each epoch's batches (arrays of row numbers).
 
-
-def _optimizer(model, recipe: Recipe, device: torch.device) -> torch.optim.Optimizer:
-    # Decay matrices only: biases and LayerNorm weights are the 1-D parameters.
-    decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
-    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]
-    groups = [{"params": decay, "weight_decay": recipe.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    # A GPU always uses fused, as every recorded GPU trial did whatever its fused_adamw says.
-    fast = {"fused": True} if device.type == "cuda" or recipe.fused_adamw else {"foreach": True}
-    return torch.optim.AdamW(groups, lr=recipe.lr, betas=(0.9, 0.999), eps=1e-8, **fast)
-
-
-def _clip_gradients(model, max_norm: float, device: torch.device) -> None:
-    """torch.nn.utils.clip_grad_norm_, exactly, minus its multiply-by-one on a CPU.
-
-    clip_grad_norm_ scales every gradient by min(max_norm / (norm + 1e-6), 1) even when that is 1 (most steps
-    of fine-tuning: the norm is rarely above 1), to avoid a device sync. On a CPU the sync is free and the
-    skipped pass (a read and a write of every gradient) is ~3% of a BERT-Tiny step.
+    batch_order "shuffle": every epoch a new permutation of the rows (the last batch may be short); with
+    group_by_length, rows of similar length together in mega-batches of 50 batches, as the HF Trainer does.
+    batch_order "tf": run_classifier.py's stream (tf_order.py): the file repeated through a 100-row shuffle buffer,
+    full batches only, int(rows / batch_size * epochs) of them; epoch e ends at batch int(rows / batch_size * e).
     """
-    parameters = [p for p in model.parameters() if p.grad is not None]
-    if device.type != "cpu":
-        torch.nn.utils.clip_grad_norm_(parameters, max_norm)
-        return
-    norm = torch.nn.utils.get_total_norm([p.grad for p in parameters], 2.0)
-    if (max_norm / (norm + 1e-6)).item() < 1.0:
-        torch.nn.utils.clip_grads_with_norm_(parameters, max_norm, norm)
+    size = recipe.batch_size
+    if recipe.batch_order == "tf":
+        per_epoch = len(data) / size
+        stream = buffered_order(len(data), size, int(per_epoch * recipe.epochs), recipe.seed)
+        ends = [0] + [int(per_epoch * e) for e in range(1, recipe.epochs + 1)]
+        return [list(stream[ends[e] : ends[e + 1]]) for e in range(recipe.epochs)]
+    out = []
+    for _ in range(recipe.epochs):
+        order = torch.randperm(len(data), generator=generator).numpy()
+        if recipe.group_by_length:  # sort within mega-batches of 50 batches, as the HF Trainer's length grouping does
+            chunks = np.array_split(order, max(1, math.ceil(len(order) / (50 * size))))
+            order = np.concatenate([chunk[np.argsort(-data.lengths[chunk], kind="stable")] for chunk in chunks])
+        batches = [order[i : i + size] for i in range(0, len(order), size)]
+        if recipe.group_by_length:  # shuffle batch order so long batches are not all at the start
+            batches = [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
+        out.append(batches)
+    return out
 
 
-def _forward(model, data: Packed, rows: np.ndarray, device: torch.device, labels: torch.Tensor | None = None):
-    """The rows `rows` of `data` through either model (ours takes an unpadded batch): its logits and loss."""
-    if isinstance(model, UnpaddedBert):
+def _optimizer(net, recipe: Recipe, lrs: list[float], packed: bool, device: torch.device) -> PackAdamW:
+    """The recipe's optimizer ("adamw" or "bert") over the net's parameters, one learning rate per trial. A GPU always
+    uses the fused kernel, as every recorded GPU trial did whatever its fused_adamw says."""
+    fused = device.type == "cuda" or recipe.fused_adamw
+    return PackAdamW(net.named_parameters(), lrs, recipe.optimizer, recipe.weight_decay, packed, fused)
+
+
+def _forward(net, data: Packed, rows: np.ndarray, device: torch.device, labels: torch.Tensor | None = None):
+    """The rows `rows` of `data` through either model: logits [N, rows, labels] and each trial's loss [N].
+
+    Ours takes an unpadded batch; the HF model a padded one, with the inputs its forward takes (token type ids only
+    where it has them) and its own pad id."""
+    if isinstance(net, UnpaddedEncoder):
         batch = unpadded_batch(data.input_ids, data.token_type_ids, data.offsets, data.lengths, rows, device)
-        return model(batch, labels=labels)
-    return model(**data.batch(rows, device), labels=labels)
+        return net(batch, labels=labels)
+    inputs = data.batch(rows, device, net.config.pad_token_id or 0)
+    accepted = inspect.signature(net.forward).parameters
+    out = net(**{k: v for k, v in inputs.items() if k in accepted}, labels=labels)
+    return encoder.ClassifierOutput(out.logits[None], None if out.loss is None else out.loss[None])
+
+
+def _autocast(device: torch.device, bf16: bool, fp16: bool):
+    """bf16 autocast on a GPU; fp16 autocast on any device (for GPUs without bf16, with a gradient scaler; on a
+    CPU, slowly, for tests); else nothing."""
+    if fp16:
+        return torch.autocast(device.type, dtype=torch.float16)
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16 and device.type == "cuda")
 
 
 @torch.inference_mode()
-def outputs(model, data: Packed, batch_size: int, device: torch.device, bf16: bool) -> np.ndarray:
-    """Either model's logits [rows, labels] in the split's row order. Rows are batched by length so little is padded."""
-    model.eval()
+def outputs(net, data: Packed, batch_size: int, device: torch.device, bf16=False, fp16=False) -> np.ndarray:
+    """Either model's logits [N, rows, labels] in the split's row order (N: the pack's trials; 1 for the HF model).
+    Rows are batched by length so little is padded."""
+    net.eval()
     order = np.argsort(data.lengths, kind="stable")
     chunks = []
     for start in range(0, len(order), batch_size):
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            chunks.append(_forward(model, data, order[start : start + batch_size], device).logits.float())
-    result = torch.cat(chunks).cpu().numpy() if chunks else np.zeros((0, 1), dtype=np.float32)
+        with _autocast(device, bf16, fp16):
+            chunks.append(_forward(net, data, order[start : start + batch_size], device).logits.float())
+    trials = getattr(net, "trials", 1)
+    result = torch.cat(chunks, dim=1).cpu().numpy() if chunks else np.zeros((trials, 0, 1), dtype=np.float32)
     logits = np.empty_like(result)
-    logits[order] = result
+    logits[:, order] = result
     return logits
 
 
-def predict(model, data: Packed, batch_size: int, device: torch.device, regression: bool, bf16: bool) -> np.ndarray:
-    """Either model's predictions in the split's row order: its classes, or a regression task's scores."""
-    logits = outputs(model, data, batch_size, device, bf16)
-    return logits[:, 0] if regression else logits.argmax(-1)
+def predict(net, data: Packed, batch_size: int, device, regression: bool, bf16=False, fp16=False) -> np.ndarray:
+    """Either model's predictions [N, rows] in the split's row order: its classes, or a regression task's scores."""
+    logits = outputs(net, data, batch_size, device, bf16, fp16)
+    return logits[..., 0] if regression else logits.argmax(-1)
 
 
 def training_rows(train: datasets.Dataset, recipe: Recipe) -> datasets.Dataset:
@@ -186,19 +207,47 @@ def fine_tune(
     device: str = "auto",
     progress: bool = True,
     distill: Distillation | None = None,
+    log_dir: str | None = None,
 ) -> FineTuneResult:
-    """Fine-tune `model` on the tokenized `train` split; evaluate `dev` every epoch; predict `to_predict`.
+    """One trial: fine_tune_pack with the recipe's learning rate alone. A NaN loss raises Diverged."""
+    (result,) = fine_tune_pack(
+        model, task, train, dev, to_predict, recipe, [recipe.lr], device, progress, distill, [log_dir]
+    )
+    if result.diverged is not None:
+        raise result.diverged
+    return result
 
-    `to_predict` maps "task/split" to (task, split): the test splits, and the splits of tasks predicted
-    by this task's model (AX from MNLI); those with labels are also scored. The trained weights end up in
-    `model` (the HF model) whichever encoder ran. With `distill`, the loss is training/distill.py's: the
-    student learns the teacher's outputs on the train rows and any transfer rows.
+
+def fine_tune_pack(
+    model,
+    task: Task,
+    train: datasets.Dataset,
+    dev: dict[str, datasets.Dataset],
+    to_predict: dict[str, tuple[Task, datasets.Dataset]],
+    recipe: Recipe,
+    lrs: list[float],
+    device: str = "auto",
+    progress: bool = True,
+    distill: Distillation | None = None,
+    log_dirs: list[str | None] | None = None,
+) -> list[FineTuneResult]:
+    """Fine-tune `model` on the tokenized `train` split at each learning rate of `lrs` at once (a pack; one rate: a
+    solo run); evaluate `dev` every epoch; predict `to_predict`. Returns one result per learning rate.
+
+    `to_predict` maps "task/split" to (task, split): the test splits, and the splits of tasks predicted by this
+    task's model (AX from MNLI); those with labels are also scored. The first trial's trained weights end up in
+    `model` (the HF model) whichever encoder ran; each result's trained_model() gives its own. With `distill`, the
+    loss is training/distill.py's: the student learns the teacher's outputs on the train rows and any transfer
+    rows. log_dirs: a TensorBoard folder per trial (or None): loss and learning rate per logging step, dev metrics
+    per epoch.
     """
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = recipe.tf32
         torch.backends.cudnn.allow_tf32 = recipe.tf32
-    bf16 = recipe.bf16 and device.type == "cuda"
+    trials = len(lrs)
+    if trials > 1 and recipe.fp16:  # the gradient scaler skips a step for all when one trial's gradients overflow
+        raise ValueError("fp16 trains solo: its gradient scaler's overflow check is one for every trial of a pack")
     torch.manual_seed(recipe.seed)
     generator = torch.Generator().manual_seed(recipe.seed)
 
@@ -211,132 +260,210 @@ def fine_tune(
         labelled = torch.from_numpy(labelled)
 
     model.to(device)
-    # The unpadded encoder starts from the HF model's weights (its seeded head included); they go back at the end.
+    # The unpadded encoder starts from the HF model's weights (its seeded head included), one copy per trial.
     fast = recipe.encoder == "fast" and encoder.supports(model.config)
-    net = UnpaddedBert.from_hf(model) if fast else model
-    optimizer = _optimizer(net, recipe, device)
-    steps_per_epoch = math.ceil(len(train_data) / recipe.batch_size)
-    total_steps = steps_per_epoch * recipe.epochs
-    scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(total_steps * recipe.warmup_ratio), total_steps)
+    if trials > 1 and not fast:
+        raise ValueError(f"a pack of {trials} trials needs the unpadded encoder; {model.config.model_type} runs solo")
+    net = UnpaddedEncoder.from_hf(model, trials) if fast else model
+    optimizer = _optimizer(net, recipe, lrs, fast, device)
+    epochs = epochs_of_batches(train_data, recipe, generator)
+    total_steps = sum(len(batches) for batches in epochs)
+    if total_steps == 0:  # batch_order "tf" drops a partial batch: fewer rows than a batch make none
+        raise UserError(f"{len(train_data)} train rows make no full batch of {recipe.batch_size} (batch_order tf)")
+    if recipe.optimizer == "bert":  # optimization.py: warmup int(total * p), the decay counted from step 0
+        scheduler = bert_scheduler(optimizer, total_steps, int(total_steps * recipe.warmup_ratio))
+    else:
+        scheduler = get_linear_schedule_with_warmup(
+            optimizer, math.ceil(total_steps * recipe.warmup_ratio), total_steps
+        )
+    scaler = torch.amp.GradScaler(device.type, enabled=recipe.fp16)  # fp16's gradients, scaled to stay above 0
+    clip_eps = 0.0 if recipe.optimizer == "bert" else 1e-6  # tf.clip_by_global_norm's scale, or torch's
+    writers = _tensorboard(log_dirs or [None] * trials)
 
-    curve, train_seconds, eval_seconds, step = [], 0.0, 0.0, 0
-    unchecked = []  # losses of the steps since the last look, kept on the device
+    curves: list[list[dict]] = [[] for _ in range(trials)]
+    train_seconds, eval_seconds, step = 0.0, 0.0, 0
+    diverged: list[Diverged | None] = [None] * trials
+    unchecked = []  # [N] losses of the steps since the last look, kept on the device
     # A bar on a terminal; in a log (SLURM, CI) one line per epoch instead of a bar's carriage returns.
     terminal = progress and sys.stderr.isatty()
+    rates = ", ".join(f"{lr:g}" for lr in lrs)
     bar = tqdm(
-        total=total_steps,
-        desc=f"{task.name} bs={recipe.batch_size} lr={recipe.lr:g}",
-        unit="step",
-        disable=not terminal,
-        leave=False,
+        total=total_steps, desc=f"{task.name} bs={recipe.batch_size} lr={rates}", unit="step", disable=not terminal
     )
-    for epoch in range(1, recipe.epochs + 1):
+    for epoch, batches in enumerate(epochs, 1):
         net.train()
         started = time.perf_counter()
-        loss_sum = torch.zeros((), device=device)
-        for rows in _batches(train_data, recipe.batch_size, generator, recipe.group_by_length):
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                if distill is None:
-                    loss = _forward(net, train_data, rows, device, labels[rows].to(device, non_blocking=True)).loss
-                else:
-                    logits = _forward(net, train_data, rows, device).logits
-                    on = {"device": device, "non_blocking": True}
-                    loss = distill_loss(
-                        logits,
-                        targets[rows].to(**on),
-                        labels[rows].to(**on),
-                        labelled[rows].to(**on),
-                        recipe.alpha,
-                        recipe.temperature,
-                        task.regression,
-                    )
-            loss.backward()
+        loss_sum = torch.zeros(trials, device=device)
+        for rows in batches:
+            loss = torch.zeros(trials, device=device)
+            # Gradient accumulation: micro-batches of the batch, each loss weighted by its share of the batch's
+            # rows (of its labelled rows, for a distilled student's labels term), so that the gradients sum to
+            # the whole batch's: exactly, per row, as the unpadded encoder computes each row alone.
+            for micro in np.array_split(rows, min(recipe.gradient_accumulation_steps, len(rows))):
+                with _autocast(device, recipe.bf16, recipe.fp16):
+                    if distill is None:
+                        on = labels[micro].to(device, non_blocking=True)
+                        part = _forward(net, train_data, micro, device, on).loss * (len(micro) / len(rows))
+                    else:
+                        logits = _forward(net, train_data, micro, device).logits
+                        on = {"device": device, "non_blocking": True}
+                        part = torch.stack(
+                            [
+                                distill_loss(
+                                    trial_logits,
+                                    targets[micro].to(**on),
+                                    labels[micro].to(**on),
+                                    labelled[micro].to(**on),
+                                    recipe.alpha,
+                                    recipe.temperature,
+                                    task.regression,
+                                    rows=len(rows),
+                                    labelled_rows=int(labelled[rows].sum()),
+                                )
+                                for trial_logits in logits
+                            ]
+                        )
+                scaler.scale(part.sum()).backward()  # each trial's graph is its own: the sum keeps them apart
+                loss += part.detach().float()
             if recipe.max_grad_norm > 0:  # 0: no clipping, as in the Hugging Face Trainer
-                _clip_gradients(net, recipe.max_grad_norm, device)
-            optimizer.step()
+                scaler.unscale_(optimizer)
+                clip_grad_norm_per_trial(net.parameters(), recipe.max_grad_norm, fast, optimizer.stopped, clip_eps)
+            scaler.step(optimizer)
+            scaler.update()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
-            loss_sum += loss.detach()
-            unchecked.append(loss.detach())
+            loss_sum += loss
+            unchecked.append(loss)
             step += 1
             if step % NAN_CHECK_EVERY == 0 or step == total_steps:
-                losses = torch.stack(unchecked).float().cpu()
+                losses = torch.stack(unchecked).cpu()  # [steps, N]
                 unchecked.clear()
-                bad = torch.nonzero(~torch.isfinite(losses)).flatten()
-                if len(bad):  # name the first step whose loss was NaN/inf, not the step that looked
-                    bar.close()
-                    raise Diverged(step - len(losses) + 1 + int(bad[0]), losses[bad[0]].item())
-                bar.set_postfix(loss=f"{losses[-1].item():.4f}", refresh=False)
+                for n in range(trials):
+                    bad = torch.nonzero(~torch.isfinite(losses[:, n])).flatten()
+                    if diverged[n] is None and len(bad):  # name the first NaN/inf step, not the step that looked
+                        diverged[n] = Diverged(step - len(losses) + 1 + int(bad[0]), losses[bad[0], n].item())
+                        optimizer.stop([i == n for i in range(trials)])
+                    if writers[n] is not None:
+                        writers[n].add_scalar("train/loss", losses[-1, n].item(), step)
+                        writers[n].add_scalar("train/learning_rate", lrs[n] * scheduler.get_last_lr()[0], step)
+                bar.set_postfix(loss=" ".join(f"{v:.4f}" for v in losses[-1].tolist()), refresh=False)
+                if all(d is not None for d in diverged):
+                    break
             bar.update()
         if device.type == "cuda":
             torch.cuda.synchronize()
         train_seconds += time.perf_counter() - started
+        if all(d is not None for d in diverged):
+            break
 
         started = time.perf_counter()
         dev_predictions = {
-            name: predict(net, data, recipe.eval_batch_size, device, task.regression, bf16)
+            name: predict(net, data, recipe.eval_batch_size, device, task.regression, recipe.bf16, recipe.fp16)
             for name, data in dev_data.items()
-        }
-        epoch_dev = {name: metrics.compute(task, dev_predictions[name], dev_data[name].labels) for name in dev_data}
+        }  # split → [N, rows]
         eval_seconds += time.perf_counter() - started
-        curve.append(
-            {
-                "epoch": epoch,
-                "train_loss": loss_sum.item() / steps_per_epoch,
-                "dev": epoch_dev,
-                "train_seconds": round(train_seconds, 3),
+        for n in range(trials):
+            epoch_dev = {
+                name: metrics.compute(task, p[n], dev_data[name].labels) for name, p in dev_predictions.items()
             }
-        )
+            curves[n].append(
+                {
+                    "epoch": epoch,
+                    "train_loss": loss_sum[n].item() / max(len(batches), 1),
+                    "dev": epoch_dev,
+                    "train_seconds": round(train_seconds / trials, 3),
+                }
+            )
+            for name, values in epoch_dev.items():
+                for metric, value in values.items():
+                    if writers[n] is not None:
+                        writers[n].add_scalar(f"dev/{name}/{metric}", value, epoch)
         if progress and not terminal:
-            dev_text = ", ".join(
-                f"{name} {100 * metrics.split_score(task, values):.2f}" for name, values in epoch_dev.items()
+            dev_text = "; ".join(
+                ", ".join(
+                    f"{name} {100 * metrics.split_score(task, values):.2f}" for name, values in c[-1]["dev"].items()
+                )
+                for c in curves
             )
             print(
-                f"{task.name} epoch {epoch}/{recipe.epochs}: train loss {curve[-1]['train_loss']:.4f}, dev {dev_text}, "
-                f"{len(train_data) * epoch / train_seconds:.0f} examples/s",
+                f"{task.name} epoch {epoch}/{recipe.epochs}: train loss "
+                + " ".join(f"{c[-1]['train_loss']:.4f}" for c in curves)
+                + f", dev {dev_text}, {len(train_data) * epoch * trials / train_seconds:.0f} examples/s",
                 file=sys.stderr,
                 flush=True,
             )
     bar.close()
+    for writer in writers:
+        if writer is not None:
+            writer.close()
+    if all(d is not None for d in diverged):  # nothing to evaluate: every trial stopped
+        return [_stopped(d, trials, step) for d in diverged]
 
     started = time.perf_counter()
-    predictions, extra = {}, {}
+    predictions, extra = [{} for _ in range(trials)], [{} for _ in range(trials)]
     for key, (other, split) in to_predict.items():
         data = Packed(split)
-        values = predict(net, data, recipe.eval_batch_size, device, other.regression, bf16)
-        predictions[key] = {"idx": data.idx.tolist(), "prediction": values.tolist()}
-        if (data.labels >= 0).all() and len(data):  # a labelled split of another task (AX's diagnostic)
-            extra[key] = metrics.compute(other, values, data.labels)
+        values = predict(
+            net, data, recipe.eval_batch_size, device, other.regression, recipe.bf16, recipe.fp16
+        )  # [N, rows]
+        for n in range(trials):
+            predictions[n][key] = {"idx": data.idx.tolist(), "prediction": values[n].tolist()}
+            if (data.labels >= 0).all() and len(data):  # a labelled split of another task (AX's diagnostic)
+                extra[n][key] = metrics.compute(other, values[n], data.labels)
     eval_seconds += time.perf_counter() - started
-    if fast:  # the trained weights into the caller's HF model, left in eval mode as predict leaves it
-        net.to_hf(into=model).eval()
-    # The classes predicted on each dev split: a collapsed run (one class everywhere) is then a fact, not
-    # inferred from its metric value (a model near chance can hit the majority count by accident).
-    classes = (
-        {} if task.regression else {name: np.unique(p).astype(int).tolist() for name, p in dev_predictions.items()}
-    )
-    return FineTuneResult(
-        dev=curve[-1]["dev"],
-        teacher={} if distill is None else _against_teacher(task, distill, dev_predictions, dev_data),
-        dev_classes=classes,
-        dev_predictions={
-            name: {
-                "idx": dev_data[name].idx.tolist(),
-                "prediction": values.tolist(),
-                "label": dev_data[name].labels.tolist(),
-            }
-            for name, values in dev_predictions.items()
-        },
-        curve=curve,
-        predictions=predictions,
-        train_seconds=train_seconds,
-        eval_seconds=eval_seconds,
-        train_examples=len(train_data) * recipe.epochs,
-        steps=step,
-        device=str(device),
-        encoder="fast" if fast else "hf",
-        extra_metrics=extra,
-    )
+    if fast:  # the first trial's weights into the caller's HF model, left in eval mode as predict leaves it
+        net.to_hf(into=model, trial=0).eval()
+
+    def trained(n: int):
+        return model if n == 0 or not fast else net.to_hf(trial=n).eval()
+
+    results = []
+    for n in range(trials):
+        last = {name: p[n] for name, p in dev_predictions.items()}
+        # The classes predicted on each dev split: a collapsed run (one class everywhere) is then a fact, not
+        # inferred from its metric value (a model near chance can hit the majority count by accident).
+        classes = {} if task.regression else {name: np.unique(p).astype(int).tolist() for name, p in last.items()}
+        results.append(
+            FineTuneResult(
+                dev=curves[n][-1]["dev"],
+                teacher={} if distill is None else _against_teacher(task, distill, last, dev_data),
+                dev_classes=classes,
+                dev_predictions={
+                    name: {
+                        "idx": dev_data[name].idx.tolist(),
+                        "prediction": values.tolist(),
+                        "label": dev_data[name].labels.tolist(),
+                    }
+                    for name, values in last.items()
+                },
+                curve=curves[n],
+                predictions=predictions[n],
+                train_seconds=train_seconds / trials,
+                eval_seconds=eval_seconds / trials,
+                train_examples=len(train_data) * recipe.epochs,
+                steps=step,
+                device=str(device),
+                encoder="fast" if fast else "hf",
+                extra_metrics=extra[n],
+                pack_size=trials,
+                diverged=diverged[n],
+                trained_model=lambda n=n: trained(n),
+            )
+        )
+    return results
+
+
+def _stopped(diverged: Diverged, trials: int, steps: int) -> FineTuneResult:
+    return FineTuneResult(dev={}, curve=[], predictions={}, steps=steps, pack_size=trials, diverged=diverged)
+
+
+def _tensorboard(log_dirs: list[str | None]) -> list:
+    """A SummaryWriter per trial that has a folder (torch.utils.tensorboard needs the tensorboard package)."""
+    if not any(log_dirs):
+        return [None] * len(log_dirs)
+    from torch.utils.tensorboard import SummaryWriter
+
+    return [SummaryWriter(folder) if folder else None for folder in log_dirs]
 
 
 def _against_teacher(task: Task, distill: Distillation, student: dict[str, np.ndarray], dev: dict[str, Packed]) -> dict:
@@ -348,3 +475,8 @@ def _against_teacher(task: Task, distill: Distillation, student: dict[str, np.nd
             for name, data in dev.items()
         },
     }
+
+
+def solo(recipe: Recipe, lr: float) -> Recipe:
+    """The recipe of one trial of a pack."""
+    return replace(recipe, lr=lr)

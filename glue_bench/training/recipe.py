@@ -13,6 +13,8 @@ from glue_bench.errors import UserError
 
 GRID_FIELDS = ("batch_size", "lr", "seed")  # what a sweep's grid varies; the rest is the shared recipe
 ENCODERS = ("fast", "hf")
+OPTIMIZERS = ("adamw", "bert")  # training/optim.py
+BATCH_ORDERS = ("shuffle", "tf")  # training/loop.epochs_of_batches, training/tf_order.py
 
 
 def described(default, help: str, **more):
@@ -51,6 +53,23 @@ class Recipe:
         "fast: glue-bench's unpadded BERT encoder where it applies; hf: the Hugging Face model (same initial weights)",
         choices=ENCODERS,
     )
+    # The paper's recipe (google-research/bert) against the Hugging Face Trainer's (the defaults):
+    optimizer: str = described(
+        "adamw",
+        "adamw: torch's AdamW with a linear warmup then decay (the Hugging Face Trainer's); bert: google-research/"
+        "bert's AdamWeightDecayOptimizer (no bias correction, eps 1e-6), its schedule and clipping (the paper's)",
+        choices=OPTIMIZERS,
+    )
+    batch_order: str = described(
+        "shuffle",
+        "shuffle: a new permutation of the train rows every epoch (the Trainer's); tf: run_classifier.py's file "
+        "order through a 100-row shuffle buffer, epochs blending, full batches only (the paper's)",
+        choices=BATCH_ORDERS,
+    )
+    gradient_accumulation_steps: int = described(
+        1, "micro-batches per batch (the batch size stays the batch's): less memory, the same sums"
+    )
+    fp16: bool = described(False, "fp16 autocast with a gradient scaler, for GPUs without bf16 (V100, T4)")
     # Distillation (training/distill.py): the student learns a fine-tuned teacher's outputs on the transfer rows.
     teacher: str = described(
         "",
@@ -96,8 +115,16 @@ class Recipe:
             raise UserError(f"max_transfer_samples must be >= 0, got {self.max_transfer_samples!r}")
         if self.transfer and not self.teacher:
             raise UserError("transfer rows need a teacher to label them: set teacher as well")
-        if self.encoder not in ENCODERS:
-            raise UserError(f"encoder must be one of {', '.join(map(repr, ENCODERS))}, got {self.encoder!r}")
+        for name, allowed in (("encoder", ENCODERS), ("optimizer", OPTIMIZERS), ("batch_order", BATCH_ORDERS)):
+            if getattr(self, name) not in allowed:
+                raise UserError(f"{name} must be one of {', '.join(map(repr, allowed))}, got {getattr(self, name)!r}")
+        if self.batch_order == "tf" and self.group_by_length:
+            raise UserError("batch_order tf keeps the file's order: it cannot also group rows by length")
+        steps = self.gradient_accumulation_steps
+        if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= self.batch_size:
+            raise UserError(f"gradient_accumulation_steps must be a whole number in [1, batch_size], got {steps!r}")
+        if self.fp16 and self.bf16:
+            raise UserError("fp16 and bf16 are two kinds of autocast: choose one")
 
     def to_dict(self) -> dict:
         return asdict(self)
