@@ -229,7 +229,7 @@ def cmd_report(args) -> int:
             from glue_bench.reporting.bootstrap import selected_replicates
 
             intervals = selected_replicates(table, url, resamples=args.resamples)
-        result = leaderboard(table, compare_paper=args.compare == "paper", intervals=intervals)
+        result = leaderboard(table, compare=args.compare, intervals=intervals)
         if fmt == "html":  # the leaderboard as HTML is the whole page: the figure, the grids and AX with it
             from glue_bench.reporting.page import page
 
@@ -479,7 +479,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="default: from the --out suffix (.md .csv .tex .html), else markdown",
     )
     rep.add_argument(
-        "--compare", choices=["paper"], help="the paper's table (results/paper-miniatures.csv) beside ours"
+        "--compare", choices=["paper", "dev-reference"], help="the paper's test table or published dev scores"
     )
     rep.add_argument("--out", help="write to this file instead of stdout")
     view = rep.add_mutually_exclusive_group()
