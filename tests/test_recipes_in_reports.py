@@ -286,3 +286,65 @@ def test_a_slash_for_the_colon_in_grid_is_named(spec, fix, capsys):
 
     with pytest.raises(UserError):
         grid(pd.read_csv("tests/fixtures/report/runs.csv"), spec)
+
+
+# --- compare on real trials (slow stage) ----------------------------------------------------------------
+
+SMALL = "random:L-2_H-256"
+
+
+@pytest.fixture(scope="module")
+def real_unlike(glue_data, tmp_path_factory):
+    """Real WNLI fine-tunes: A at two learning rates (64 rows, 1 epoch, batch 16); B once (32 rows, 2 epochs,
+    batch 32): unlike recipes, the same dev rows."""
+    url = f"sqlite:///{tmp_path_factory.mktemp('unlike') / 'runs.db'}"
+    common = ["run", "--task", "wnli", "--data", str(glue_data), "--storage", url, "--no-progress"]
+    for lr in ("1e-4", "3e-5"):
+        argv = ["--model", A, "--batch-size", "16", "--lr", lr, "--epochs", "1", "--max-train-samples", "64"]
+        assert main([*common, *argv]) == 0
+    argv = ["--model", SMALL, "--batch-size", "32", "--lr", "1e-4", "--epochs", "2", "--max-train-samples", "32"]
+    assert main([*common, *argv]) == 0
+    return url
+
+
+@pytest.mark.slow
+def test_compare_of_real_unlike_trials_names_the_differences_and_refuses_other_dev_rows(real_unlike, tmp_path, capsys):
+    import json
+
+    from conftest import copy_storage
+
+    from glue_bench.reporting import selection
+    from glue_bench.sweeping.storage import artifacts_dir
+
+    table = selection.load_runs(real_unlike)
+    chosen = selection.best(table).set_index("model").loc[A, "lr"]
+    lr = "" if recipes.lr(chosen) == "1e-4" else f"; lr {recipes.lr(chosen)} → 1e-4"
+    capsys.readouterr()
+    assert main(["compare", A, SMALL, "--storage", real_unlike, "--format", "csv"]) == 0
+    frame = pd.read_csv(io.StringIO(capsys.readouterr().out))
+    assert list(frame.columns) == [
+        "Task",
+        "Unlike recipes",
+        "A",
+        "B",
+        "B − A",
+        "95% interval",
+        "Verdict",
+        "Shared recipe",
+    ]
+    assert frame.loc[0, "Task"] == "wnli" and frame.loc[0, "95% interval"].startswith("[")
+    assert frame.loc[0, "Unlike recipes"] == (
+        f"epochs 1 → 2; max_train_samples 64 → 32; configurations 2 → 1; batch_size 16 → 32{lr}"
+    )
+    assert frame.loc[0, "Shared recipe"].endswith(", seeds 0")
+    # B scored on one dev row fewer (another data folder, another task file): no paired comparison at all
+    other = copy_storage(real_unlike, tmp_path / "other")
+    row = table.set_index("model").loc[SMALL]
+    path = artifacts_dir(other) / selection.prediction_ids(row, "dev_predictions")["wnli/validation"]
+    values = json.loads(path.read_text())
+    path.write_text(json.dumps({key: value[:-1] for key, value in values.items()}))
+    assert main(["compare", A, SMALL, "--storage", other]) == 2
+    assert capsys.readouterr().err == (
+        f"glue-bench: error: compare: {A} and {SMALL} were scored on different wnli dev rows (another task file or "
+        "data), so no difference between them can be paired; compare models scored on the same dev split\n"
+    )
