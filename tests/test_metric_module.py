@@ -149,7 +149,7 @@ def test_a_fine_tune_of_the_task_is_scored_by_the_module_and_not_resampled(tmp_p
     result = fine_tune(
         prepared.model, prepared.task, prepared.train, prepared.dev, prepared.to_predict, spec.recipe, progress=False
     )
-    kept = result.dev_predictions["mine/validation"]
+    kept = result.dev_predictions["validation"]
     p, r = np.asarray(kept["prediction"]), np.asarray(kept["label"])
     assert list(r) == [1, 0, 1, 0, 1, 0, 1, 0]
     by_hand = np.mean([(p[r == c] == c).mean() for c in (0, 1)])

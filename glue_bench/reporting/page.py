@@ -44,7 +44,7 @@ th[aria-sort="ascending"]::after { content: " \\25B2"; } th[aria-sort="descendin
 #board tbody + tbody { border-top: 2px solid #aaa; }
 #board tbody tr + tr { color: #666; }  /* the paper's row and Δ under a model's own */
 td.collapsed { background: #fcdcb4; }
-td.prose { white-space: normal; min-width: 14em; max-width: 22em; font-size: 12px; }  /* a row's recipe wraps */
+td.prose { white-space: normal; min-width: 11em; max-width: 17em; font-size: 12px; }  /* a row's recipe wraps */
 .ci { display: block; color: #777; font-size: 85%; }  /* the interval under its value: a narrower table */
 small { color: #555; }
 img { max-width: 100%; height: auto; }
