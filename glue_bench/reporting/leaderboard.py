@@ -186,8 +186,10 @@ def leaderboard(table: pd.DataFrame, compare: str | None = None, intervals: dict
     notes = [f"{MISSING} not run."]
     if show_recipes:
         notes.append(
-            "Recipe: the fields in which a row's recipe differs from another row's (the rest are stated above "
-            "the table); configurations: how many (batch size, lr, recipe) configurations the best was chosen from."
+            "Recipe: the fields in which a row's recipe differs from another row's"
+            + (" or from the reference's beside it" if compare else "")
+            + " (the rest are stated above the table); configurations: how many (batch size, lr, recipe) "
+            "configurations the best was chosen from."
         )
     if any(recipes.subset(r) for r in recipe_of.values()) and compare:
         notes.append("ours (dev, N train rows): trained on the first N train rows only, not the whole train set.")
