@@ -143,13 +143,16 @@ def test_compare_on_real_trials(real_storage, capsys, tmp_path):
     capsys.readouterr()
     assert main(["compare", RANDOM, MINILM, "--storage", real_storage, "--format", "csv"]) == 0
     lines = list(csv.reader(capsys.readouterr().out.splitlines()))
-    assert lines[0] == ["Task", "A", "B", "B − A", "95% interval", "Verdict"]
-    task, a, b, diff, ci, verdict = lines[1]
+    assert lines[0] == ["Task", "A", "B", "B − A", "95% interval", "Verdict", "Shared recipe"]
+    task, a, b, diff, ci, verdict, shared = lines[1]
+    # one recipe for both (no "Unlike recipes" column): each task row of the CSV carries it
+    assert shared.startswith("epochs=1, ") and "max_train_samples=512 (the first 512 train rows)" in shared
+    assert shared.endswith(", 1 configuration (no selection), batch_size=32, lr=1e-4, seeds 0")
     assert task == "sst2" and verdict == "B better"  # MiniLM ~62% against ~51% on 872 rows
     low, high = (float(v) for v in ci.strip("[]").split(", "))
     assert 0 < low < float(diff) < high
     assert float(diff) == pytest.approx(float(b) - float(a), abs=0.11)
-    assert lines[2][0] == "GLUE score (1/9)" and lines[2][1:5] == lines[1][1:5] and lines[2][5] == "B better"
+    assert lines[2][0] == "GLUE score (1/9)" and lines[2][1:5] == lines[1][1:5] and lines[2][5:] == ["B better", shared]
     assert len(lines) == 3
     # the dev artifacts hold what the trial scored: recomputing its accuracy gives its recorded value
     from glue_bench.reporting import selection

@@ -108,7 +108,7 @@ def runs():
 
 
 def test_the_page_holds_the_leaderboard_as_the_markdown_report_has_it(runs):
-    board = leaderboard.leaderboard(runs, compare_paper=True)
+    board = leaderboard.leaderboard(runs, compare="paper")
     text = page.page(board, runs, compare_paper=True)
     parsed = Page(text)
     table = parsed.table("board")
@@ -120,7 +120,7 @@ def test_the_page_holds_the_leaderboard_as_the_markdown_report_has_it(runs):
         [MINI, "BERT-Mini (L-4_H-256)", ""],
         [OTHER],
     ]
-    assert table["attrs"]["class"] == "sortable" and table["attrs"]["data-text-columns"] == "2"
+    assert table["attrs"]["class"] == "sortable" and table["attrs"]["data-text-columns"] == "3"  # Model, Source, Recipe
     # collapsed cells keep their mark and carry the class that shades them; no other cell does
     cells = [cell for body in table["bodies"] for row in body for cell in row]
     assert sorted(text for text, css in cells if css == "collapsed") == ["0.0 †", "56.3 †"]
@@ -227,7 +227,7 @@ def model_order(parsed: Page) -> list[str]:
 @pytest.mark.slow
 @pytest.mark.skipif(not BROWSER, reason="chromium is not installed (Debian: apt-get install chromium; .ci/run does)")
 def test_the_page_in_headless_chromium(runs, tmp_path):
-    board = leaderboard.leaderboard(runs, compare_paper=True)
+    board = leaderboard.leaderboard(runs, compare="paper")
     # Two SST-2 intervals, misleading on purpose: a sort that read a bound instead of the value would put
     # someorg (80.0 [1.0, 99.0]) above bert-mini (85.5±0.7 [0.5, 1.5]).
     board.intervals = {(3, "SST-2"): ("0.5", "1.5"), (6, "SST-2"): ("1.0", "99.0")}

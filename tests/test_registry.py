@@ -156,8 +156,9 @@ def test_a_wheel_ships_the_tasks_and_the_vocabulary(tmp_path):
         capture_output=True,
     )
     script = (
-        "from glue_bench.inputs import shipped, tasks; from glue_bench.reporting import leaderboard; "
-        "print(shipped.task_dir(), len(tasks.registry()), shipped.reference_dir(), len(leaderboard.paper()))"
+        "from glue_bench.inputs import shipped, tasks; from glue_bench.reporting import references; "
+        "print(shipped.task_dir(), len(tasks.registry()), shipped.reference_dir(), len(references.paper()), "
+        "len(references.dev_reference()))"
     )
     out = subprocess.run(
         [sys.executable, "-c", script],
@@ -172,4 +173,5 @@ def test_a_wheel_ships_the_tasks_and_the_vocabulary(tmp_path):
         "10",
         str(target / "glue_bench" / "reference"),
         "4",
+        "27",
     ]

@@ -17,7 +17,7 @@ from glue_bench.cli import main
 from glue_bench.errors import UserError
 from glue_bench.inputs import models, shipped
 from glue_bench.inputs.tasks import get_task
-from glue_bench.reporting import baselines, leaderboard, plots, render, selection
+from glue_bench.reporting import baselines, leaderboard, plots, references, render, selection
 from glue_bench.reporting.grid import grid
 from glue_bench.training import metrics
 
@@ -41,7 +41,7 @@ def runs() -> pd.DataFrame:
 
 
 def test_paper_glue_scores_recomputed_from_its_task_numbers():
-    paper = leaderboard.paper().set_index("model")
+    paper = references.paper().set_index("model")
     recomputed = {
         name: 100 * metrics.glue_score({t: row[t] / 100 for t in metrics.GLUE_TASKS})[0]
         for name, row in paper.iterrows()
@@ -189,7 +189,7 @@ def test_golden_leaderboard(runs, fmt, name):
 
 
 def test_golden_leaderboard_beside_the_paper(runs):
-    golden("leaderboard-paper.md", render.render(leaderboard.leaderboard(runs, compare_paper=True), "markdown"))
+    golden("leaderboard-paper.md", render.render(leaderboard.leaderboard(runs, compare="paper"), "markdown"))
 
 
 def test_golden_grid(runs):
@@ -200,7 +200,7 @@ def test_golden_grid(runs):
 
 def test_hand_checked_cells(runs):
     """A few cells of the golden table recomputed by hand from the fixture."""
-    board = leaderboard.leaderboard(runs, compare_paper=True).table
+    board = leaderboard.leaderboard(runs, compare="paper").table
     mini = board[board["Model"] == "L-4_H-256 (bert-mini)"].iloc[0]
     assert mini["MRPC"] == "81.0±1.4/71.0±1.4"  # F1 82, 80; accuracy 72, 70: sample std √2 = 1.41
     # 11 + 85.5 + 76 + 75.5 + 75.5 + 74.5 + 84 + 58 + 100·40/71 = 596.34 → / 9

@@ -92,7 +92,10 @@ def _add_report(sub) -> None:
         help="default: from the --out suffix (.md .csv .tex .html), else markdown",
     )
     rep.add_argument(
-        "--compare", choices=["paper"], help="the paper's table (results/paper-miniatures.csv) beside ours"
+        "--compare",
+        choices=["paper", "dev-reference"],
+        help="paper: the paper's GLUE test table (results/paper-miniatures.csv) beside ours; dev-reference: published "
+        "dev scores of the miniatures (results/dev-reference.csv), each with its recipe",
     )
     rep.add_argument("--out", help="write to this file instead of stdout")
     view = rep.add_mutually_exclusive_group()
@@ -139,7 +142,7 @@ def cmd_report(args) -> int:
             from glue_bench.reporting.bootstrap import selected_replicates
 
             intervals = selected_replicates(table, url, resamples=args.resamples)
-        result = leaderboard(table, compare_paper=args.compare == "paper", intervals=intervals)
+        result = leaderboard(table, compare=args.compare, intervals=intervals)
         if fmt == "html":  # the leaderboard as HTML is the whole page: the figure, the grids and AX with it
             from glue_bench.reporting.page import page
 

@@ -1,10 +1,13 @@
 """The task registry: one frozen dataclass per `tasks/<name>.toml`, loaded strictly.
 
-Everything task-specific lives in those files, so no code branches on a task's name.
+Everything task-specific lives in those files, so no code branches on a task's name. A user's own task file
+may name an `evaluate` metric module (metric_module, a local path) for metrics that are not built in; it is
+loaded and tried where the task file is read, so a wrong module stops the run before any training.
 """
 
 from __future__ import annotations
 
+import math
 import tomllib
 from dataclasses import dataclass, fields
 from functools import cache
@@ -49,6 +52,7 @@ class Task:
     predicted_by: str = ""  # a task with no training data, predicted by this task's model (AX ← MNLI)
     label_range: tuple[float, ...] = ()  # a regression task's [low, high]: submissions are clipped to it
     label_names: tuple[str, ...] = ()  # names of the labels where the files hold codes ("0"/"1"); () : labels
+    metric_module: str = ""  # an `evaluate` metric module (its resolved path) computing the metrics not built in
     source_file: str = ""
 
     @property
@@ -117,6 +121,7 @@ _TASK_TYPES = {
     "predicted_by": str,
     "label_range": list,
     "label_names": list,
+    "metric_module": str,
 }
 
 
@@ -156,9 +161,14 @@ def parse_task(data: dict, where: str) -> Task:
             raise UserError(f"{where}: key '{key}' must be a list of strings")
     if len(body["hub_columns"]) not in (1, 2):
         raise UserError(f"{where}: hub_columns must name 1 or 2 text columns")
+    if "metric_module" in body:
+        body["metric_module"] = _module_path(body["metric_module"], where)
     for metric in body["metrics"]:
-        if metric not in KNOWN_METRICS:
-            raise UserError(f"{where}: unknown metric '{metric}'; known: {', '.join(KNOWN_METRICS)}")
+        if metric not in KNOWN_METRICS and "metric_module" not in body:
+            raise UserError(
+                f"{where}: unknown metric '{metric}'; known: {', '.join(KNOWN_METRICS)}, or name an evaluate "
+                'metric module that computes it (metric_module = "my_metric.py")'
+            )
     if not body["score"] or not set(body["score"]) <= set(body["metrics"]):
         raise UserError(f"{where}: score must list some of the task's metrics {body['metrics']}")
     if body["regression"] == bool(body["labels"]):
@@ -179,7 +189,50 @@ def parse_task(data: dict, where: str) -> Task:
     if not any(s.role == "dev" for s in splits.values()):
         raise UserError(f'{where}: a task needs at least one split with role = "dev"')
     tuples = {k: tuple(body[k]) for k in ("hub_columns", "labels", "metrics", "score", "label_names") if k in body}
-    return Task(name=data["name"], splits=splits, source_file=where, **{**body, **tuples})
+    task = Task(name=data["name"], splits=splits, source_file=where, **{**body, **tuples})
+    if task.metric_module:
+        _check_module(task, where)
+    return task
+
+
+def _module_path(value: str, where: str) -> str:
+    """metric_module: a path relative to the task file (or absolute), of a file or folder that exists."""
+    path = Path(where).parent / value
+    if not path.exists():
+        raise UserError(
+            f"{where}: metric_module '{value}' not found ({path}); give the path of an evaluate metric module "
+            "(a .py file or its folder), relative to the task file"
+        )
+    return str(path.resolve())
+
+
+@cache
+def metric_module(path: str):
+    """The `evaluate` metric module at a local path, loaded once per process. keep_in_memory: no cache files,
+    which workers computing at the same moment would share."""
+    import evaluate
+
+    return evaluate.load(path, keep_in_memory=True)
+
+
+def _check_module(task: Task, where: str) -> None:
+    """Load the module and try it on two rows: it must return a number for each metric it is named for."""
+    own = [m for m in task.metrics if m not in KNOWN_METRICS]
+    probe = [0.0, 1.0] if task.regression else [0, min(1, len(task.labels) - 1)]
+    try:
+        result = metric_module(task.metric_module).compute(predictions=probe, references=probe[::-1])
+    except Exception as e:  # a user's code: any error is theirs to fix, in one line
+        raise UserError(
+            f"{where}: metric_module {task.metric_module}: cannot load it and compute on two rows as an evaluate "
+            f"metric ({type(e).__name__}: {e})"
+        ) from None
+    got = result if isinstance(result, dict) else {}
+    missing = [m for m in own if not isinstance(got.get(m), (int, float)) or isinstance(got.get(m), bool)]
+    if missing or any(not math.isfinite(float(got[m])) for m in own):
+        raise UserError(
+            f"{where}: metric_module {task.metric_module} returns {sorted(got) if got else result!r}, not a number "
+            f"for each of the metrics {', '.join(missing or own)} that `metrics` names"
+        )
 
 
 def load_task_file(path: Path) -> Task:

@@ -29,6 +29,7 @@ SEED = 0
 LEVEL = 0.95
 BLOCK = 100  # replicates whose row counts are held at once: QQP's 40,430 rows × 100 × 8 bytes = 32 MB
 NO_DEV_PREDICTIONS = "no dev predictions recorded: its trials ran before glue-bench kept them"
+RESAMPLED = ("accuracy", "f1", "mcc", "pearson", "spearman")  # the metrics split_scores recomputes per resample
 
 
 @dataclass
@@ -208,6 +209,9 @@ def load_sample(
         def fetch(artifact: str) -> dict:
             return download_predictions(artifact, storage_url)
 
+    unresampled = [m for m in task.score if m not in RESAMPLED]
+    if unresampled:  # a task file's own metric (metric_module): no weighted form to resample it with
+        return f"its score metric {', '.join(unresampled)} comes from a metric module and cannot be resampled"
     splits = [s.name for s in task.splits_with_role("dev")]
     idx, labels, predictions = {}, {}, {s: [] for s in splits}
     for _, row in trials.iterrows():

@@ -3,6 +3,11 @@
 The same resampled dev rows score both models in each replicate; each model's seeds are resampled on
 their own (bootstrap.py). Verdict: "B better" when the whole 95% interval is above 0, "A better" when below,
 "no difference shown" otherwise. The GLUE line does the same with the mean over the GLUE tasks both have.
+
+Two models are compared as they were trained: where their recipes differ (recipes.py: every recipe field, how
+many configurations each was selected from, the grid point, the seeds) the table names each difference, so a
+difference of recipes is never read as a difference of models. Two models scored on different dev rows
+cannot be paired at all: compare refuses them.
 """
 
 from __future__ import annotations
@@ -13,9 +18,9 @@ import pandas as pd
 from glue_bench.errors import UserError, did_you_mean
 from glue_bench.inputs.models import normalise_model
 from glue_bench.inputs.tasks import get_task
-from glue_bench.reporting import bootstrap
+from glue_bench.reporting import bootstrap, recipes
 from glue_bench.reporting.cells import MISSING, points, signed
-from glue_bench.reporting.render import Report
+from glue_bench.reporting.render import UNLIKE, Report
 from glue_bench.reporting.selection import best
 from glue_bench.training.metrics import GLUE_TASKS
 
@@ -61,21 +66,26 @@ def compare(
         if not names:
             raise UserError(f"compare: {a} and {b} have no task in common with completed trials")
     replicates = bootstrap.selected_replicates(table, storage_url, [a, b], names, resamples)
+    for name in names:
+        ra, rb = replicates[(a, name)], replicates[(b, name)]
+        if not isinstance(ra, str) and not isinstance(rb, str) and ra.rows != rb.rows:
+            raise UserError(
+                f"compare: {a} and {b} were scored on different {name} dev rows (another task file or data), so "
+                "no difference between them can be paired; compare models scored on the same dev split"
+            )
     score = {(r["model"], r["task"]): float(r["score"]) for _, r in winners.iterrows()}
+    unlike, shared = _recipe_differences(winners, a, b, names)
     rows, reasons, diffs = [], [], {}
     for name in names:
         ra, rb = replicates[(a, name)], replicates[(b, name)]
-        row = {
-            "Task": name,
+        row = {"Task": name, **({UNLIKE: "; ".join(unlike[name]) or "same recipe"} if any(unlike.values()) else {})}
+        row |= {
             "A": points(score[(a, name)]),
             "B": points(score[(b, name)]),
             "B − A": signed(100 * (score[(b, name)] - score[(a, name)])),
         }
-        if isinstance(ra, str) or isinstance(rb, str) or ra.rows != rb.rows:
-            if isinstance(ra, str) or isinstance(rb, str):
-                reasons.append(f"{name}: {a if isinstance(ra, str) else b}: {ra if isinstance(ra, str) else rb}")
-            else:
-                reasons.append(f"{name}: the two models were not scored on the same dev rows")
+        if isinstance(ra, str) or isinstance(rb, str):
+            reasons.append(f"{name}: {a if isinstance(ra, str) else b}: {ra if isinstance(ra, str) else rb}")
             row.update({"95% interval": MISSING, "Verdict": "no interval"})
         else:
             diffs[name] = rb.task - ra.task
@@ -88,6 +98,7 @@ def compare(
         rows.append(
             {
                 "Task": label,
+                **({UNLIKE: ""} if any(unlike.values()) else {}),
                 "A": points(np.mean([score[(a, t)] for t in glue])),
                 "B": points(np.mean([score[(b, t)] for t in glue])),
                 "B − A": signed(point),
@@ -100,10 +111,48 @@ def compare(
         "both models, each model's seeds resampled on their own; numpy seed 0). Verdict: B better / A better "
         "when the interval lies above / below 0."
     )
+    if any(unlike.values()):
+        intro += (
+            f" A and B were trained or selected differently ({UNLIKE}, A → B): B − A measures those differences "
+            "as much as the models."
+        )
     notes = [f"No interval for {r}." for r in reasons]
     if glue:
         notes.append(f"GLUE score: the mean over the GLUE tasks with an interval ({', '.join(glue)}).")
-    return Report(f"{b} vs {a}", pd.DataFrame(rows), intro, notes)
+    if any(unlike.values()):
+        notes.append(
+            f"{UNLIKE}: each recipe field in which A's selected configuration differs from B's; configurations: "
+            "how many each was the best of; batch_size, lr: the grid point selected; seeds: those averaged."
+        )
+    return Report(
+        f"{b} vs {a}",
+        pd.DataFrame(rows),
+        intro,
+        notes,
+        text_columns=1 + any(unlike.values()),
+        recipe=recipes.describe(shared),
+        recipe_of="A and B",
+    )
+
+
+def _recipe_differences(winners: pd.DataFrame, a: str, b: str, names: list[str]) -> tuple[dict, dict]:
+    """Per task, each field in which A's and B's selected configurations differ ("epochs 1 → 3"), and the
+    fields that are the same for both on every task."""
+    fields = recipes.recipe_fields(winners)
+    chosen = {(r["model"], r["task"]): r for _, r in winners.iterrows()}
+    both, unlike = {}, {}
+    for name in names:
+        pair = []
+        for model in (a, b):
+            winner = chosen[(model, name)]
+            recipe = recipes.configuration(winner, fields)
+            recipe.update(batch_size=recipes.text(winner["batch_size"]), lr=recipes.lr(winner["lr"]))
+            recipe["seeds"] = winner["seed_list"]
+            pair.append(recipe)
+        unlike[name] = recipes.differences(*pair)
+        both[(a, name)], both[(b, name)] = pair
+    shared, _ = recipes.split(both)
+    return unlike, shared
 
 
 def _verdict_cells(differences: np.ndarray) -> dict[str, str]:

@@ -7,6 +7,7 @@ import pandas as pd
 from glue_bench.errors import UserError
 from glue_bench.inputs.models import by_size, normalise_model
 from glue_bench.inputs.tasks import Task, get_task
+from glue_bench.reporting import recipes
 from glue_bench.reporting.cells import DEGENERATE, INCOMPLETE, MISSING, collapse_mark, points, seed_gaps
 from glue_bench.reporting.render import Report
 from glue_bench.reporting.selection import CONFIG, configurations
@@ -16,6 +17,9 @@ from glue_bench.training.recipe import lr_text
 def grid(table: pd.DataFrame, spec: str) -> Report:
     """--grid MODEL:TASK: the dev task score of every (batch size, learning rate), to see how sensitive it is."""
     model, sep, task_name = spec.rpartition(":")
+    head, slash, tail = spec.rpartition("/")
+    if slash and head and (not sep or "/" in task_name) and _is_task(tail):  # MODEL/TASK: a slash for the colon
+        raise UserError(f"--grid {spec}: write MODEL:TASK, a colon before the task: --grid {head}:{tail}")
     if not sep or not model:
         raise UserError(f"--grid {spec}: write MODEL:TASK, e.g. --grid bert-tiny:rte or --grid random:L-2_H-128:rte")
     task = get_task(task_name)
@@ -30,6 +34,14 @@ def grid(table: pd.DataFrame, spec: str) -> Report:
         )
         raise UserError(f"--grid {spec}: no trials of {model} on {task.name}; {have}")
     return trial_grid(trials, model, task)
+
+
+def _is_task(name: str) -> bool:
+    try:
+        get_task(name)
+    except UserError:
+        return False
+    return True
 
 
 def trial_grid(trials: pd.DataFrame, model: str, task: Task) -> Report:
@@ -99,4 +111,13 @@ def trial_grid(trials: pd.DataFrame, model: str, task: Task) -> Report:
             f"is complete: {'; '.join(gaps)}."
         )
     intro = f"Dev task score ({score}) in points, by batch size × learning rate; seeds per configuration: {', '.join(map(str, seeds))}."
-    return Report(f"{model} on {task.name}: the grid", pd.DataFrame(rows), intro, notes, text_columns=len(varying) + 1)
+    same = [f for f in recipes.recipe_fields(trials) if f not in varying]  # the grid's columns show the rest
+    return Report(
+        f"{model} on {task.name}: the grid",
+        pd.DataFrame(rows),
+        intro,
+        notes,
+        text_columns=len(varying) + 1,
+        recipe=recipes.describe({f: recipes.text(trials[f].iloc[0]) for f in same}),
+        recipe_of="every trial",
+    )

@@ -13,9 +13,9 @@ import numpy as np
 import pandas as pd
 
 from glue_bench.errors import UserError
-from glue_bench.inputs import shipped
-from glue_bench.inputs.models import DISTILLED, by_size, model_label, model_shape
+from glue_bench.inputs.models import DISTILLED, by_size, model_label
 from glue_bench.inputs.tasks import get_task, registry
+from glue_bench.reporting import recipes, references
 from glue_bench.reporting.cells import (
     DEGENERATE,
     INCOMPLETE,
@@ -25,14 +25,22 @@ from glue_bench.reporting.cells import (
     seed_gaps,
     signed,
 )
-from glue_bench.reporting.render import Report
+from glue_bench.reporting.render import RECIPE, Report
 from glue_bench.reporting.selection import best, passed_over
 from glue_bench.training import metrics
 from glue_bench.training.recipe import lr_text
 
-PAPER_FILE = "paper-miniatures.csv"
-PAPER_SOURCE = "Turc et al. (2019), BERT miniatures model card"
-OURS = "ours (dev)"  # the Source of a model's own row beside the paper's (the page sorts by these rows)
+OURS = "ours (dev)"  # the Source of a model's own row beside a reference's (the page sorts by these rows)
+
+
+def ours_source(recipe: dict[str, str]) -> str:
+    """A model's own Source cell; a row trained on a subset of the train rows says so beside a reference."""
+    subset = recipes.subset(recipe)
+    return f"{OURS[:-1]}, {subset})" if subset else OURS
+
+
+def is_ours(source: str) -> bool:
+    return source.startswith(OURS[:-1])
 
 
 @dataclass(frozen=True)
@@ -77,7 +85,8 @@ def task_scores(winners: pd.DataFrame) -> pd.DataFrame:
 
 def model_scores(table: pd.DataFrame, task: str | None = None) -> pd.DataFrame:
     """Per model (by size): the GLUE score, or one task's score (AX: its MNLI model's), in points, with
-    the number of GLUE tasks it rests on and whether that is all of them."""
+    the number of GLUE tasks it rests on, whether that is all of them, and `subset`: whether a score it rests
+    on was trained on a subset of the train rows (max_train_samples)."""
     winners = best(table)
     scores = task_scores(winners)
     rows = []
@@ -97,27 +106,10 @@ def model_scores(table: pd.DataFrame, task: str | None = None) -> pd.DataFrame:
                 else math.nan
             )
             run, complete = int(not math.isnan(value)), True
-        rows.append({"model": ref, "value": 100 * value, "tasks": run, "complete": complete})
-    return pd.DataFrame(rows, columns=["model", "value", "tasks", "complete"]).dropna(subset=["value"])
-
-
-def paper() -> pd.DataFrame:
-    """The paper's table (points), one row per named miniature, with its task scores (points)."""
-    frame = pd.read_csv(shipped.reference_dir() / PAPER_FILE, comment="#")
-    for name in metrics.GLUE_TASKS:
-        task = get_task(name)
-        frame[name] = np.mean(
-            [frame[f"{name}/{s.name}/{m}"] for s in task.splits_with_role("test") for m in task.score], axis=0
-        )
-    return frame
-
-
-def paper_row(ref: str) -> pd.Series | None:
-    """The paper's row of a miniature fine-tuned on labels (a distilled student has none: it learned otherwise)."""
-    shape = None if DISTILLED in str(ref) else model_shape(ref)
-    table = paper()
-    match = table[(table["layers"] == shape[0]) & (table["hidden"] == shape[1])] if shape else table.iloc[:0]
-    return match.iloc[0] if len(match) else None
+        subset = winners.loc[winners["model"] == ref, recipes.SUBSET] if recipes.SUBSET in winners else []
+        subset = any(recipes.text(v) not in ("0", "none") for v in subset)
+        rows.append({"model": ref, "value": 100 * value, "tasks": run, "complete": complete, "subset": subset})
+    return pd.DataFrame(rows, columns=["model", "value", "tasks", "complete", "subset"]).dropna(subset=["value"])
 
 
 def _ours_cell(winner: pd.Series | None, column: Column) -> str:
@@ -133,8 +125,9 @@ def _ours_cell(winner: pd.Series | None, column: Column) -> str:
     return text
 
 
-def leaderboard(table: pd.DataFrame, compare_paper: bool = False, intervals: dict | None = None) -> Report:
-    """intervals: bootstrap.selected_replicates of this table (report --ci): each cell gets its 95% interval."""
+def leaderboard(table: pd.DataFrame, compare: str | None = None, intervals: dict | None = None) -> Report:
+    """compare: a reference of references.REFERENCES set beside each model (its rows and Δ). intervals:
+    bootstrap.selected_replicates of this table (report --ci): each cell gets its 95% interval."""
     winners = best(table)
     if winners.empty:
         raise UserError(
@@ -143,14 +136,29 @@ def leaderboard(table: pd.DataFrame, compare_paper: bool = False, intervals: dic
         )
     scores = task_scores(winners)
     cols = columns()
-    rows, flagged, unfinished, seeds, partial, taught = [], [], [], set(), False, []
+    fields = recipes.recipe_fields(winners)
+    mine_of = {ref: {r["task"]: r for _, r in winners[winners["model"] == ref].iterrows()} for ref in scores.index}
+    recipe_of = {
+        ref: recipes.merged({t: recipes.configuration(w, fields) for t, w in mine.items()})
+        for ref, mine in mine_of.items()
+    }
+    shared, own = recipes.split(recipe_of)
+    theirs_of = {ref: references.rows(compare, ref, cols) if compare else [] for ref in scores.index}
+    show_recipes = any(own.values()) or any(theirs_of.values())
+    rows, flagged, unfinished, seeds, partial, taught, ours_rows = [], [], [], set(), False, [], []
     placed: dict[tuple[int, str], tuple[str, str]] = {}
     for ref in scores.index:
-        mine = {row["task"]: row for _, row in winners[winners["model"] == ref].iterrows()}
+        mine, theirs = mine_of[ref], theirs_of[ref]
         score, complete = metrics.glue_score(scores.loc[ref].dropna().to_dict())
         run = int(scores.loc[ref].notna().sum())
         partial |= not complete
-        ours = {"Model": model_label(ref), "Score": _score_cell(score, complete, run)}
+        ours = {"Model": model_label(ref)}
+        if compare:
+            ours["Source"] = ours_source(recipe_of[ref])
+        if show_recipes:  # the fields in which rows differ: from each other, or from the reference beside them
+            unlike = {k for row in theirs for k, v in row.recipe.items() if recipe_of[ref].get(k, v) != v}
+            ours[RECIPE] = recipes.describe({k: v for k, v in recipe_of[ref].items() if k in own[ref] or k in unlike})
+        ours["Score"] = _score_cell(score, complete, run)
         ours.update({c.label: _ours_cell(mine.get(c.source), c) for c in cols})
         for task, winner in mine.items():
             seeds.add(int(winner["seeds"]))
@@ -162,11 +170,10 @@ def leaderboard(table: pd.DataFrame, compare_paper: bool = False, intervals: dic
             taught.append(_distilled_note(ref, mine))
         if intervals is not None:
             placed.update({(len(rows), k): v for k, v in _intervals(ref, scores.loc[ref], cols, intervals).items()})
-        if not compare_paper:
-            rows.append(ours)
-            continue
-        rows.append({"Model": ours.pop("Model"), "Source": OURS, **ours})
-        rows += _paper_rows(ref, mine, scores.loc[ref], cols)
+        ours_rows.append(len(rows))
+        rows.append(ours)
+        for found in theirs:
+            rows += _reference_rows(found, mine, scores.loc[ref], cols, show_recipes)
     frame = pd.DataFrame(rows).fillna(MISSING)
     intro = (
         "Best configuration per task on the dev sets (batch size × learning rate, by the mean task score "
@@ -174,16 +181,22 @@ def leaderboard(table: pd.DataFrame, compare_paper: bool = False, intervals: dic
         "correlation; the rest: accuracy. AX: the MNLI model on the labelled diagnostic set. Score: the GLUE "
         "score, the mean of the 9 task scores (AX excluded)."
     )
-    if compare_paper:
-        intro += (
-            f" Paper: {PAPER_SOURCE}, on the GLUE test sets, so even an exact reproduction differs a little;"
-            " Δ = ours − paper."
-        )
+    if compare:
+        intro += references.intro(compare)
     notes = [f"{MISSING} not run."]
+    if show_recipes:
+        notes.append(
+            "Recipe: the fields in which a row's recipe differs from another row's"
+            + (" or from the reference's beside it" if compare else "")
+            + " (the rest are stated above the table); configurations: how many (batch size, lr, recipe) "
+            "configurations the best was chosen from."
+        )
+    if any(recipes.subset(r) for r in recipe_of.values()) and compare:
+        notes.append("ours (dev, N train rows): trained on the first N train rows only, not the whole train set.")
     if partial:
         notes.append(
             "(k/9): a partial score, the mean of the k GLUE tasks run"
-            + ("; its Δ compares with the paper's mean over the same tasks." if compare_paper else ".")
+            + ("; its Δ compares with the paper's mean over the same tasks." if compare == references.PAPER else ".")
         )
     if seeds - {1}:
         notes.append(
@@ -210,9 +223,21 @@ def leaderboard(table: pd.DataFrame, compare_paper: bool = False, intervals: dic
         )
         notes.append(f"Not selected though higher, because a seed failed or is missing: {shown}.")
     notes += taught
+    if compare:
+        notes += references.notes(compare)
     if intervals is not None:
         notes += _interval_notes(intervals)
-    return Report("GLUE leaderboard", frame, intro, notes, text_columns=2 if compare_paper else 1, intervals=placed)
+    return Report(
+        "GLUE leaderboard",
+        frame,
+        intro,
+        notes,
+        text_columns=1 + bool(compare) + show_recipes,
+        intervals=placed,
+        recipe=recipes.describe(shared),
+        recipe_of="every model's row" if compare else "every row",
+        recipe_rows=tuple(ours_rows),
+    )
 
 
 def _distilled_note(ref: str, mine: dict) -> str:
@@ -283,28 +308,28 @@ def _score_cell(score: float, complete: bool, run: int) -> str:
     return points(score) if complete else f"{points(score)} ({run}/{len(metrics.GLUE_TASKS)})"
 
 
-def _paper_rows(ref: str, mine: dict, scores: pd.Series, cols: list[Column]) -> list[dict]:
-    found = paper_row(ref)
-    if found is None:
-        return []
-    theirs = {
-        "Model": f"{found['model']} (L-{found['layers']}_H-{found['hidden']})",
-        "Source": "paper (test)",
-        "Score": f"{found['score']:.1f}",
-    }
+def _reference_rows(found, mine: dict, scores: pd.Series, cols: list[Column], show_recipes: bool) -> list[dict]:
+    """A reference row (references.ReferenceRow) and the Δ row under it (ours − theirs, per metric)."""
+    theirs = {"Model": found.label, "Source": found.source}
     delta = {"Model": "", "Source": "Δ"}
+    if show_recipes:
+        theirs[RECIPE], delta[RECIPE] = recipes.describe(found.recipe), ""
+    theirs["Score"] = f"{found.score:.1f}" if found.score is not None else MISSING
     for c in cols:
-        theirs[c.label] = "/".join(f"{found[k]:.1f}" for k in c.paper_keys)
+        values = found.cells.get(c.label)
+        if values is None:
+            continue
+        spread = found.spread.get(c.label)
+        theirs[c.label] = "/".join(f"{v:.1f}" + (f"±{spread[i]:.1f}" if spread else "") for i, v in enumerate(values))
         winner = mine.get(c.source)
         if winner is not None and all(pd.notna(winner.get(k)) for k in c.runs_keys):
-            delta[c.label] = "/".join(signed(100 * winner[r] - found[p]) for r, p in zip(c.runs_keys, c.paper_keys))
+            delta[c.label] = "/".join(signed(100 * winner[r] - v) for r, v in zip(c.runs_keys, values))
     run = [t for t in metrics.GLUE_TASKS if pd.notna(scores.get(t))]
-    if run:
+    if run and found.score is not None:
         ours = 100 * float(np.mean([scores[t] for t in run]))
         if len(run) == len(metrics.GLUE_TASKS):
-            delta["Score"] = signed(ours - found["score"])
+            delta["Score"] = signed(ours - found.score)
         else:
-            delta["Score"] = (
-                f"{signed(ours - float(np.mean([found[t] for t in run])))} ({len(run)}/{len(metrics.GLUE_TASKS)})"
-            )
+            partial = float(np.mean([found.task_scores[t] for t in run]))
+            delta["Score"] = f"{signed(ours - partial)} ({len(run)}/{len(metrics.GLUE_TASKS)})"
     return [theirs, delta]

@@ -21,7 +21,7 @@ from glue_bench.reporting import plots, render
 from glue_bench.reporting.cells import DEGENERATE
 from glue_bench.reporting.diagnostics import ax_report, labelled_split
 from glue_bench.reporting.grid import trial_grid
-from glue_bench.reporting.leaderboard import OURS
+from glue_bench.reporting.leaderboard import is_ours
 from glue_bench.reporting.render import Report
 from glue_bench.training import metrics
 
@@ -44,6 +44,7 @@ th[aria-sort="ascending"]::after { content: " \\25B2"; } th[aria-sort="descendin
 #board tbody + tbody { border-top: 2px solid #aaa; }
 #board tbody tr + tr { color: #666; }  /* the paper's row and Δ under a model's own */
 td.collapsed { background: #fcdcb4; }
+td.prose { white-space: normal; min-width: 11em; max-width: 17em; font-size: 12px; }  /* a row's recipe wraps */
 .ci { display: block; color: #777; font-size: 85%; }  /* the interval under its value: a narrower table */
 small { color: #555; }
 img { max-width: 100%; height: auto; }
@@ -133,7 +134,7 @@ def _collapsed(text: str) -> str:
 def _leaderboard(board: Report) -> list[str]:
     beside_paper = "Source" in board.table.columns  # then a model's rows are its own, the paper's, Δ
     if beside_paper:
-        groups = [i for i, source in enumerate(board.table["Source"]) if source == OURS]
+        groups = [i for i, source in enumerate(board.table["Source"]) if is_ours(source)]
     else:
         groups = list(range(len(board.table)))
     attributes = f'id="board" class="sortable" data-text-columns="{board.text_columns}"'

@@ -21,7 +21,7 @@ import pandas as pd  # noqa: E402
 from glue_bench.errors import UserError, counted  # noqa: E402
 from glue_bench.inputs import models  # noqa: E402
 from glue_bench.inputs.tasks import get_task  # noqa: E402
-from glue_bench.reporting import leaderboard  # noqa: E402
+from glue_bench.reporting import leaderboard, references  # noqa: E402
 
 NAMES = {shape: "BERT-" + name.removeprefix("bert-").title() for name, shape in models.NAMED.items()}
 
@@ -41,7 +41,7 @@ def _heatmap_models(scores: pd.DataFrame) -> tuple[pd.DataFrame, str]:
 
 
 def _paper_values(task: str | None) -> pd.DataFrame:
-    table = leaderboard.paper()
+    table = references.paper()
     column = "score" if task is None else ("ax/test/mcc" if get_task(task).name == "ax" else get_task(task).name)
     return pd.DataFrame(
         {
@@ -84,10 +84,10 @@ def figure(table: pd.DataFrame, task: str | None = None, compare_paper: bool = F
     if grid_models.empty and paper is None:
         raise UserError("--plot: no model is a BERT miniature (L-2_H-128 … L-12_H-768): nothing to draw")
     ours = {
-        row["shape"]: (row["value"], "" if row["complete"] else f"({row['tasks']}/9 tasks)")
+        row["shape"]: (row["value"], "" if row["complete"] else f"({row['tasks']}/9 tasks)", row["subset"])
         for _, row in grid_models.iterrows()
     }
-    theirs = {row["shape"]: (row["value"], "") for _, row in paper.iterrows()} if paper is not None else {}
+    theirs = {row["shape"]: (row["value"], "", False) for _, row in paper.iterrows()} if paper is not None else {}
 
     panels = 3 if paper is not None else 2
     fig, axes = plt.subplots(
@@ -97,11 +97,12 @@ def figure(table: pd.DataFrame, task: str | None = None, compare_paper: bool = F
         layout="constrained",
         gridspec_kw={"width_ratios": [1] * (panels - 1) + [1.3]},
     )
-    known = [v for v, _ in [*ours.values(), *theirs.values()]]
+    known = [v for v, _, _ in [*ours.values(), *theirs.values()]]
     low, high = min(known), max(known)
     if high - low < 1:
         low, high = low - 1, high + 1
-    image = _grid_panel(axes[0], ours, low, high, f"ours: dev, {family}")
+    subset = " (* a train subset)" if scores["subset"].any() else ""  # never set beside the paper unmarked
+    image = _grid_panel(axes[0], ours, low, high, f"ours: dev, {family}{subset}")
     if paper is not None:
         _grid_panel(axes[1], theirs, low, high, "paper: GLUE test sets")
         axes[1].set_ylabel("")
@@ -112,9 +113,10 @@ def figure(table: pd.DataFrame, task: str | None = None, compare_paper: bool = F
 
 
 def _grid_panel(ax, cells: dict, low: float, high: float, title: str):
-    """The 6 × 4 grid (rows L = 2 … 12, columns H = 128 … 768); `cells` maps (L, H) → (value, note)."""
+    """The 6 × 4 grid (rows L = 2 … 12, columns H = 128 … 768); `cells` maps (L, H) → (value, note, subset):
+    a value trained on a subset of the train rows is starred."""
     values = np.full((len(models.LAYERS), len(models.HIDDEN)), np.nan)
-    for (layers, hidden), (value, _) in cells.items():
+    for (layers, hidden), (value, _, _) in cells.items():
         values[models.LAYERS.index(layers), models.HIDDEN.index(hidden)] = value
     cmap = plt.get_cmap("viridis").with_extremes(bad="#eeeeee")  # shapes not run: light grey
     image = ax.imshow(np.ma.masked_invalid(values), cmap=cmap, vmin=low, vmax=high, aspect="auto")
@@ -122,12 +124,12 @@ def _grid_panel(ax, cells: dict, low: float, high: float, title: str):
         for j, hidden in enumerate(models.HIDDEN):
             colour = "#888888"
             if (layers, hidden) in cells:
-                value, note = cells[(layers, hidden)]
+                value, note, subset = cells[(layers, hidden)]
                 colour = "white" if (value - low) / (high - low) < 0.6 else "black"  # readable on viridis
                 ax.text(
                     j,
                     i,
-                    f"{value:.1f}" + (f"\n{note}" if note else ""),
+                    f"{value:.1f}" + ("*" if subset else "") + (f"\n{note}" if note else ""),
                     ha="center",
                     va="center",
                     fontsize=9,
@@ -181,7 +183,7 @@ def _scatter(ax, scores: pd.DataFrame, paper: pd.DataFrame | None, what: str) ->
                 )
             for _, row in part.iterrows():
                 ax.annotate(
-                    row["model"].removeprefix("random:"),
+                    row["model"].removeprefix("random:") + ("*" if row["subset"] else ""),
                     (row["params"], row["value"]),
                     fontsize=7,
                     xytext=(4, 3),
@@ -201,6 +203,7 @@ def _scatter(ax, scores: pd.DataFrame, paper: pd.DataFrame | None, what: str) ->
     ax.margins(x=0.2, y=0.08)  # room for the point labels
     ax.set_xlabel("parameters (log scale)")
     ax.set_ylabel(f"{what} (points)")
-    ax.set_title(f"{what} against model size", fontsize=11)
+    subset = " (* a train subset)" if scores["subset"].any() else ""
+    ax.set_title(f"{what} against model size{subset}", fontsize=11)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")

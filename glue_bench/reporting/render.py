@@ -1,7 +1,8 @@
 """A report (title, intro, a table of strings, notes) as Markdown, CSV, LaTeX or HTML.
 
 The table's cells are already formatted (the leaderboard and grid views decide what a cell says); this module only lays
-them out. CSV holds the table alone: prose does not belong in a CSV file.
+them out. CSV holds the table alone: prose does not belong in a CSV file. The recipe the rows share (`recipe`) is the
+exception: a CSV row read on its own must still say how it was trained, so CSV repeats it in a "Shared recipe" column.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import pandas as pd
 from glue_bench.errors import UserError
 
 FORMATS = ("markdown", "csv", "latex", "html")
+RECIPE, UNLIKE = "Recipe", "Unlike recipes"  # columns of prose (how rows were trained): HTML lets them wrap
 SUFFIXES = {".md": "markdown", ".csv": "csv", ".tex": "latex", ".html": "html", ".htm": "html"}
 
 
@@ -28,6 +30,15 @@ class Report:
     text_columns: int = 1  # the leading columns that hold names (left-aligned); the rest hold numbers
     # (row position, column) → (low, high), already formatted: an interval beside that cell's value
     intervals: dict[tuple[int, str], tuple[str, str]] = field(default_factory=dict)
+    # The recipe (recipes.describe) that the rows share, stated once: "Recipe of <recipe_of>: …"; the fields in
+    # which rows differ are the table's own "Recipe" column. recipe_rows: the rows it applies to (None: all).
+    recipe: str = ""
+    recipe_of: str = "every row"
+    recipe_rows: tuple[int, ...] | None = None
+
+    @property
+    def recipe_line(self) -> str:
+        return f"Recipe of {self.recipe_of}: {self.recipe}." if self.recipe else ""
 
 
 def shown(report: Report) -> pd.DataFrame:
@@ -62,8 +73,7 @@ def markdown(report: Report) -> str:
 
     rule = ["---" if i < report.text_columns else "---:" for i in range(report.table.shape[1])]
     lines = [f"## {report.title}", ""]
-    if report.intro:
-        lines += [report.intro, ""]
+    lines += [f"{text}\n" for text in (report.intro, report.recipe_line) if text]
     lines += [row(report.table.columns), row(rule)] + [row(r) for r in shown(report).itertuples(index=False)]
     if report.notes:
         lines += [""] + [f"{note}  " if i < len(report.notes) - 1 else note for i, note in enumerate(report.notes)]
@@ -78,6 +88,9 @@ def csv(report: Report) -> str:
         for i, name in enumerate(("lo", "hi")):
             values = [report.intervals.get((row, column), ("", ""))[i] for row in range(len(table))]
             table.insert(at + i, f"{column} {name}", values)
+    if report.recipe:
+        rows = range(len(table)) if report.recipe_rows is None else report.recipe_rows
+        table["Shared recipe"] = ["" if i not in rows else report.recipe for i in range(len(table))]
     return table.to_csv(index=False, lineterminator="\n")
 
 
@@ -125,8 +138,8 @@ def latex(report: Report) -> str:
     ]
     lines += [" & ".join(latex_text(c) for c in row) + r" \\" for row in shown(report).itertuples(index=False)]
     lines += [r"\bottomrule", r"\end{tabular}"]
-    if report.intro or report.notes:
-        prose = " ".join(latex_text(p) for p in [report.intro, *report.notes] if p)
+    if report.intro or report.recipe or report.notes:
+        prose = " ".join(latex_text(p) for p in [report.intro, report.recipe_line, *report.notes] if p)
         lines += [r"\par\smallskip\footnotesize", prose]
     lines.append(r"\end{table}")
     return "\n".join(lines) + "\n"
@@ -150,8 +163,7 @@ def html_section(report: Report, level: int = 2, **table_options) -> list[str]:
     """The report as lines of an HTML fragment: its title as a heading, the intro, the table, the notes.
     The leaderboard page (page.py) puts several of these on one page; table_options go to html_table."""
     parts = [f"<h{level}>{html.escape(report.title)}</h{level}>"]
-    if report.intro:
-        parts.append(f"<p>{html.escape(report.intro)}</p>")
+    parts += [f"<p>{html.escape(text)}</p>" for text in (report.intro, report.recipe_line) if text]
     parts += html_table(report, **table_options)
     parts += [f"<p><small>{html.escape(note)}</small></p>" for note in report.notes]
     return parts
@@ -171,6 +183,7 @@ def html_table(report: Report, attributes: str = "", groups: list[int] | None = 
                 low, high = intervals[column]
                 text += f' <span class="ci">[{html.escape(low)}, {html.escape(high)}]</span>'
             css = cell_class(str(value)) if cell_class and tag == "td" else ""
+            css = " ".join(filter(None, [css, "prose" if tag == "td" and column in (RECIPE, UNLIKE) else ""]))
             css = f' class="{css}"' if css else ""
             out.append(f"<{tag}{_align(i, report)}{css}>{text}</{tag}>")
         return "<tr>" + "".join(out) + "</tr>"

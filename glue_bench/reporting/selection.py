@@ -70,7 +70,8 @@ def configurations(table: pd.DataFrame) -> pd.DataFrame:
     """One row per (model, task, configuration) with a completed seed, ordered best first per (model, task).
 
     Each grid point counts once (runs.latest). Columns: the mean and std over seeds of every value; `seeds`,
-    the number of distinct completed seeds; `failed_seeds` and `missing_seeds` (of the seeds the same sweep
+    the number of distinct completed seeds, and `seed_list`, which ("0, 1, 2"); `configurations`, how many
+    configurations of its (model, task) the selection chose from; `failed_seeds` and `missing_seeds` (of the seeds the same sweep
     and recipe ran elsewhere in its grid), `complete` when both are empty; `collapsed`, how many seeds
     predicted one class on a dev split, and `degenerate`, which (e.g. "seed 1: validation: all 1"); the
     best seed's trial. A complete configuration ranks above every incomplete one; then by mean score.
@@ -78,7 +79,17 @@ def configurations(table: pd.DataFrame) -> pd.DataFrame:
     counted = latest(table)
     keys = ["model", "task"] + [c for c in CONFIG if c in counted.columns]
     done = counted[counted["state"] == "COMPLETE"].copy()
-    extra = ["seeds", "failed_seeds", "missing_seeds", "complete", "collapsed", "degenerate", "best_trial"]
+    extra = [
+        "seeds",
+        "seed_list",
+        "configurations",
+        "failed_seeds",
+        "missing_seeds",
+        "complete",
+        "collapsed",
+        "degenerate",
+        "best_trial",
+    ]
     if done.empty:
         return pd.DataFrame(columns=keys + ["score", "std:score"] + extra)
     done["degenerate"] = [collapsed_splits(row) for row in done.to_dict("records")]
@@ -88,6 +99,7 @@ def configurations(table: pd.DataFrame) -> pd.DataFrame:
     out = grouped[values].mean()
     out = out.join(grouped[values].std(ddof=1).add_prefix("std:"))
     out["seeds"] = grouped["seed"].nunique()
+    out["seed_list"] = grouped["seed"].agg(lambda seeds: _seed_list(set(seeds)))
     out["best_trial"] = grouped["score"].idxmax().map(lambda i: done.loc[i, "trial"])
     out = out.reset_index()
 
@@ -114,6 +126,7 @@ def configurations(table: pd.DataFrame) -> pd.DataFrame:
     out["failed_seeds"], out["missing_seeds"] = failed, missing
     out["complete"] = (out["failed_seeds"] == "") & (out["missing_seeds"] == "")
     out["collapsed"], out["degenerate"] = collapsed, degenerate
+    out["configurations"] = out.groupby(["model", "task"], sort=False)["score"].transform("size")
     out["_order"] = range(len(out))
     return (
         out.sort_values(

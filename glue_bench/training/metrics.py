@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 
-from glue_bench.inputs.tasks import Task
+from glue_bench.inputs.tasks import Task, metric_module
 
 # scipy and scikit-learn load when a metric is first computed: reading results and plans never needs them.
 
@@ -45,9 +45,16 @@ METRICS = {
 
 
 def compute(task: Task, predictions, labels) -> dict[str, float]:
-    """Every metric of the task on one split. `predictions` are label ids (or scores for regression)."""
+    """Every metric of the task on one split. `predictions` are label ids (or scores for regression). Metrics
+    that are not built in come from the task's `evaluate` metric module (tasks.metric_module)."""
     predictions, labels = np.asarray(predictions), np.asarray(labels)
-    return {name: METRICS[name](predictions, labels) for name in task.metrics}
+    own = [name for name in task.metrics if name not in METRICS]
+    found = {}
+    if own:
+        found = metric_module(task.metric_module).compute(predictions=predictions.tolist(), references=labels.tolist())
+    return {
+        name: METRICS[name](predictions, labels) if name in METRICS else float(found[name]) for name in task.metrics
+    }
 
 
 def split_score(task: Task, metrics: dict[str, float]) -> float:
