@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 
 from glue_bench.errors import UserError, did_you_mean
@@ -124,18 +125,17 @@ def cmd_run(args) -> int:
         study.set_user_attr(key, value)  # as a sweep's study has them: kept:adhoc finds its model
     trial = study.ask(trials.grid_distributions([args.batch_size], [args.lr], [args.seed]))
     try:
-        score = trials.execute(prepared, trial, args.storage, progress=not args.no_progress)
+        trials.execute(prepared, trial, args.storage, progress=not args.no_progress)  # records it, told COMPLETE
     except Diverged as e:
         trial.set_user_attr("fail_reason", f"diverged: {e}")
         study.tell(trial, state=optuna.trial.TrialState.FAIL)
         print(f"glue-bench: the run diverged ({e}); recorded as failed trial {trial.number} of {name}", file=sys.stderr)
         return 1
     except BaseException as e:
-        if isinstance(e, KeyboardInterrupt):
+        if isinstance(e, (KeyboardInterrupt, SystemExit)):  # Ctrl-C, SIGTERM
             trial.set_user_attr("interrupted", True)
         study.tell(trial, state=optuna.trial.TrialState.FAIL)
         raise
-    study.tell(trial, score)
     _print_result(prepared.task, study.trials[trial.number], name, masked(args.storage))
     if args.save:
         from glue_bench.sweeping.kept import kept
@@ -632,9 +632,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)  # argparse itself exits 2 with one line on a bad option
     try:
         from glue_bench.inputs.hub import quiet_libraries
+        from glue_bench.sweeping.stops import handled
 
         quiet_libraries(progress=not getattr(args, "no_progress", False))
-        return args.func(args)
+        with handled(signals=(signal.SIGTERM,)):  # SIGTERM: exit 143 through the code that records a stop
+            return args.func(args)
     except UserError as e:  # one line per problem (a dry run may find several)
         for line in str(e).splitlines():
             print(f"glue-bench: error: {line}", file=sys.stderr)
