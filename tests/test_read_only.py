@@ -60,15 +60,26 @@ def test_status_of_an_existing_storage_without_the_sweep_shows_it_not_queued(tmp
     assert "0 of 20 trials complete, 0 failed, 0 running, 0 waiting, 20 not queued" in capsys.readouterr().out
 
 
-def test_a_dry_run_writes_nothing(tmp_path, glue_data, capsys):
+@pytest.mark.parametrize("storage_file", ["none", "empty"])
+def test_a_dry_run_writes_nothing(tmp_path, glue_data, capsys, storage_file):
+    """No storage yet, or an empty file where it will be (a killed first run, `touch`): the dry run plans all
+    20 trials and leaves every file as it was."""
     text = Path(SMOKE).read_text()
     text = text.replace('storage = "sqlite:///results/cpu-smoke.db"', f'storage = "sqlite:///{tmp_path}/results/x.db"')
     path = tmp_path / "smoke.toml"
     path.write_text(text)
-    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    if storage_file == "empty":
+        (tmp_path / "results").mkdir()
+        (tmp_path / "results" / "x.db").touch()
+    before = sorted((str(p.relative_to(tmp_path)), p.stat().st_size) for p in tmp_path.rglob("*") if p.is_file())
     assert main(["sweep", str(path), "--data", str(glue_data), "--dry-run"]) == 0
     assert "20 of 20 trials to run" in capsys.readouterr().out
-    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+    assert (
+        sorted((str(p.relative_to(tmp_path)), p.stat().st_size) for p in tmp_path.rglob("*") if p.is_file()) == before
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["smoke.toml"] + (["results"] if storage_file == "empty" else [])
+    )
 
 
 # --- status names its metric (22.7) ----------------------------------------------------------------------

@@ -222,6 +222,20 @@ def test_a_finished_trial_declared_dead_in_an_outage_is_recorded_once_and_its_re
 
     assert outage_.declared_dead
     study = optuna.load_study(study_name=plans[0].name, storage=storage)
+    kept_trial = kept.kept(study)["trial"]
+    assert (kept_trial, study.trials[kept_trial].state) == (2, TrialState.COMPLETE)  # never a FAIL trial
+    # (number, state, results_of, superseded_by, ran a fine-tune): 0 declared dead, its retry 1 never run, its
+    # result recorded as 2
+    assert [
+        (
+            t.number,
+            t.state.name,
+            t.user_attrs.get("results_of"),
+            t.user_attrs.get("superseded_by"),
+            t.datetime_start is not None,
+        )
+        for t in study.trials
+    ] == [(0, "FAIL", None, None, True), (1, "FAIL", None, 2, False), (2, "COMPLETE", 0, None, True)]
     ran, retry, recorded = study.trials
     assert (ran.state, ran.user_attrs.get("fail_reason")) == (TrialState.FAIL, None)  # declared dead
     # its retry, queued by the other worker, never ran: the point was complete when it would have
@@ -233,7 +247,6 @@ def test_a_finished_trial_declared_dead_in_an_outage_is_recorded_once_and_its_re
     assert recorded.user_attrs["worker"] == ran.user_attrs["worker"]
     assert (recorded.system_attrs["failed_trial"], recorded.system_attrs["retry_history"]) == (0, [0])
     assert recorded.user_attrs["metrics"] and recorded.user_attrs["predictions"]
-    assert kept.kept(study)["trial"] == 2  # the kept model names the COMPLETE trial
     assert sorted(p.name for p in artifacts_dir(storage).iterdir()) == named_artifacts(study)
     assert "its result is recorded as trial 2" in capsys.readouterr().err
     table = runs.runs_table(storage).set_index("trial")  # the runs table and status read it as it is

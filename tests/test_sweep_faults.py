@@ -33,7 +33,7 @@ import pytest
 from optuna.trial import TrialState
 
 from glue_bench.sweeping import studies
-from glue_bench.sweeping.storage import open_storage
+from glue_bench.sweeping.storage import open_storage, storage_exists
 
 pytestmark = pytest.mark.slow
 
@@ -98,8 +98,8 @@ def launch(path: Path, url: str, workers: int, tmp_path: Path, log: Path, env: d
 
 
 def all_trials(url: str) -> list[optuna.trial.FrozenTrial]:
-    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
-        return []  # killed before it made the storage
+    if not storage_exists(url):
+        return []  # not made yet, or killed before it made the storage
     storage = open_storage(url, create=False)
     if STUDY not in optuna.get_all_study_names(storage):
         return []
@@ -443,10 +443,10 @@ def test_a_finished_trial_cut_off_for_longer_than_the_grace_period_is_recorded_o
             os.killpg(sweep.pid, signal.SIGKILL)
     done = assert_each_point_complete_exactly_once(url_admin, grid)
     trials = {t.number: t for t in all_trials(url_admin)}
-    assert len(trials) == len(grid_points(grid)) + 2  # the trial declared dead and its retry
     ran, retried = trials[dead[0].number], trials[retry[0].number]
     recorded = next(t for t in done if point(t) == point(ran))
     assert recorded.user_attrs.get("results_of") == ran.number, "the finished fine-tune's result was lost"
+    assert len(trials) == len(grid_points(grid)) + 2  # the trial declared dead and its retry
     assert recorded.user_attrs["worker"] == ran.user_attrs["worker"]
     assert recorded.system_attrs["retry_history"] == [ran.number]
     assert retried.state == TrialState.FAIL and retried.user_attrs["superseded_by"] == recorded.number

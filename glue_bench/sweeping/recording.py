@@ -57,7 +57,7 @@ def complete(trial: optuna.Trial, results: Results, url: str | None, once_per_po
         if not math.isfinite(results.score):  # its results kept for a look, the trial FAIL
             if ours.state == TrialState.RUNNING:
                 _write(storage, ours._trial_id, results)
-            _fail(study, ours, f"the dev score is {results.score}", False, {})
+            _fail(study, ours, f"the dev score is {results.score}", False, {}, retries=once_per_point)
             kept.discard([results.model], url)
             return None
         point = studies.grid_point(ours)
@@ -141,15 +141,16 @@ def fail(trial: optuna.Trial, reason: str, url: str | None, transient: bool, **a
         return _queued(study, ours)
 
 
-def _fail(study: optuna.Study, ours: FrozenTrial, reason: str, transient: bool, attrs: dict) -> None:
-    """FAIL with fail_reason, then its retry if it asks for one; only what is not done yet."""
+def _fail(study: optuna.Study, ours: FrozenTrial, reason: str, transient: bool, attrs: dict, retries=True) -> None:
+    """FAIL with fail_reason, then (a sweep's trial) its retry if it asks for one; only what is not done yet."""
     storage = study._storage
     if ours.state == TrialState.RUNNING:
         attrs = {**attrs, "fail_reason": reason, "fail_kind": "transient" if transient else "permanent"}
         for key, value in attrs.items():
             storage.set_trial_user_attr(ours._trial_id, key, value)
         storage.set_trial_state_values(ours._trial_id, TrialState.FAIL)
-    studies.queue_retries(study)  # a FAIL told by an earlier try, or by a worker that declared ours dead
+    if retries:
+        studies.queue_retries(study)  # a FAIL told by an earlier try, or by a worker that declared ours dead
 
 
 def interrupt(trial: optuna.Trial, url: str | None) -> bool:
