@@ -5,15 +5,17 @@ for the prediction artifacts).
 
 What `ride_out` repeats, and why each is right when repeated after a partial success (the storage may have
 done part of the work, or all of it and failed to say so):
-  opening the storage, loading studies, reading trials (a worker, the launcher's progress)
+  opening the storage, loading studies, reading trials and the kept model (a worker, the launcher's progress)
       they only read; opening creates Optuna's tables only where they are missing.
   looking for a trial to run (worker._take)
       studies.fail_stale fails only trials that are still RUNNING with a stale heartbeat, then
       studies.queue_retries queues a retry only for a grid point with no complete, running or waiting trial,
       so a retry lost between the two is queued by the repeat, and never twice; taking a trial is one
-      conditional WAITING -> RUNNING update, which one worker wins.
+      conditional WAITING -> RUNNING update, which one worker wins (if its answer is lost, the repeat passes
+      that trial by: it has one heartbeat, goes stale and is retried after the grace period; never run twice).
   starting a trial (its grid point, its worker and recipe attributes)
-      an attribute or parameter written again gets the same value.
+      an attribute written again gets the same value; a parameter already set is kept (Optuna ignores the
+      duplicate), and it is the same grid point's.
   recording a finished trial (recording.complete), a failure (recording.fail), an interrupt
       each reads the trial's state first and does only what is left: results written again are the same
       values; COMPLETE or FAIL is told only to a RUNNING trial; a trial declared dead meanwhile gets its result
