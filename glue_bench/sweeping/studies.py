@@ -79,10 +79,10 @@ def _study_attrs(sweep: Sweep, plan: StudyPlan) -> dict:
 def enqueue(sweep: Sweep, plans: list[StudyPlan], url: str, retry_failed: bool = False) -> int:
     """Create the studies and enqueue every pending grid point (and failed ones with retry_failed).
 
-    Returns how many trials were enqueued. Exactly once, even with many launchers on many machines: the
-    whole look-then-enqueue runs under storage.plan_lock, and a worker's trial that dies is re-queued by
-    Optuna's RetryHeartbeatStaleTrialCallback (run by exactly one process, which wins the RUNNING → FAIL
-    update), never here while it is still running or waiting.
+    Returns how many trials were enqueued (retries queued by queue_retries too). Exactly once, even with many
+    launchers on many machines: the whole look-then-enqueue runs under storage.plan_lock, as does every
+    failure with its retry (fail_stale, recording.fail), so a point is never enqueued here while it is
+    running or waiting, or between its failure and its retry.
     """
     added = 0
     with plan_lock(url):
