@@ -42,8 +42,8 @@ def handled(signals=(signal.SIGINT, signal.SIGTERM)):
 
     def unraisable(info) -> None:
         if _state["stopping"] and not _state["caught"] and isinstance(info.exc_value, (SystemExit, KeyboardInterrupt)):
-            _state["reraise"] = True  # the stop was lost in a callback: raised again when it returns
-            _thread.interrupt_main(_state["stopping"])
+            # Lost in a callback: raised again once it has returned (from another thread: here it would be lost too)
+            threading.Thread(target=_reraise, args=(_state["stopping"], 0.05), daemon=True).start()
         else:
             hook(info)
 
@@ -71,28 +71,28 @@ def _on_signal(number, _frame) -> None:
 def _stop(number) -> None:
     if _state["stopping"] is None:
         _state["stopping"] = number
-        threading.Thread(target=_reraise, args=(number,), name="stop", daemon=True).start()
+        threading.Thread(target=_reraise, args=(number, RERAISE_SECONDS, True), daemon=True).start()
     if number == signal.SIGTERM:
         raise SystemExit(SIGTERM_EXIT)
     raise KeyboardInterrupt
 
 
-def _reraise(number) -> None:
+def _reraise(number, after: float, again: bool = False) -> None:
+    """Raise the stop in the main thread again after `after` seconds (and every `after` seconds, `again`),
+    unless it has been caught."""
     while True:
-        time.sleep(RERAISE_SECONDS)
+        time.sleep(after)
         if _state["caught"]:
             return
         _state["reraise"] = True
         _thread.interrupt_main(number)  # runs _on_signal in the main thread, as the signal did
+        if not again:
+            return
 
 
 def caught() -> None:
     """The stop has reached the code that handles it: it is not raised again (see the module doc)."""
     _state["caught"] = True
-
-
-def stopping() -> bool:
-    return _state["stopping"] is not None
 
 
 @contextmanager
