@@ -113,7 +113,7 @@ def snapshot(trial) -> tuple:
 def workers_of(log: Path) -> list[int]:
     """The worker pids the launcher printed ("… pids 123 456")."""
     for line in log.read_text().splitlines():
-        if "worker(s) on" in line and "pids" in line:
+        if ": pids " in line:
             return [int(p) for p in line.rsplit("pids", 1)[1].split()]
     return []
 

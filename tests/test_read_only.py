@@ -56,24 +56,29 @@ def test_a_file_that_holds_no_results_is_refused_and_left_as_it_is(argv, tmp_pat
 def test_status_of_an_existing_storage_without_the_sweep_shows_it_not_queued(tmp_path, capsys):
     url = f"sqlite:///{tmp_path / 'runs.db'}"
     optuna.create_study(storage=url, study_name="other/random:L-2_H-128/rte")
-    assert main(["status", SMOKE, "--storage", url]) == 0
-    assert "0 of 20 trials complete, 0 failed, 0 running, 0 waiting, 20 not queued" in capsys.readouterr().out
+    path = tmp_path / "s.toml"
+    path.write_text(
+        'models = ["random:L-2_H-128"]\ntasks = ["rte", "wnli"]\n[grid]\nbatch_size = [16, 32]\nlr = [1e-4, 5e-5]\n'
+    )
+    assert main(["status", str(path), "--storage", url]) == 0
+    assert "0 of 8 trials complete, 0 failed, 0 running, 0 waiting, 8 not queued" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("storage_file", ["none", "empty"])
 def test_a_dry_run_writes_nothing(tmp_path, glue_data, capsys, storage_file):
     """No storage yet, or an empty file where it will be (a killed first run, `touch`): the dry run plans all
-    20 trials and leaves every file as it was."""
-    text = Path(SMOKE).read_text()
-    text = text.replace('storage = "sqlite:///results/cpu-smoke.db"', f'storage = "sqlite:///{tmp_path}/results/x.db"')
+    8 trials and leaves every file as it was."""
     path = tmp_path / "smoke.toml"
-    path.write_text(text)
+    path.write_text(
+        'models = ["random:L-2_H-128"]\ntasks = ["rte", "wnli"]\nepochs = 1\n'
+        f'storage = "sqlite:///{tmp_path}/results/x.db"\n[grid]\nbatch_size = [16, 32]\nlr = [1e-4, 5e-5]\n'
+    )
     if storage_file == "empty":
         (tmp_path / "results").mkdir()
         (tmp_path / "results" / "x.db").touch()
     before = sorted((str(p.relative_to(tmp_path)), p.stat().st_size) for p in tmp_path.rglob("*") if p.is_file())
     assert main(["sweep", str(path), "--data", str(glue_data), "--dry-run"]) == 0
-    assert "20 of 20 trials to run" in capsys.readouterr().out
+    assert "8 of 8 trials to run" in capsys.readouterr().out
     assert (
         sorted((str(p.relative_to(tmp_path)), p.stat().st_size) for p in tmp_path.rglob("*") if p.is_file()) == before
     )
