@@ -93,7 +93,7 @@ def mnli_trial(tmp_path_factory, glue_hub, glue_data):
         storage=url, study_name=trials.study_name("t", "random:L-2_H-128", "mnli"), direction="maximize"
     )
     trial = study.ask(trials.grid_distributions([16], [1e-4], [0]))
-    study.tell(trial, trials.execute(prepared, trial, url, progress=False))
+    trials.execute(prepared, trial, url, progress=False)  # records the trial, COMPLETE
     return url, str(root)
 
 

@@ -41,7 +41,7 @@ def _run(argv: list[str], tmp_path: Path) -> tuple[int, list[str]]:
         (["tasks"], 0),
         (["models"], 0),
         (["--help"], 0),
-        (["status", "sweeps/cpu-smoke.toml", "--storage", "sqlite:///{tmp}/none.db"], 0),
+        (["status", "sweeps/cpu-smoke.toml", "--storage", "sqlite:///{tmp}/none.db"], 2),  # no such storage
         (["export", "--storage", "sqlite:///{tmp}/none.db", "--out", "{tmp}/runs.csv"], 2),
         (["report", "--runs", "tests/fixtures/report/runs.csv"], 0),
         (["report", "--runs", "tests/fixtures/report/runs.csv", "--grid", "bert-tiny:rte"], 0),

@@ -58,7 +58,7 @@ def record(
     trial = study.ask(trials.grid_distributions([32], [1e-4], [seed]))
     for key, value in {"model": model, "task": task.name, "metrics": dev, "extra_metrics": {}}.items():
         trial.set_user_attr(key, value)
-    trial.set_user_attr("predictions", trials._upload_predictions(trial, predictions, url))
+    trial.set_user_attr("predictions", trials._upload_predictions(predictions, url)[1])  # [0]: the links
     study.tell(trial, metrics.task_score(task, dev))
 
 

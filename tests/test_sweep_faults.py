@@ -10,132 +10,35 @@ Tiny trials (random BERT-Tiny, 32 WNLI rows, 1 epoch); still a minute or more ea
 
 from __future__ import annotations
 
-import itertools
 import os
 import random
-import shutil
 import signal
-import socket
-import subprocess
-import sys
-import tempfile
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
-import optuna
 import pytest
 from optuna.trial import TrialState
-
-from glue_bench.sweeping.storage import open_storage
+from sweep_processes import (
+    all_trials,
+    assert_each_point_complete_exactly_once,
+    fresh_database,
+    launch,
+    running_postgres,
+    snapshot,
+    wait_for,
+    workers_of,
+    write_sweep,
+)
 
 pytestmark = pytest.mark.slow
 
-GRID = {"batch_size": [8, 16, 32], "lr": [1e-4, 5e-5], "seed": [0, 1]}  # 12 grid points
-SWEEP = """# glue-bench sweep faults.toml
-name = "faults"
-models = ["random:L-2_H-128"]
-tasks = ["wnli"]
-epochs = 1
-seeds = {seeds}
-data = "{data}"
 
-[grid]
-batch_size = {batch_size}
-lr = {lr}
-
-[recipe]
-max_train_samples = 32
-"""
-STUDY = "faults/random:L-2_H-128/wnli"
-
-
-def write_sweep(tmp_path: Path, glue_data: Path, grid: dict = GRID) -> Path:
-    path = tmp_path / "faults.toml"
-    path.write_text(SWEEP.format(data=glue_data, seeds=grid["seed"], batch_size=grid["batch_size"], lr=grid["lr"]))
-    return path
-
-
-def sweep_env(tmp_path: Path) -> dict:
-    # Heartbeats every second, stale after 4: a killed worker's trial is retried within seconds.
-    return {
-        **os.environ,
-        "GLUE_BENCH_HEARTBEAT_SECONDS": "1",
-        "GLUE_BENCH_GRACE_SECONDS": "4",
-        "GLUE_BENCH_ARTIFACTS": str(tmp_path / "artifacts"),
-        "OMP_NUM_THREADS": "1",
-    }
-
-
-def launch(path: Path, url: str, workers: int, tmp_path: Path, log: Path) -> subprocess.Popen:
-    """`glue-bench sweep` in its own session (so the test can kill it and its workers together)."""
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "glue_bench.cli",
-            "sweep",
-            str(path),
-            "--storage",
-            url,
-            "--workers",
-            str(workers),
-            "--no-progress",
-        ],
-        env=sweep_env(tmp_path),
-        stdout=log.open("a"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-
-
-def all_trials(url: str) -> list[optuna.trial.FrozenTrial]:
-    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
-        return []  # killed before it made the storage
-    storage = open_storage(url, create=False)
-    if STUDY not in optuna.get_all_study_names(storage):
-        return []
-    return optuna.load_study(study_name=STUDY, storage=storage).get_trials(deepcopy=False)
-
-
-def grid_points(grid: dict = GRID) -> list[tuple]:
-    return sorted(itertools.product(grid["batch_size"], grid["lr"], grid["seed"]))
-
-
-def point(trial) -> tuple:
-    return trial.params["batch_size"], trial.params["lr"], trial.params["seed"]
-
-
-def assert_each_point_complete_exactly_once(url: str, grid: dict = GRID) -> list:
-    done = [t for t in all_trials(url) if t.state == TrialState.COMPLETE]
-    assert sorted(point(t) for t in done) == grid_points(grid)
-    assert not [t for t in all_trials(url) if t.user_attrs.get("fail_reason")]
-    return done
-
-
-def snapshot(trial) -> tuple:
-    return trial.number, trial.params, trial.value, trial.user_attrs, trial.datetime_start, trial.datetime_complete
+@pytest.fixture(scope="session")
+def postgres_server():
+    yield from running_postgres()
 
 
 # --- killed workers -----------------------------------------------------------------------------------------
-
-
-def _workers_of(log: Path) -> list[int]:
-    """The worker pids the launcher printed ("… pids 123 456")."""
-    for line in log.read_text().splitlines():
-        if ": pids " in line:
-            return [int(p) for p in line.rsplit("pids", 1)[1].split()]
-    return []
-
-
-def _wait_for(condition, timeout: float) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if condition():
-            return True
-        time.sleep(0.2)
-    return False
 
 
 def test_workers_killed_at_random_moments_then_resumed(tmp_path, glue_data):
@@ -153,14 +56,14 @@ def test_workers_killed_at_random_moments_then_resumed(tmp_path, glue_data):
         if round_ == 0:  # anywhere: planning, imports, a trial
             time.sleep(rng.uniform(1.0, 8.0))
         else:  # mid-trial: once one of this launcher's workers has taken one
-            assert _wait_for(
+            assert wait_for(
                 lambda before=before: any(
                     t.state == TrialState.RUNNING and t.number not in before for t in all_trials(url)
                 ),
                 300,
             ), log.read_text()
             time.sleep(rng.uniform(0.0, 3.0))
-            if round_ == 1 and (pids := _workers_of(log)):  # one worker alone; the other goes on, then all
+            if round_ == 1 and (pids := workers_of(log)):  # one worker alone; the other goes on, then all
                 os.kill(rng.choice(pids), signal.SIGKILL)
                 kills += 1
                 time.sleep(rng.uniform(0.5, 3.0))
@@ -208,73 +111,6 @@ def test_four_workers_on_one_sqlite_file(tmp_path, glue_data):
     assert len({t.user_attrs["worker"] for t in all_trials(url)}) >= 2  # the work was shared
 
 
-def _postgres_bin() -> Path | None:
-    found = shutil.which("initdb") or shutil.which("pg_ctl")
-    if found:
-        return Path(found).resolve().parent
-    versions = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
-    return versions[-1].parent if versions else None
-
-
-@dataclass
-class PostgresServer:
-    url: str  # postgresql://postgres@127.0.0.1:PORT, without a database
-    start: Callable
-    stop: Callable
-
-
-@pytest.fixture(scope="session")
-def postgres_server():
-    """A throwaway PostgreSQL server on 127.0.0.1 (Debian's postgresql package). Root cannot run it: as root
-    it runs as the postgres user, in a temporary folder that user owns."""
-    pytest.importorskip("psycopg2", reason="psycopg2 is not installed (pip install 'glue-bench[postgres]')")
-    bindir = _postgres_bin()
-    if bindir is None:
-        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) not found: apt-get install -y postgresql")
-    as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-    folder = Path(tempfile.mkdtemp(prefix="glue-bench-pg-"))
-    if as_postgres:
-        shutil.chown(folder, "postgres", "postgres")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    data = folder / "data"
-    subprocess.run(
-        as_postgres + [str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync"],
-        check=True,
-        capture_output=True,
-    )
-    options = (
-        f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off "
-        "-c full_page_writes=off"
-    )
-    pg_ctl = as_postgres + [str(bindir / "pg_ctl"), "-D", str(data)]
-    server = PostgresServer(
-        url=f"postgresql://postgres@127.0.0.1:{port}",
-        start=lambda: subprocess.run(
-            pg_ctl + ["-l", str(folder / "log"), "-o", options, "-w", "start"], check=True, capture_output=True
-        ),
-        stop=lambda: subprocess.run(pg_ctl + ["-m", "fast", "-w", "stop"], check=True, capture_output=True),
-    )
-    server.start()
-    try:
-        yield server
-    finally:
-        subprocess.run(pg_ctl + ["-m", "immediate", "stop"], capture_output=True)
-        shutil.rmtree(folder, ignore_errors=True)
-
-
-def fresh_database(server: str, name: str) -> str:
-    import psycopg2
-
-    connection = psycopg2.connect(server + "/postgres")
-    connection.autocommit = True
-    with connection.cursor() as cursor:
-        cursor.execute(f"CREATE DATABASE {name}")
-    connection.close()
-    return f"{server}/{name}"
-
-
 @pytest.mark.parametrize("launchers", [[1, 1, 1], [4]], ids=["3 machines x 1 worker", "1 machine x 4 workers"])
 def test_workers_sharing_one_postgresql_server(tmp_path, glue_data, postgres_server, launchers):
     url = fresh_database(postgres_server.url, f"sweep_{len(launchers)}_{sum(launchers)}")
@@ -292,9 +128,7 @@ def test_a_postgresql_restart_mid_sweep_is_ridden_out(tmp_path, glue_data, postg
     log = tmp_path / "launcher.log"
     sweep = launch(write_sweep(tmp_path, glue_data), url, 1, tmp_path, log)
     try:
-        assert _wait_for(lambda: sum(t.state == TrialState.COMPLETE for t in all_trials(url)) >= 3, 600), (
-            log.read_text()
-        )
+        assert wait_for(lambda: sum(t.state == TrialState.COMPLETE for t in all_trials(url)) >= 3, 600), log.read_text()
         postgres_server.stop()
         time.sleep(20)
     finally:

@@ -381,6 +381,7 @@ def test_status_shows_counts_best_and_the_covered_task(tmp_path, glue_data, stor
         "best",
         "dev",
         "score",
+        "metric",
         "at",
     ]
     assert out.splitlines()[2].split() == [
@@ -394,6 +395,12 @@ def test_status_shows_counts_best_and_the_covered_task(tmp_path, glue_data, stor
         "0",
         "0",
         "62.50",
+        "acc,",  # MNLI's score: accuracy, the mean over its matched and mismatched dev splits
+        "mean",
+        "of",
+        "2",
+        "dev",
+        "splits",
         "bs",
         "16,",
         "lr",

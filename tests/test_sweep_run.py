@@ -145,7 +145,7 @@ def test_a_transient_failure_is_retried_and_a_failed_write_never_fails_a_finishe
     """Out of memory on a point's first try, and the storage refusing the first write of a finished trial's
     results: both points end COMPLETE, the first after one automatic retry, the second without any FAIL."""
     sweep = sweeps.load(tiny_sweep(tmp_path, glue_data, storage))
-    real_fine_tune, real_set = trials.fine_tune, optuna.Trial.set_user_attr
+    real_fine_tune, real_set = trials.fine_tune, optuna.storages.RDBStorage.set_trial_user_attr
     faults = {"oom": 1, "write": 1}
 
     def fine_tune_oom_once(model, task, train, dev, to_predict, recipe, **kwargs):
@@ -154,14 +154,14 @@ def test_a_transient_failure_is_retried_and_a_failed_write_never_fails_a_finishe
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 1.00 GiB")
         return real_fine_tune(model, task, train, dev, to_predict, recipe, **kwargs)
 
-    def set_user_attr_fails_once(self, key, value):
+    def set_user_attr_fails_once(self, trial_id, key, value):
         if key == "metrics" and faults["write"]:
             faults["write"] -= 1
             raise optuna.exceptions.StorageInternalError("server closed the connection unexpectedly")
-        return real_set(self, key, value)
+        return real_set(self, trial_id, key, value)
 
     monkeypatch.setattr(trials, "fine_tune", fine_tune_oom_once)
-    monkeypatch.setattr(optuna.Trial, "set_user_attr", set_user_attr_fails_once)
+    monkeypatch.setattr(optuna.storages.RDBStorage, "set_trial_user_attr", set_user_attr_fails_once)
     plans = sweep.studies()
     studies.enqueue(sweep, plans, storage)
     assert worker.work(launcher.worker_plan(plans, storage, str(glue_data), sweep)) == 0
@@ -205,7 +205,7 @@ def test_cpu_workers_share_the_cores(monkeypatch):
 
 
 def test_a_planner_never_enqueues_a_point_whose_stale_trial_is_being_retried(tmp_path, glue_data, storage, monkeypatch):
-    """Optuna fails a dead worker's trial and queues its retry in two transactions. A planner (a resubmitted
+    """A dead worker's trial is failed and its retry queued in two transactions. A planner (a resubmitted
     launcher) looking between them saw a failed point without a retry and enqueued it again: it ran twice.
     Here the retry is held back until the planner is done (or 3 s): it must still enqueue nothing."""
     monkeypatch.setenv("GLUE_BENCH_HEARTBEAT_SECONDS", "1")
@@ -220,19 +220,20 @@ def test_a_planner_never_enqueues_a_point_whose_stale_trial_is_being_retried(tmp
     time.sleep(3)  # the heartbeat is now older than the grace period
 
     in_window, planner_done, added = threading.Event(), threading.Event(), []
-    retry = held.heartbeat_stale_trial_callback
+    queue_retries = studies.queue_retries
 
-    def retry_after_the_planner(study_, failed):
-        in_window.set()  # the trial is FAIL now, its retry not queued yet
-        planner_done.wait(timeout=3)
-        retry(study_, failed)
+    def retry_after_the_planner(study_):
+        if not in_window.is_set():  # the first call, fail_stale's: the trial is FAIL now, its retry not queued yet
+            in_window.set()
+            planner_done.wait(timeout=3)
+        return queue_retries(study_)
 
     def planner():
         in_window.wait(timeout=30)
         added.append(studies.enqueue(sweep, plans, storage))
         planner_done.set()
 
-    held.heartbeat_stale_trial_callback = retry_after_the_planner
+    monkeypatch.setattr(studies, "queue_retries", retry_after_the_planner)
     thread = threading.Thread(target=planner)
     thread.start()
     studies.fail_stale([study], storage)

@@ -8,6 +8,7 @@ share.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 
 from glue_bench.cli import listing, report, run, sweep
@@ -28,9 +29,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)  # argparse itself exits 2 with one line on a bad option
     try:
         from glue_bench.inputs.hub import quiet_libraries
+        from glue_bench.sweeping.stops import handled
 
         quiet_libraries(progress=not getattr(args, "no_progress", False))
-        return args.func(args)
+        with handled(signals=(signal.SIGTERM,)):  # SIGTERM: exit 143 through the code that records a stop
+            return args.func(args)
     except UserError as e:  # one line per problem (a dry run may find several)
         for line in str(e).splitlines():
             print(f"glue-bench: error: {line}", file=sys.stderr)

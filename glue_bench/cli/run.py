@@ -70,18 +70,17 @@ def cmd_run(args) -> int:
         study.set_user_attr(key, value)  # as a sweep's study has them: kept:adhoc finds its model
     trial = study.ask(trials.grid_distributions([args.batch_size], [args.lr], [args.seed]))
     try:
-        score = trials.execute(prepared, trial, args.storage, progress=not args.no_progress)
+        trials.execute(prepared, trial, args.storage, progress=not args.no_progress)  # records it, told COMPLETE
     except Diverged as e:
         trial.set_user_attr("fail_reason", f"diverged: {e}")
         study.tell(trial, state=optuna.trial.TrialState.FAIL)
         print(f"glue-bench: the run diverged ({e}); recorded as failed trial {trial.number} of {name}", file=sys.stderr)
         return 1
     except BaseException as e:
-        if isinstance(e, KeyboardInterrupt):
+        if isinstance(e, (KeyboardInterrupt, SystemExit)):  # Ctrl-C, SIGTERM
             trial.set_user_attr("interrupted", True)
         study.tell(trial, state=optuna.trial.TrialState.FAIL)
         raise
-    study.tell(trial, score)
     _print_result(prepared.task, study.trials[trial.number], name, masked(args.storage))
     if args.save:
         from glue_bench.sweeping.kept import kept

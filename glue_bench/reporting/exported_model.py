@@ -51,12 +51,12 @@ def export_model(url: str | None, model: str, task_name: str, sweep: str | None,
     """Write the kept model of (model, task) to `out`; returns a one-line summary."""
     task = get_task(task_name)
     study = find_study(url, model, task, sweep)
-    entry = kept.kept(study)
-    trial = next(t for t in study.get_trials(deepcopy=False) if t.number == entry["trial"])
     target = Path(out)
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise UserError(f"--out {out}: exists and is not an empty folder; pass a new folder")
-    shutil.copytree(kept.kept_folder(study, url), target, dirs_exist_ok=True)
+    folder, entry = kept.fetch(study, url)  # the weights and the entry that names them, read together
+    trial = next(t for t in study.get_trials(deepcopy=False) if t.number == entry["trial"])
+    shutil.copytree(folder, target, dirs_exist_ok=True)
     (target / "README.md").write_text(model_card(study, trial, task, normalise_model(model)), encoding="utf-8")
     return (
         f"wrote {out}: trial {trial.number} of study {study.study_name} (dev score {100 * entry['value']:.2f}), "

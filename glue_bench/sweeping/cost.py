@@ -200,4 +200,4 @@ def dry_run(sweep, studies, url: str, workers: int, device: str | None = None) -
         runs = runs[
             runs["env"].map(lambda env: isinstance(env, str) and json.loads(env).get("device", "").startswith(device))
         ]
-    return report(sweep, read_status(sweep, studies, url), runs, device, workers, url)
+    return report(sweep, read_status(sweep, studies, url, missing_ok=True), runs, device, workers, url)

@@ -17,9 +17,11 @@ import tempfile
 import time
 
 from glue_bench.errors import counted
+from glue_bench.sweeping import stops
 from glue_bench.sweeping.storage import masked, open_storage, ride_out
 
 POLL_SECONDS = 2.0  # how often the launcher reads the storage for its progress bar
+STOP_WAIT_SECONDS = 25.0  # how long stopped workers get to record their trials before they are killed
 
 
 def visible_gpus() -> list[str]:
@@ -129,17 +131,9 @@ def launch(sweep, studies, url: str, source_location: str, workers: int, progres
                         file=sys.stderr,
                     )
         bar.update(_finished(sweep, studies, url, storage) - done)
-    except BaseException:
-        # Ctrl-C reached the workers too (one process group): give them a moment to record their trials
-        # as interrupted; then stop the rest with SIGINT (a SIGINT sent to this launcher alone, an error here).
-        deadline = time.monotonic() + 5
-        while any(p.poll() is None for p in procs) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        for p in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGINT)
-        for p in procs:
-            p.wait()
+    except BaseException as e:
+        stops.caught()
+        _stop_workers(procs, terminated=isinstance(e, SystemExit))
         raise
     finally:
         if bar is not None:
@@ -150,10 +144,45 @@ def launch(sweep, studies, url: str, source_location: str, workers: int, progres
     return [p.returncode for p in procs]
 
 
+def _stop_workers(procs: list, terminated: bool) -> None:
+    """The launcher stops: its workers stop too, each recording its trial as interrupted (queued again at once).
+
+    SIGTERM (SLURM, scancel, kill): passed on to the workers at once. Ctrl-C reached the workers already (one
+    process group): they get a moment before a SIGINT (a SIGINT sent to this launcher alone, an error here).
+    Whatever has not exited after STOP_WAIT_SECONDS is killed (its trial is retried once its heartbeat is stale),
+    so that the launcher and its workers are all gone before SLURM's SIGKILL, 30 s after its SIGTERM."""
+    started = time.monotonic()
+    if not terminated:
+        while any(p.poll() is None for p in procs) and time.monotonic() < started + 5:
+            time.sleep(0.1)
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM if terminated else signal.SIGINT)
+    for p in procs:
+        try:
+            p.wait(timeout=max(0.1, started + STOP_WAIT_SECONDS - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+    print(
+        f"glue-bench: stopped ({'SIGTERM' if terminated else 'interrupted'}); workers exited "
+        f"{' '.join(str(p.returncode) for p in procs) or '-'}; their running trials are queued again: "
+        "run the same command to resume",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
 def run_sweep(
     sweep, studies, url: str, source_location: str, workers: int = 1, retry_failed: bool = False, progress: bool = True
 ) -> int:
-    """Enqueue what is missing, run it with `workers` processes, and summarise. 0: every trial complete."""
+    """Enqueue what is missing, run it with `workers` processes, and summarise. 0: every trial complete.
+    SIGTERM does what Ctrl-C does: the workers stop, their trials queued again; exit 143 (stops.py)."""
+    with stops.handled():
+        return _run_sweep(sweep, studies, url, source_location, workers, retry_failed, progress)
+
+
+def _run_sweep(sweep, studies, url, source_location, workers, retry_failed, progress) -> int:
     from glue_bench.sweeping.studies import enqueue, read_status
 
     started = time.monotonic()

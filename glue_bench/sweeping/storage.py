@@ -2,6 +2,26 @@
 
 Default: a SQLite file under results/. Many machines: a PostgreSQL URL they share (and a shared folder
 for the prediction artifacts).
+
+What `ride_out` repeats, and why each is right when repeated after a partial success (the storage may have
+done part of the work, or all of it and failed to say so):
+  opening the storage, loading studies, reading trials and the kept model (a worker, the launcher's progress)
+      they only read; opening creates Optuna's tables only where they are missing.
+  looking for a trial to run (worker._take)
+      studies.fail_stale fails only trials that are still RUNNING with a stale heartbeat, then
+      studies.queue_retries queues a retry only for a grid point with no complete, running or waiting trial,
+      so a retry lost between the two is queued by the repeat, and never twice; taking a trial is one
+      conditional WAITING -> RUNNING update, which one worker wins (if its answer is lost, the repeat passes
+      that trial by: it has one heartbeat, goes stale and is retried after the grace period; never run twice).
+  starting a trial (its grid point, its worker and recipe attributes)
+      an attribute written again gets the same value; a parameter already set is kept (Optuna ignores the
+      duplicate), and it is the same grid point's.
+  recording a finished trial (recording.complete), a failure (recording.fail), an interrupt
+      each reads the trial's state first and does only what is left: results written again are the same
+      values; COMPLETE or FAIL is told only to a RUNNING trial; a trial declared dead meanwhile gets its result
+      recorded once for its grid point; the kept model is swapped only if it is not the kept one already.
+      Artifacts (predictions, a kept model) are written to the artifact store before, outside ride_out,
+      under ids fixed once, so a repeat never uploads them again.
 """
 
 from __future__ import annotations
@@ -24,7 +44,8 @@ from glue_bench.errors import UserError, first_line
 
 DEFAULT_STORAGE = "sqlite:///results/glue-bench.db"
 # A sweep worker records a heartbeat every HEARTBEAT_SECONDS; a running trial whose last heartbeat is
-# older than GRACE_SECONDS belongs to a dead worker: it is marked failed and retried (MAX_RETRIES times).
+# older than GRACE_SECONDS belongs to a dead worker: it is marked failed and retried (MAX_RETRIES times,
+# studies.queue_retries).
 # Env GLUE_BENCH_HEARTBEAT_SECONDS / GLUE_BENCH_GRACE_SECONDS change them (tests use 1 s / 4 s).
 HEARTBEAT_SECONDS = 30
 GRACE_SECONDS = 120
@@ -160,13 +181,42 @@ def engine_url(url: str) -> str:
     return url
 
 
-def open_storage(url: str | None, heartbeat: bool = False, create: bool = True) -> optuna.storages.RDBStorage:
-    """An RDB storage; with heartbeat, a killed worker's trial is failed and retried up to MAX_RETRIES times."""
+def storage_exists(url: str | None) -> bool:
+    """Whether the storage holds Optuna's tables; found without creating or writing anything."""
     url = storage_url(url)
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
+        return False
+    if url.startswith("sqlite") and url.endswith(":memory:"):
+        return False
+    try:
+        engine = sqlalchemy.create_engine(engine_url(url), poolclass=sqlalchemy.pool.NullPool)
+        try:
+            with engine.connect() as connection:
+                return sqlalchemy.inspect(connection).has_table("studies")
+        finally:
+            engine.dispose()
+    except ImportError as e:
+        raise UserError(
+            f"--storage {masked(url)}: a database driver is missing ({e}); for PostgreSQL: pip install 'glue-bench[postgres]'"
+        ) from None
+    except Exception as e:  # a bad URL, a dead server
+        raise (StorageUnreachable if isinstance(e, STORAGE_ERRORS) else UserError)(
+            f"--storage {masked(url)}: cannot open the storage ({type(e).__name__}: {first_line(e)}); check the URL "
+            "(sqlite:///path.db or postgresql://user:pass@host/db) and that the server is up"
+        ) from None
+
+
+def open_storage(url: str | None, heartbeat: bool = False, create: bool = True) -> optuna.storages.RDBStorage:
+    """An RDB storage; with heartbeat, workers record one while they run a trial (a killed worker's trial goes
+    stale: studies.fail_stale). create=False: a command that only reads refuses a storage that does not exist,
+    rather than make an empty one."""
+    url = storage_url(url)
+    if not create and not storage_exists(url):
+        missing = url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file()
+        what = "no such file" if missing else "holds no glue-bench results (no Optuna tables)"
+        raise UserError(f"--storage {masked(url)}: {what}; run a sweep first or pass the right --storage")
     if url.startswith("sqlite:///"):
         path = Path(url.removeprefix("sqlite:///"))
-        if not create and not path.is_file():
-            raise UserError(f"--storage {masked(url)}: no such file; run a sweep first or pass the right --storage")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as e:  # a file where a folder should be, a read-only place
@@ -182,7 +232,6 @@ def open_storage(url: str | None, heartbeat: bool = False, create: bool = True) 
     try:
         with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna since 2.9
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES) if heartbeat else None
             for attempt in range(3):
                 try:
                     storage = optuna.storages.RDBStorage(
@@ -190,7 +239,6 @@ def open_storage(url: str | None, heartbeat: bool = False, create: bool = True) 
                         engine_kwargs=engine,
                         heartbeat_interval=interval,
                         grace_period=grace,
-                        heartbeat_stale_trial_callback=retry,
                     )
                     break
                 except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.OperationalError) as e:

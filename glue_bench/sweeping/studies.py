@@ -6,8 +6,11 @@ A grid point (batch_size, lr, seed) of a study is, from all the trials that ran 
   waiting   enqueued, no worker has taken it yet;
   failed    a trial failed for a reason of its own, recorded in user attr fail_reason (NaN loss, out of
             memory, a bad batch): settled, not re-run unless --retry-failed;
-  pending   no trial yet, or only trials that failed without a reason of their own (a killed worker whose
-            retries ran out, an interrupt): the next `glue-bench sweep` enqueues it again.
+  pending   no trial yet, or only trials that failed without a reason of their own and ran out of retries
+            (a killed worker's): the next `glue-bench sweep` enqueues it again.
+
+A point whose last trial failed and asks to run again (a killed worker's, a transient failure with retries
+left, an interrupted one) gets one WAITING trial at once (queue_retries): whoever fails it, at any moment.
 """
 
 from __future__ import annotations
@@ -21,9 +24,10 @@ from optuna.exceptions import ExperimentalWarning
 from optuna.trial import FrozenTrial, TrialState
 
 from glue_bench.errors import UserError, counted
+from glue_bench.inputs.tasks import Task, get_task
 from glue_bench.sweeping.kept import KEPT_ATTR
 from glue_bench.sweeping.runs import LEGACY_RECIPE_VALUES
-from glue_bench.sweeping.storage import MAX_RETRIES, StorageUnreachable, masked, open_storage, plan_lock
+from glue_bench.sweeping.storage import MAX_RETRIES, masked, open_storage, plan_lock, storage_exists
 from glue_bench.sweeping.sweep_file import StudyPlan, Sweep
 from glue_bench.sweeping.trial import GRID_PARAMS
 from glue_bench.training.recipe import defaults as recipe_defaults
@@ -75,10 +79,10 @@ def _study_attrs(sweep: Sweep, plan: StudyPlan) -> dict:
 def enqueue(sweep: Sweep, plans: list[StudyPlan], url: str, retry_failed: bool = False) -> int:
     """Create the studies and enqueue every pending grid point (and failed ones with retry_failed).
 
-    Returns how many trials were enqueued. Exactly once, even with many launchers on many machines: the
-    whole look-then-enqueue runs under storage.plan_lock, and a worker's trial that dies is re-queued by
-    Optuna's RetryHeartbeatStaleTrialCallback (run by exactly one process, which wins the RUNNING → FAIL
-    update), never here while it is still running or waiting.
+    Returns how many trials were enqueued (retries queued by queue_retries too). Exactly once, even with many
+    launchers on many machines: the whole look-then-enqueue runs under storage.plan_lock, as does every
+    failure with its retry (fail_stale, recording.fail), so a point is never enqueued here while it is
+    running or waiting, or between its failure and its retry.
     """
     added = 0
     with plan_lock(url):
@@ -88,6 +92,7 @@ def enqueue(sweep: Sweep, plans: list[StudyPlan], url: str, retry_failed: bool =
                 storage=storage, study_name=plan.name, direction="maximize", load_if_exists=True
             )
             _check_same_recipe(study, sweep, plan, url)
+            added += queue_retries(study)
             states = point_states(study.get_trials(deepcopy=False))
             for point in sweep.grid():
                 state = states.get(point_key(point), "pending")
@@ -101,37 +106,54 @@ def enqueue(sweep: Sweep, plans: list[StudyPlan], url: str, retry_failed: bool =
 
 
 def fail_stale(studies: list[optuna.Study], url: str) -> None:
-    """Fail the trials of dead workers (stale heartbeats) and queue their retries. Optuna does the two in
-    separate transactions; under the planning lock no planner can look in between, see a failed point
-    without its retry, and enqueue it a second time."""
+    """Fail the trials of dead workers (stale heartbeats) and queue their retries. Under the planning lock,
+    no planner can look in between, see a failed point without its retry, and enqueue it a second time; and
+    a retry lost to a storage error between the two is queued by the next call."""
     with plan_lock(url), warnings.catch_warnings():
         warnings.simplefilter("ignore", ExperimentalWarning)  # "experimental" in Optuna since 2.9
         for study in studies:
-            optuna.storages.fail_stale_trials(study)  # → FAIL; RetryHeartbeatStaleTrialCallback queues the retry
+            optuna.storages.fail_stale_trials(study)  # RUNNING with a stale heartbeat → FAIL
+            queue_retries(study)
 
 
-def fail(study: optuna.Study, trial: optuna.Trial, reason: str, url: str, transient: bool, **attrs) -> bool:
-    """Record the trial FAIL with its reason. A transient failure (out of memory, the network, the storage)
-    is queued again, up to MAX_RETRIES times along its lineage; a permanent one (diverged, bad input) is
-    settled until --retry-failed. Returns whether a retry was queued."""
-    with plan_lock(url):
-        trial.set_user_attr("fail_reason", reason)
-        trial.set_user_attr("fail_kind", "transient" if transient else "permanent")
-        for key, value in attrs.items():
-            trial.set_user_attr(key, value)
-        study.tell(trial, state=TrialState.FAIL)
-        return transient and requeue(study, study._storage.get_trial(trial._trial_id))
+def queue_retries(study: optuna.Study) -> int:
+    """One WAITING trial for each grid point whose trials all failed and whose last one asks to run again
+    (requeue). Run it under the planning lock; it is safe to run again at any moment: a point that has a
+    complete, running or waiting trial is never queued. Returns how many it queued."""
+    by_point: dict[tuple, list[FrozenTrial]] = {}
+    for trial in study.get_trials(deepcopy=False):
+        by_point.setdefault(grid_point(trial), []).append(trial)
+    queued = 0
+    for point, trials in by_point.items():
+        if None in point or any(t.state != TrialState.FAIL for t in trials):
+            continue
+        queued += requeue(study, max(trials, key=lambda t: t.number))
+    return queued
 
 
 def requeue(study: optuna.Study, failed: FrozenTrial) -> bool:
-    """A WAITING copy of a failed trial's grid point, with its lineage in the system attrs as Optuna's own
-    retry callback writes it (failed_trial: the first trial of the lineage; retry_history: all before)."""
+    """Queue the failed trial's grid point again if its failure asks for it; returns whether it did.
+
+    Interrupted (Ctrl-C, SIGTERM): not the trial's fault, queued as a new trial. Killed (no fail_reason) or a
+    transient failure: a retry with its lineage in the system attrs as Optuna's RetryHeartbeatStaleTrialCallback
+    writes it (failed_trial: the first trial of the lineage; retry_history: all before), up to MAX_RETRIES
+    along the lineage. A failure of the trial's own (diverged, a bad input), or a trial superseded by another
+    that completed its point: settled."""
+    attrs = failed.user_attrs
+    user_attrs = {k: attrs[k] for k in ("model", "task") if k in attrs}
+    if "superseded_by" in attrs:
+        return False
+    if attrs.get("interrupted"):
+        study.enqueue_trial(dict(zip(GRID_PARAMS, grid_point(failed))), user_attrs=user_attrs)
+        return True
+    if attrs.get("fail_reason") and attrs.get("fail_kind") != "transient":
+        return False
     history = [*failed.system_attrs.get("retry_history", []), failed.number]
     if len(history) > MAX_RETRIES:
         return False
-    system_attrs = {**failed.system_attrs, "failed_trial": failed.system_attrs.get("failed_trial", failed.number)}
+    inherited = {k: v for k, v in failed.system_attrs.items() if not k.startswith("artifacts:")}  # its uploads stay its
+    system_attrs = {**inherited, "failed_trial": failed.system_attrs.get("failed_trial", failed.number)}
     system_attrs["retry_history"] = history
-    user_attrs = {k: failed.user_attrs[k] for k in ("model", "task") if k in failed.user_attrs}
     study.add_trial(
         optuna.trial.create_trial(
             state=TrialState.WAITING,
@@ -144,22 +166,21 @@ def requeue(study: optuna.Study, failed: FrozenTrial) -> bool:
     return True
 
 
-def _existing_studies(url: str, storage=None) -> tuple:
-    """(the storage, the names of its studies); (None, empty) for a SQLite file not made yet: nothing has run.
-    A storage that does not answer is not an empty one: StorageUnreachable goes on up."""
-    try:
-        storage = storage or open_storage(url, create=False)
-        return storage, set(optuna.get_all_study_names(storage))
-    except StorageUnreachable:
-        raise
-    except UserError:
-        return None, set()
+def _existing_studies(url: str, storage=None, missing_ok: bool = False) -> tuple:
+    """(the storage, the names of its studies). A storage that does not exist is refused (one line), or with
+    missing_ok (a dry run, which plans a sweep not run yet) is (None, empty): nothing has run. A storage that
+    does not answer is not an empty one: StorageUnreachable goes on up."""
+    if storage is None:
+        if missing_ok and not storage_exists(url):
+            return None, set()
+        storage = open_storage(url, create=False)
+    return storage, set(optuna.get_all_study_names(storage))
 
 
 def recipe_conflicts(sweep: Sweep, plans: list[StudyPlan], url: str) -> list[str]:
     """What `enqueue` would refuse, found without writing anything: each study already in the storage that
     was run with another recipe (a dry run reports them all)."""
-    storage, existing = _existing_studies(url)
+    storage, existing = _existing_studies(url, missing_ok=True)
     problems = []
     for plan in plans:
         if plan.name in existing:
@@ -201,7 +222,7 @@ class StudyStatus:
     states: dict = field(default_factory=dict)  # grid point → one of POINT_STATES
     points: Counter = field(default_factory=Counter)  # POINT_STATES → count, over the sweep's grid
     retried: int = 0  # retries queued: of a killed worker's trial, of a transient failure
-    interrupted: int = 0  # trials stopped by Ctrl-C (their points are queued again by the next sweep)
+    interrupted: int = 0  # trials stopped by Ctrl-C or SIGTERM (their points queued again at once)
     best: FrozenTrial | None = None
     reasons: list[str] = field(default_factory=list)  # fail_reason of failed points
     kept: dict | None = None  # the kept best model (save = "best"): {"trial", "value", "artifact"}
@@ -211,10 +232,13 @@ class StudyStatus:
         return self.points["complete"] + self.points["failed"]
 
 
-def read_status(sweep: Sweep, plans: list[StudyPlan], url: str, storage=None) -> list[StudyStatus]:
-    """Each study's grid points by state; a storage or study that does not exist yet: all pending.
-    Pass an open `storage` to read it again and again (the launcher's progress bar)."""
-    storage, existing = _existing_studies(url, storage)
+def read_status(
+    sweep: Sweep, plans: list[StudyPlan], url: str, storage=None, missing_ok: bool = False
+) -> list[StudyStatus]:
+    """Each study's grid points by state; a study not in the storage yet: all pending. A storage that does
+    not exist is refused, unless missing_ok (then all pending). Pass an open `storage` to read it again and
+    again (the launcher's progress bar)."""
+    storage, existing = _existing_studies(url, storage, missing_ok)
     statuses = []
     grid = [point_key(p) for p in sweep.grid()]
     for plan in plans:
@@ -251,6 +275,18 @@ def _best(trial: FrozenTrial | None) -> tuple[str, str]:
     return f"{100 * trial.value:.2f}", ", ".join(at)
 
 
+METRIC_NAMES = {"accuracy": "acc", "f1": "F1", "mcc": "MCC", "pearson": "Pearson", "spearman": "Spearman"}
+
+
+def score_metric(task: Task) -> str:
+    """What a task's dev score is, as the task file's `score` says: MRPC "(F1 + acc) / 2", MNLI "acc, mean of
+    2 dev splits" (metrics.task_score)."""
+    names = [METRIC_NAMES.get(name, name) for name in task.score]
+    text = names[0] if len(names) == 1 else f"({' + '.join(names)}) / {len(names)}"
+    dev = task.splits_with_role("dev")
+    return f"{text}, mean of {len(dev)} dev splits" if len(dev) > 1 else text
+
+
 def _kept(entry: dict | None) -> str:
     return "-" if entry is None else f"trial {entry['trial']} ({100 * entry['value']:.2f})"
 
@@ -272,6 +308,7 @@ def format_status(sweep: Sweep, statuses: list[StudyStatus], url: str) -> str:
             "retried": s.retried,
             "interrupted": s.interrupted,
             "best dev score": best,
+            "metric": score_metric(get_task(s.plan.task)),
             "at": at,
             **({"teacher": sweep.recipe["teacher"]} if sweep.recipe.get("teacher") else {}),
             **({"kept model": _kept(s.kept)} if sweep.save == "best" else {}),

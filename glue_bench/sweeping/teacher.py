@@ -97,7 +97,8 @@ def _kept(text: str, task: Task, url: str | None) -> tuple[Path, str]:
             f"teacher {text}: {len(with_model)} {task.name} studies of sweep {sweep} keep a model: name one of {names}"
         )
     study = with_model[0]
-    return kept.kept_folder(study, url), kept.kept(study)["artifact"]
+    folder, entry = kept.fetch(study, url)  # the folder and its entry read together: a swap cannot split them
+    return folder, entry["artifact"]
 
 
 @functools.cache

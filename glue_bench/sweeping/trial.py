@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import math
 import platform
 import tempfile
+import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -236,11 +238,22 @@ def _add_teacher(prepared: Prepared, teacher, raw_transfer) -> None:
     prepared.distill = distill
 
 
-def execute(prepared: Prepared, trial: optuna.Trial, storage_url: str | None, progress: bool = True) -> float:
-    """Fine-tune and record everything in `trial`. Returns the task score (the trial's value).
+def execute(
+    prepared: Prepared,
+    trial: optuna.Trial,
+    storage_url: str | None,
+    progress: bool = True,
+    once_per_point: bool = False,
+) -> float:
+    """Fine-tune and record everything: the results onto `trial`, then COMPLETE (FAIL for a score that is not
+    finite) and the kept model swapped (recording.complete). Returns the task score (the trial's value).
 
-    Every write rides out a storage outage (storage.ride_out): a finished fine-tune is never lost to a
-    database that restarts while its results are written. Writing a user attribute twice is harmless."""
+    A finished fine-tune is never lost to the storage: its artifacts are written to the artifact store first,
+    and the recording rides out an outage (storage.ride_out), safe to repeat; a trial declared dead meanwhile
+    has its result recorded on a new trial of its grid point. once_per_point: a sweep's trial, whose grid
+    point is COMPLETE at most once."""
+    from glue_bench.sweeping import kept, recording
+
     task, recipe = prepared.task, prepared.spec.recipe
     started = {
         "model": prepared.model_ref.ref,
@@ -260,6 +273,14 @@ def execute(prepared: Prepared, trial: optuna.Trial, storage_url: str | None, pr
         progress=progress,
         distill=prepared.distill,
     )
+    score = metrics.task_score(task, result.dev)
+    links, predictions = _upload_predictions(result.predictions, storage_url)
+    dev = {f"{task.name}/{split}": values for split, values in result.dev_predictions.items()}
+    dev_links, dev_ids = _upload_predictions(dev, storage_url)
+    model = None  # uploaded where it may become the kept one (seconds for a large model), swapped in when recorded
+    keep = prepared.spec.save and math.isfinite(score)
+    if keep and ride_out(lambda: kept.may_win(trial.study, score, trial.number), "reading the study's kept model"):
+        model = kept.upload(prepared.model, prepared.tokenizer, task, storage_url)
     finished = {
         "metrics": result.dev,
         "extra_metrics": result.extra_metrics,
@@ -274,25 +295,13 @@ def execute(prepared: Prepared, trial: optuna.Trial, storage_url: str | None, pr
         "encoder": result.encoder,  # which ran: the recipe's "fast" runs the HF model where it does not apply
         **({"teacher": result.teacher} if result.teacher else {}),  # agreement with it, its own dev metrics
         **prepared.distill_attrs,
+        "predictions": predictions,
+        "dev_predictions": dev_ids,
     }
-    ride_out(lambda: _set_attrs(trial, finished), "recording a finished trial's results")
-    predictions = ride_out(
-        lambda: _upload_predictions(trial, result.predictions, storage_url), "recording a finished trial's predictions"
+    results = recording.Results(score, finished, {**links, **dev_links}, model)
+    ride_out(
+        lambda: recording.complete(trial, results, storage_url, once_per_point), "recording a finished trial's results"
     )
-    ride_out(lambda: trial.set_user_attr("predictions", predictions), "recording a finished trial's predictions")
-    dev = {f"{task.name}/{split}": values for split, values in result.dev_predictions.items()}
-    dev_ids = ride_out(
-        lambda: _upload_predictions(trial, dev, storage_url), "recording a finished trial's dev predictions"
-    )
-    ride_out(lambda: trial.set_user_attr("dev_predictions", dev_ids), "recording a finished trial's dev predictions")
-    score = metrics.task_score(task, result.dev)
-    if prepared.spec.save and math.isfinite(score):
-        from glue_bench.sweeping.kept import keep_if_best
-
-        ride_out(
-            lambda: keep_if_best(trial, score, prepared.model, prepared.tokenizer, task, storage_url),
-            "keeping the study's best model",
-        )
     return score
 
 
@@ -309,18 +318,19 @@ def _set_attrs(trial: optuna.Trial, attrs: dict) -> None:
         trial.set_user_attr(key, value)
 
 
-def _upload_predictions(trial: optuna.Trial, predictions: dict, storage_url: str | None) -> dict[str, str]:
-    """Each predicted split as a JSON artifact; returns "task/split" → artifact id. Test splits: {"idx",
-    "prediction"}; dev splits (user attr dev_predictions): {"idx", "prediction", "label"}."""
-    store, ids = artifact_store(storage_url), {}
-    with tempfile.TemporaryDirectory() as tmp:
-        for key, values in predictions.items():
-            path = Path(tmp, key.replace("/", "__") + ".json")
-            path.write_text(json.dumps(values))
-            ids[key] = optuna.artifacts.upload_artifact(
-                artifact_store=store, file_path=str(path), study_or_trial=trial, mimetype="application/json"
-            )
-    return ids
+def _upload_predictions(predictions: dict, storage_url: str | None) -> tuple[dict[str, str], dict[str, str]]:
+    """Each predicted split as a JSON artifact in the artifact store, written once under a new id (the storage
+    is not touched: recording links them to the trial that records them). Returns ({artifact id: its meta, as
+    optuna.artifacts links it}, {"task/split": artifact id}). Test splits: {"idx", "prediction"}; dev splits
+    (user attr dev_predictions): {"idx", "prediction", "label"}."""
+    store, links, ids = artifact_store(storage_url), {}, {}
+    for key, values in predictions.items():
+        artifact = str(uuid.uuid4())
+        store.write(artifact, io.BytesIO(json.dumps(values).encode()))
+        meta = {"artifact_id": artifact, "filename": key.replace("/", "__") + ".json"}
+        links[artifact] = json.dumps({**meta, "mimetype": "application/json", "encoding": None})
+        ids[key] = artifact
+    return links, ids
 
 
 def download_predictions(artifact_id: str, storage_url: str | None) -> dict[str, list]:

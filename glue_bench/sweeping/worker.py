@@ -3,16 +3,16 @@
 The launcher (launcher.py) starts these as `python -m glue_bench.sweeping.worker PLAN.json`. Any number of
 workers, on any number of machines sharing one storage, take distinct trials.
 
-Faults, all with Optuna's own mechanisms: a worker records a heartbeat while it runs a trial; a trial
-whose heartbeat goes stale (its worker was killed) is failed by whichever worker notices first
-(optuna.storages.fail_stale_trials) and re-queued by RetryHeartbeatStaleTrialCallback. A trial that fails
-by itself (NaN loss, out of memory, a bad batch) is told FAIL with the reason in user attr fail_reason,
-and the worker goes on.
+Faults: a worker records a heartbeat while it runs a trial; a trial whose heartbeat goes stale (its worker
+was killed, or cut off from the storage) is failed by whichever worker notices first
+(optuna.storages.fail_stale_trials) and queued again (studies.queue_retries). A trial that fails by itself
+(NaN loss, out of memory, a bad batch) is told FAIL with the reason in user attr fail_reason, and the worker
+goes on. Ctrl-C or SIGTERM: the running trial is recorded interrupted and queued again at once, and the worker
+exits (130, or 143 for SIGTERM). How each end of a trial is recorded: recording.py.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
@@ -28,23 +28,28 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState
 
 from glue_bench.errors import UserError, first_line
-from glue_bench.sweeping import studies
+from glue_bench.sweeping import recording, stops
 from glue_bench.sweeping.storage import STORAGE_ERRORS, open_storage, ride_out
 from glue_bench.sweeping.studies import fail_stale
 
 POLL_SECONDS = 2.0  # how often an idle worker looks again for a trial to take
+STOP_SECONDS = 10.0  # how long a stopped worker waits for the storage to record its trial (SLURM kills at 30 s)
 
 
-def take_waiting(study: optuna.Study, storage) -> optuna.Trial | None:
+def take_waiting(study: optuna.Study, storage, held: list | None = None) -> optuna.Trial | None:
     """A waiting trial of the study, now RUNNING and ours, or None. Safe against any number of workers:
     the WAITING → RUNNING update succeeds for one of them only (a row lock in PostgreSQL, an immediate
-    transaction in SQLite)."""
+    transaction in SQLite). The trial taken is appended to `held` before a stop can land."""
     for frozen in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
         # Heartbeat first: a worker killed right after the update still leaves one, which then goes stale.
         storage.record_heartbeat(frozen._trial_id)
         try:
-            if storage.set_trial_state_values(frozen._trial_id, TrialState.RUNNING):
-                return optuna.Trial(study, frozen._trial_id)
+            with stops.deferred():  # taken and held, or not taken: a stop never lands in between
+                if storage.set_trial_state_values(frozen._trial_id, TrialState.RUNNING):
+                    trial = optuna.Trial(study, frozen._trial_id)
+                    if held is not None:
+                        held.append(trial)
+                    return trial
         except UpdateFinishedTrialError:
             continue
     return None
@@ -93,7 +98,7 @@ def _fail(study: optuna.Study, trial: optuna.Trial, reason: str, url: str, trans
     """Record the failure (and a transient one's retry), riding out a storage outage. Never raises: a worker
     that cannot record one failure goes on; the trial's heartbeat then goes stale and it is retried."""
     try:
-        retried = ride_out(lambda: studies.fail(study, trial, reason, url, transient, **attrs), "recording a failure")
+        retried = ride_out(lambda: recording.fail(trial, reason, url, transient, **attrs), "recording a failure")
     except Exception as e:
         print(
             f"glue-bench worker: could not record that trial {trial.number} failed ({first_line(e)})", file=sys.stderr
@@ -101,6 +106,25 @@ def _fail(study: optuna.Study, trial: optuna.Trial, reason: str, url: str, trans
         return
     then = "; queued again" if retried else ("; retries used up" if transient else "")
     print(f"glue-bench worker: trial {trial.number} of {study.study_name} failed: {reason}{then}", file=sys.stderr)
+
+
+def _interrupted(held: list, url: str) -> None:
+    """Record the trials a stopped worker holds as interrupted, their points queued again at once; briefly,
+    within SLURM's 30 s: a storage that does not answer leaves them to go stale and be retried."""
+    for trial in held:
+        try:
+            ride_out(
+                lambda trial=trial: recording.interrupt(trial, url), "recording an interrupted trial", STOP_SECONDS
+            )
+            print(
+                f"glue-bench worker: trial {trial.number} of {trial.study.study_name} interrupted; queued again",
+                file=sys.stderr,
+            )
+        except Exception as e:
+            print(
+                f"glue-bench worker: could not record that trial {trial.number} was interrupted ({first_line(e)})",
+                file=sys.stderr,
+            )
 
 
 def transient(error: BaseException) -> bool:
@@ -119,7 +143,7 @@ def transient(error: BaseException) -> bool:
 
 
 def run_trial(study: optuna.Study, trial: optuna.Trial, spec: dict, url: str) -> None:
-    """Run one taken trial to COMPLETE or FAIL (with fail_reason). Interrupts leave it to be re-queued."""
+    """Run one taken trial to COMPLETE or FAIL (with fail_reason). A stop goes on up to `work`, which records it."""
     from glue_bench.sweeping import trial as trials
     from glue_bench.training.loop import Diverged
     from glue_bench.training.recipe import Recipe
@@ -132,28 +156,24 @@ def run_trial(study: optuna.Study, trial: optuna.Trial, spec: dict, url: str) ->
             spec["model"], spec["task"], spec["data"], recipe, save=spec.get("save") == "best"
         )
         prepared = trials.prepare(trial_spec, url)
-        score = trials.execute(prepared, trial, url, progress=False)  # its results are written riding out outages
+        # Recorded riding out outages, once per grid point, a score that is not finite as FAIL (recording.complete)
+        score = trials.execute(prepared, trial, url, progress=False, once_per_point=True)
         del prepared
         if not math.isfinite(score):
-            _fail(study, trial, f"the dev score is {score}", url, transient=False)
-        else:
-            ride_out(lambda: study.tell(trial, score), "recording a finished trial")
-    except UpdateFinishedTrialError:  # our heartbeat went stale (a stalled machine): its retry runs elsewhere
+            print(
+                f"glue-bench worker: trial {trial.number} of {study.study_name} failed: the dev score is {score}",
+                file=sys.stderr,
+            )
+    except UpdateFinishedTrialError:  # declared dead before it could record a result: its retry runs elsewhere
         print(
             f"glue-bench worker: trial {trial.number} of {study.study_name} was declared dead while it ran; "
-            "its retry will record the result",
+            "its retry runs it again",
             file=sys.stderr,
         )
     except Diverged as e:
         _fail(study, trial, f"diverged: {e}", url, transient=False, fail_step=e.step)
     except UserError as e:
         _fail(study, trial, str(e), url, transient=transient(e))
-    except (KeyboardInterrupt, SystemExit):
-        # No fail_reason: not the trial's fault, so the next `glue-bench sweep` queues it again.
-        with contextlib.suppress(Exception):
-            trial.set_user_attr("interrupted", True)
-            study.tell(trial, state=TrialState.FAIL)
-        raise
     except Exception as e:  # out of memory, the network, a bad batch, a library error: record it, go on
         passing = transient(e)
         if not passing:
@@ -172,12 +192,12 @@ def run_trial(study: optuna.Study, trial: optuna.Trial, spec: dict, url: str) ->
         )
 
 
-def _take(loaded: list, storage, url: str):
+def _take(loaded: list, storage, url: str, held: list):
     """(a taken trial with its study and spec, or None; whether any trial is still running)."""
     fail_stale([study for study, _ in loaded], url)  # a dead worker's trial → FAIL, and its retry queued
     busy = False
     for study, spec in loaded:
-        trial = take_waiting(study, storage)
+        trial = take_waiting(study, storage, held)
         if trial is not None:
             return (study, trial, spec), True
         busy = busy or bool(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
@@ -185,7 +205,8 @@ def _take(loaded: list, storage, url: str):
 
 
 def work(plan: dict) -> int:
-    """Take and run waiting trials of the plan's studies until none is waiting or running."""
+    """Take and run waiting trials of the plan's studies until none is waiting or running. A stop (Ctrl-C,
+    SIGTERM) records the trial this worker holds as interrupted, queues it again, and goes on up."""
     import torch  # noqa: F401  the slow imports, before a trial is taken: an interrupt in them loses none
 
     import glue_bench.sweeping.trial  # noqa: F401
@@ -196,17 +217,24 @@ def work(plan: dict) -> int:
         lambda: [(optuna.load_study(study_name=spec["name"], storage=storage), spec) for spec in plan["studies"]],
         "loading the sweep's studies",
     )
-    while True:
-        taken, busy = ride_out(lambda: _take(loaded, storage, url), "looking for a trial to run")
-        if taken is None:
-            if not busy:
-                return 0
-            # A running trial may be a dead worker's: look again soon, to retry it once its heartbeat is stale.
-            time.sleep(min(storage.heartbeat_interval, max(POLL_SECONDS, len(loaded) / 20)))
-            continue
-        study, trial, spec = taken
-        with heartbeat(storage, trial._trial_id):
-            run_trial(study, trial, spec, url)
+    held: list[optuna.Trial] = []  # the trial this worker runs
+    try:
+        while True:
+            taken, busy = ride_out(lambda: _take(loaded, storage, url, held), "looking for a trial to run")
+            if taken is None:
+                if not busy:
+                    return 0
+                # A running trial may be a dead worker's: look again soon, to retry it once its heartbeat is stale.
+                time.sleep(min(storage.heartbeat_interval, max(POLL_SECONDS, len(loaded) / 20)))
+                continue
+            study, trial, spec = taken
+            with heartbeat(storage, trial._trial_id):
+                run_trial(study, trial, spec, url)
+            held.clear()
+    except (KeyboardInterrupt, SystemExit):
+        stops.caught()
+        _interrupted(held, url)  # a trial already recorded is left as it is
+        raise
 
 
 def main(argv: list[str]) -> int:
@@ -222,7 +250,8 @@ def main(argv: list[str]) -> int:
     with open(argv[0]) as f:
         plan = json.load(f)
     try:
-        return work(plan)
+        with stops.handled():  # SIGTERM as Ctrl-C: the running trial recorded interrupted; exit 143
+            return work(plan)
     except KeyboardInterrupt:
         return 130
 
