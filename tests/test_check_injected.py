@@ -85,14 +85,14 @@ def test_a_learning_rate_100x_too_large_fails_the_check(baseline, glue_data, tmp
 
 @pytest.mark.slow
 def test_shuffled_training_labels_fail_the_check(baseline, glue_data, tmp_path, capsys, monkeypatch):
-    fine_tune = trial.fine_tune
+    fine_tune = trial.fine_tune_pack
 
     def with_shuffled_labels(model, task, train_split, *args, **kwargs):
         labels = np.random.default_rng(0).permutation(np.asarray(train_split["label"]))
         train_split = train_split.remove_columns("label").add_column("label", labels.tolist())
         return fine_tune(model, task, train_split, *args, **kwargs)
 
-    monkeypatch.setattr(trial, "fine_tune", with_shuffled_labels)
+    monkeypatch.setattr(trial, "fine_tune_pack", with_shuffled_labels)
     storage = _runs(f"sqlite:///{tmp_path / 'runs.db'}", glue_data)
     code, out = _check(capsys, baseline, storage)
     assert code == 1, out

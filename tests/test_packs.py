@@ -12,9 +12,11 @@ GLUE_BENCH_TEST_AUTOCAST=bf16: 2e-2 on losses, 10% in relative norm on gradients
 
 from __future__ import annotations
 
+import json
 import os
 
 import numpy as np
+import optuna
 import pytest
 import torch
 from transformers import AutoModelForSequenceClassification
@@ -22,6 +24,7 @@ from transformers import AutoModelForSequenceClassification
 from glue_bench.inputs.models import bundled_tokenizer, miniature_config
 from glue_bench.inputs.tasks import get_task
 from glue_bench.sweeping import trial
+from glue_bench.sweeping.trial import download_predictions
 from glue_bench.training.encoder import UnpaddedEncoder, unpadded_batch
 from glue_bench.training.loop import Packed, fine_tune, fine_tune_pack
 from glue_bench.training.optim import PackAdamW, clip_grad_norm_per_trial
@@ -152,3 +155,57 @@ def test_a_trial_whose_loss_goes_nan_stops_and_the_others_go_on(glue_data):
         prepared.model.load_state_dict(initial)
         solo = fine_tune(prepared.model, *args, Recipe(**{**recipe.to_dict(), "lr": lrs[n]}), progress=False)
         assert pack[n].dev_predictions == solo.dev_predictions
+
+
+SWEEP = """# glue-bench sweep packs.toml
+name = "packs"
+models = ["random:L-2_H-128"]
+tasks = ["wnli"]
+epochs = 1
+seeds = [0]
+data = "{data}"
+storage = "{storage}"
+pack = {pack}
+save = "best"
+
+[grid]
+batch_size = [16, 32]
+lr = [1e-3, 3e-4, 1e-4]
+
+[recipe]
+max_train_samples = 96
+"""
+
+
+def test_a_sweep_of_packs_records_each_trial_as_its_solo_sweep_does(glue_data, tmp_path):
+    """pack = 3 and pack = 1 (solo) sweeps of one grid: each trial recorded as its own, with the pack it ran in,
+    and the same dev predictions trial by trial; the kept model is the best trial's."""
+    from glue_bench.sweeping import launcher, studies, worker
+    from glue_bench.sweeping import sweep_file as sweeps
+    from glue_bench.sweeping.kept import kept
+    from glue_bench.sweeping.runs import runs_table
+
+    tables = {}
+    for pack in (3, 1):
+        url = f"sqlite:///{tmp_path / f'pack{pack}.db'}"
+        path = tmp_path / f"pack{pack}.toml"
+        path.write_text(SWEEP.format(data=glue_data, storage=url, pack=pack))
+        sweep = sweeps.load(path)
+        plans = sweep.studies()
+        studies.enqueue(sweep, plans, url)
+        assert worker.work(launcher.worker_plan(plans, url, str(glue_data), sweep)) == 0
+        table = runs_table(url).sort_values(["batch_size", "lr"])
+        assert list(table["state"]) == ["COMPLETE"] * 6
+        tables[pack] = table
+        study = optuna.load_study(study_name=plans[0].name, storage=url)
+        best = max(study.get_trials(deepcopy=False), key=lambda t: t.value)
+        assert kept(study)["trial"] == best.number
+    packs = [json.loads(p) for p in tables[3]["pack"]]
+    assert [p["size"] for p in packs] == [3] * 6
+    assert all(p["trials"] == packs[3 * (i // 3)]["trials"] for i, p in enumerate(packs))  # batch size 16, then 32
+    for (_, packed), (_, solo) in zip(tables[3].iterrows(), tables[1].iterrows()):
+        dev = [
+            download_predictions(json.loads(r["dev_predictions"])["wnli/validation"], url)
+            for r, url in ((packed, f"sqlite:///{tmp_path / 'pack3.db'}"), (solo, f"sqlite:///{tmp_path / 'pack1.db'}"))
+        ]
+        assert dev[0] == dev[1] and packed["score"] == solo["score"]

@@ -208,14 +208,14 @@ def test_a_finished_trial_declared_dead_in_an_outage_is_recorded_once_and_its_re
     plans = sweep.studies()
     studies.enqueue(sweep, plans, storage)
     scores = []
-    real_fine_tune = trials.fine_tune
+    real_fine_tune = trials.fine_tune_pack
 
     def fine_tune(model, task, *args, **kwargs):
-        result = real_fine_tune(model, task, *args, **kwargs)
-        scores.append(trials.metrics.task_score(task, result.dev))
-        return result
+        results = real_fine_tune(model, task, *args, **kwargs)
+        scores.extend(trials.metrics.task_score(task, result.dev) for result in results)
+        return results
 
-    monkeypatch.setattr(trials, "fine_tune", fine_tune)
+    monkeypatch.setattr(trials, "fine_tune_pack", fine_tune)
     outage_ = Outage(monkeypatch, storage, plans[0].name, first)
 
     assert worker.work(launcher.worker_plan(plans, storage, str(glue_data), sweep)) == 0

@@ -95,18 +95,18 @@ def test_failing_trials_are_recorded_with_their_reason_and_the_sweep_goes_on(
     tmp_path, glue_data, storage, monkeypatch, capsys
 ):
     sweep = sweeps.load(tiny_sweep(tmp_path, glue_data, storage, lrs="1e-4, 3e-5"))
-    real = trials.fine_tune
+    real = trials.fine_tune_pack
 
-    def faulty(model, task, train, dev, to_predict, recipe, **kwargs):  # injected faults, by grid point
+    def faulty(model, task, train, dev, to_predict, recipe, lrs, **kwargs):  # injected faults, by grid point
         if (recipe.batch_size, recipe.lr) == (16, 3e-5):
             raise Diverged(7, float("nan"))
         if (recipe.batch_size, recipe.lr) == (32, 3e-5):
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB\nmore details")
         if recipe.batch_size == 32:
             raise ValueError("a bad batch: token id 40000 is outside the vocabulary")
-        return real(model, task, train, dev, to_predict, recipe, **kwargs)
+        return real(model, task, train, dev, to_predict, recipe, lrs, **kwargs)
 
-    monkeypatch.setattr(trials, "fine_tune", faulty)
+    monkeypatch.setattr(trials, "fine_tune_pack", faulty)
     plans = sweep.studies()
     assert studies.enqueue(sweep, plans, storage) == 4
     assert worker.work(launcher.worker_plan(plans, storage, str(glue_data), sweep)) == 0
@@ -145,14 +145,14 @@ def test_a_transient_failure_is_retried_and_a_failed_write_never_fails_a_finishe
     """Out of memory on a point's first try, and the storage refusing the first write of a finished trial's
     results: both points end COMPLETE, the first after one automatic retry, the second without any FAIL."""
     sweep = sweeps.load(tiny_sweep(tmp_path, glue_data, storage))
-    real_fine_tune, real_set = trials.fine_tune, optuna.storages.RDBStorage.set_trial_user_attr
+    real_fine_tune, real_set = trials.fine_tune_pack, optuna.storages.RDBStorage.set_trial_user_attr
     faults = {"oom": 1, "write": 1}
 
-    def fine_tune_oom_once(model, task, train, dev, to_predict, recipe, **kwargs):
+    def fine_tune_oom_once(model, task, train, dev, to_predict, recipe, lrs, **kwargs):
         if recipe.batch_size == 16 and faults["oom"]:
             faults["oom"] -= 1
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 1.00 GiB")
-        return real_fine_tune(model, task, train, dev, to_predict, recipe, **kwargs)
+        return real_fine_tune(model, task, train, dev, to_predict, recipe, lrs, **kwargs)
 
     def set_user_attr_fails_once(self, trial_id, key, value):
         if key == "metrics" and faults["write"]:
@@ -160,7 +160,7 @@ def test_a_transient_failure_is_retried_and_a_failed_write_never_fails_a_finishe
             raise optuna.exceptions.StorageInternalError("server closed the connection unexpectedly")
         return real_set(self, trial_id, key, value)
 
-    monkeypatch.setattr(trials, "fine_tune", fine_tune_oom_once)
+    monkeypatch.setattr(trials, "fine_tune_pack", fine_tune_oom_once)
     monkeypatch.setattr(optuna.storages.RDBStorage, "set_trial_user_attr", set_user_attr_fails_once)
     plans = sweep.studies()
     studies.enqueue(sweep, plans, storage)

@@ -108,7 +108,7 @@ folder = os.environ.get("GLUE_BENCH_TEST_HOLD")
 if folder:
     from glue_bench.sweeping import trial as _trial
 
-    _fine_tune = _trial.fine_tune
+    _fine_tune = _trial.fine_tune_pack
 
     def _held(*args, **kwargs):
         result = _fine_tune(*args, **kwargs)
@@ -120,7 +120,7 @@ if folder:
             time.sleep(0.1)
         return result
 
-    _trial.fine_tune = _held
+    _trial.fine_tune_pack = _held
 """
 
 

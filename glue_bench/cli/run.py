@@ -35,6 +35,12 @@ def add_parsers(sub) -> None:
     run.add_argument(
         "--save", action="store_true", help="keep the fine-tuned model if it is the best of its study so far"
     )
+    run.add_argument(
+        "--tensorboard",
+        action="store_true",
+        help="write TensorBoard event files (loss, learning rate, dev metrics) under the artifacts folder's "
+        "tensorboard/ (tensorboard --logdir)",
+    )
     run.add_argument("--data", help="hub, or a folder in the glue_data or Hub parquet layout (env GLUE_BENCH_DATA)")
     run.add_argument("--storage", help=STORAGE_HELP)
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -59,7 +65,9 @@ def cmd_run(args) -> int:
     from glue_bench.sweeping.storage import masked, open_storage
     from glue_bench.training.loop import Diverged
 
-    spec = trials.TrialSpec(model=args.model, task=args.task, data=args.data, recipe=recipe, save=args.save)
+    spec = trials.TrialSpec(
+        model=args.model, task=args.task, data=args.data, recipe=recipe, save=args.save, tensorboard=args.tensorboard
+    )
     storage = open_storage(args.storage)  # a bad URL fails fast; opening records nothing
     with SlowStages() as say:  # every other user error surfaces before a trial is created
         prepared = trials.prepare(spec, args.storage, say=say)

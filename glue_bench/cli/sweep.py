@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from glue_bench.cli.parsing import STORAGE_HELP, SWEEP_HELP, positive_int, results
 from glue_bench.errors import UserError, counted
 
@@ -51,6 +53,12 @@ def _add_sweep(sub) -> None:
     swp.add_argument(
         "--retry-failed", action="store_true", help="run again the trials that failed (NaN loss, out of memory, …)"
     )
+    swp.add_argument(
+        "--pack",
+        help="learning rates a worker trains at once as one stacked model (exact to their solo runs): auto (every "
+        "learning rate of a batch size and seed on a GPU; solo on a CPU, where packs measured no faster) or a "
+        "number, 1 for solo; overrides the sweep file's pack",
+    )
     swp.add_argument("--no-progress", action="store_true", help="no progress bar")
     swp.set_defaults(func=cmd_sweep)
 
@@ -60,6 +68,9 @@ def cmd_sweep(args) -> int:
     from glue_bench.sweeping.launcher import run_sweep
 
     sweep = sweeps.load(args.file)
+    if args.pack is not None:
+        pack = args.pack if args.pack == "auto" else int(args.pack) if args.pack.isdigit() else args.pack
+        sweep = dataclasses.replace(sweep, pack=sweeps.check_pack(pack, "--pack"))
     studies = sweeps.select(sweep, args.only)
     url = sweeps.resolve_storage(sweep, args.storage)
     if args.dry_run:  # the plan, then every check the real run makes, all problems at once

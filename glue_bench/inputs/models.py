@@ -301,18 +301,22 @@ def load(ref: ModelRef, task: Task, seed: int):
             ref.location, dtype=torch.float32, **offline, **_problem(task)
         )
     except OSError as e:
-        first = first_line(e)
-        where = (
-            "the folder"
-            if ref.kind == "local"
-            else f"the Hugging Face Hub ({ref.location})"
-            + ("" if hub.reachable() else ", which is unreachable, and it is not in the local cache")
-        )
-        raise UserError(
-            f"cannot load model '{ref.ref}' from {where}: {first}; offline, pass a local folder "
-            f"(--model path/to/model) or random:{miniature_name(ref.layers or 2, ref.hidden or 128)}"
-        ) from None
+        raise cannot_load(ref, e) from None
     return model, tokenizer
+
+
+def cannot_load(ref: ModelRef, error: OSError) -> UserError:
+    """The one line for a model that cannot be had: a folder's files, or the Hub (unreachable, not in the cache)."""
+    where = (
+        "the folder"
+        if ref.kind == "local"
+        else f"the Hugging Face Hub ({ref.location})"
+        + ("" if hub.reachable() else ", which is unreachable, and it is not in the local cache")
+    )
+    return UserError(
+        f"cannot load model '{ref.ref}' from {where}: {first_line(error)}; offline, pass a local folder "
+        f"(--model path/to/model) or random:{miniature_name(ref.layers or 2, ref.hidden or 128)}"
+    )
 
 
 # --- what a model can take: checked before anything is queued ---------------------------------------------------
@@ -343,7 +347,9 @@ def check(ref: ModelRef, task: Task):
     offline = {"local_files_only": ref.kind != "local" and not hub.reachable()}
     try:
         config = AutoConfig.from_pretrained(ref.location, **offline)
-    except (OSError, ValueError, KeyError) as e:
+    except OSError as e:  # not there: a folder without it, the Hub unreachable or the id unknown
+        raise cannot_load(ref, e) from None
+    except (ValueError, KeyError) as e:  # there, but not a config transformers can read
         raise UserError(f"model {ref.ref}: cannot read its config ({first_line(e, 160)})") from None
     kind = getattr(config, "model_type", "")
     if kind not in HEADS:

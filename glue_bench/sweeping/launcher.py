@@ -65,6 +65,8 @@ def worker_plan(studies, url: str, source_location: str, sweep) -> dict:
                 "recipe": sweep.base_recipe(),
                 "grid": grid,
                 "save": sweep.save,
+                "pack": sweep.pack,
+                "tensorboard": sweep.tensorboard,
             }
             for s in studies
         ],

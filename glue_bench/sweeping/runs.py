@@ -7,8 +7,8 @@ column per dev metric, `extra/<task>/<split>/<metric>` for splits of other tasks
 diagnostic), recipe fields (epochs, max_seq_length, …), timings, fail_reason, covers (tasks never trained
 but predicted by this trial's model: "ax" on MNLI rows), retry_of (the trial a retry re-runs), and JSON
 columns curve, recipe, env, predictions, dev_predictions ("task/split" → artifact id of the test and of the
-dev predictions; dev ones hold the labels too) and predicted_classes (per dev split, the classes a classifier
-predicted).
+dev predictions; dev ones hold the labels too), predicted_classes (per dev split, the classes a classifier
+predicted) and pack (the pack the trial trained in: {"size", "trials"}).
 `model_id` is a trial's model's identity (models.model_identity: the student's reference and a distilled student's
 teacher, teacher weights and transfer rows) and `model` the name reports show, unique per identity in the storage:
 a distilled student's is "<student> ← <teacher>" (its own row in every report), made longer where two identities
@@ -137,7 +137,7 @@ def _row(study: optuna.study.StudySummary | optuna.Study, trial: optuna.trial.Fr
     row["retry_of"] = trial.system_attrs.get("failed_trial")  # a killed worker's trial, run again
     row["started"] = trial.datetime_start
     row["completed"] = trial.datetime_complete
-    for name in ("curve", "recipe", "env", "predictions", "dev_predictions", "predicted_classes"):
+    for name in ("curve", "recipe", "env", "predictions", "dev_predictions", "predicted_classes", "pack"):
         row[name] = json.dumps(attrs[name], sort_keys=True) if name in attrs else None
     return row
 

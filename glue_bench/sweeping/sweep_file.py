@@ -33,7 +33,21 @@ SET_ELSEWHERE = {
     **dict.fromkeys(DISTILL_KEYS, "[distill]"),
 }
 RECIPE_KEYS = tuple(f.name for f in fields(Recipe) if f.name not in SET_ELSEWHERE)
-TOP_KEYS = ("name", "models", "tasks", "grid", "epochs", "seeds", "data", "storage", "save", "recipe", "distill")
+TOP_KEYS = (
+    "name",
+    "models",
+    "tasks",
+    "grid",
+    "epochs",
+    "seeds",
+    "data",
+    "storage",
+    "save",
+    "pack",
+    "tensorboard",
+    "recipe",
+    "distill",
+)
 KINDS = {"bool": "true or false", "int": "a whole number", "float": "a number", "str": "a string"}  # in errors
 SAVE_CHOICES = ("none", "best")  # save = "best": keep each study's best model (sweeping/kept.py)
 
@@ -63,6 +77,8 @@ class Sweep:
     storage: str | None
     recipe: dict  # overrides of Recipe defaults (not batch_size, lr, seed, epochs), [distill]'s included
     save: str = "none"  # "best": keep each study's best model in the artifact store
+    pack: str | int = "auto"  # learning rates trained at once by a worker: "auto" or a number (1: solo)
+    tensorboard: bool = False  # TensorBoard event files per trial under the artifacts folder
 
     def grid(self) -> list[dict]:
         """Every grid point as Optuna params, in a stable order."""
@@ -226,6 +242,10 @@ def load(path: str | Path) -> Sweep:
     save = table.get("save", "none")
     if save not in SAVE_CHOICES:
         raise UserError(f"{where}: 'save' must be one of {', '.join(map(repr, SAVE_CHOICES))}, got {save!r}")
+    pack = check_pack(table.get("pack", "auto"), where)
+    tensorboard = table.get("tensorboard", False)
+    if not isinstance(tensorboard, bool):
+        raise UserError(f"{where}: 'tensorboard' must be true or false, got {tensorboard!r}")
     tasks, covered = _tasks(_strings(table, "tasks", where), where)
     sweep = Sweep(
         name=name,
@@ -241,6 +261,8 @@ def load(path: str | Path) -> Sweep:
         storage=table.get("storage"),
         recipe=recipe,
         save=save,
+        pack=pack,
+        tensorboard=tensorboard,
     )
     try:
         for point in sweep.grid():
@@ -248,6 +270,13 @@ def load(path: str | Path) -> Sweep:
     except UserError as e:
         raise UserError(f"{where}: {e}") from None
     return sweep
+
+
+def check_pack(value, where: str) -> str | int:
+    """`pack`: "auto" or a whole number >= 1 (1: every trial alone)."""
+    if value == "auto" or _number(value, integer=True) and value >= 1:
+        return value
+    raise UserError(f"{where}: 'pack' must be \"auto\" or a whole number >= 1 (1: solo), got {value!r}")
 
 
 def select(sweep: Sweep, only: list[str] | None) -> list[StudyPlan]:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import io
 import json
 import math
 import platform
 import tempfile
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import optuna
@@ -18,7 +19,7 @@ from glue_bench import __version__
 from glue_bench.errors import UserError
 from glue_bench.inputs import cache, data, models
 from glue_bench.inputs.tasks import Task, dependents, get_task
-from glue_bench.sweeping.storage import artifact_store, ride_out
+from glue_bench.sweeping.storage import artifact_store, artifacts_dir, ride_out
 from glue_bench.training import metrics
 from glue_bench.training.recipe import GRID_FIELDS, Recipe
 
@@ -34,6 +35,7 @@ class TrialSpec:
     recipe: Recipe
     check_rows: bool = True
     save: bool = False  # keep the model if it is its study's best (save = "best", run --save)
+    tensorboard: bool = False  # event files per trial under the artifacts folder (tensorboard --logdir)
 
 
 def study_name(sweep: str, model: str, task: str) -> str:
@@ -157,6 +159,8 @@ def prepare(spec: TrialSpec, storage_url: str | None = None, say=None) -> Prepar
             f"run --task {task.predicted_by}"
         )
     models.check(ref, task)  # a model or tokenizer glue-bench cannot fine-tune: one line, before the weights load
+    if spec.tensorboard and importlib.util.find_spec("tensorboard") is None:
+        raise UserError("tensorboard = true needs the tensorboard package: pip install 'glue-bench[tensorboard]'")
     teacher = _teacher(spec.recipe, task, storage_url) if spec.recipe.teacher else None  # before the slow loads
     say(f"loading model {ref.ref}")
     model, tokenizer = models.load(ref, task, spec.recipe.seed)
@@ -246,33 +250,74 @@ def execute(
     once_per_point: bool = False,
 ) -> float:
     """Fine-tune and record everything: the results onto `trial`, then COMPLETE (FAIL for a score that is not
-    finite) and the kept model swapped (recording.complete). Returns the task score (the trial's value).
+    finite) and the kept model swapped (recording.complete). Returns the task score (the trial's value); a NaN
+    loss raises training.loop.Diverged.
 
     A finished fine-tune is never lost to the storage: its artifacts are written to the artifact store first,
     and the recording rides out an outage (storage.ride_out), safe to repeat; a trial declared dead meanwhile
     has its result recorded on a new trial of its grid point. once_per_point: a sweep's trial, whose grid
     point is COMPLETE at most once."""
-    from glue_bench.sweeping import kept, recording
+    (outcome,) = execute_pack(prepared, [trial], [prepared.spec.recipe.lr], storage_url, progress, once_per_point)
+    if isinstance(outcome, Exception):
+        raise outcome
+    return outcome
 
+
+def execute_pack(
+    prepared: Prepared,
+    trials: list[optuna.Trial],
+    lrs: list[float],
+    storage_url: str | None,
+    progress: bool = True,
+    once_per_point: bool = False,
+) -> list:
+    """A pack: the prepared recipe at each learning rate of `lrs` at once (training.loop.fine_tune_pack), trial n
+    recorded onto `trials[n]` as a solo trial is (execute), with the pack it ran in (its size and trial numbers).
+    Returns each trial's score, or the Diverged of a trial whose loss went NaN (not recorded: the caller fails it)."""
     task, recipe = prepared.task, prepared.spec.recipe
-    started = {
-        "model": prepared.model_ref.ref,
-        "task": task.name,
-        "data": prepared.source.describe(),
-        "recipe": recipe.to_dict(),
-        **prepared.model_attrs,
-    }
-    ride_out(lambda: _set_attrs(trial, started), "starting a trial")
-    result = fine_tune(
+    recipes = [replace(recipe, lr=lr) for lr in lrs]
+    pack = {"size": len(trials), "trials": [t.number for t in trials]}
+    for trial, own in zip(trials, recipes):
+        started = {
+            "model": prepared.model_ref.ref,
+            "task": task.name,
+            "data": prepared.source.describe(),
+            "recipe": own.to_dict(),
+            "pack": pack,
+            **prepared.model_attrs,
+        }
+        ride_out(lambda trial=trial, started=started: _set_attrs(trial, started), "starting a trial")
+    results = fine_tune_pack(
         prepared.model,
         task,
         prepared.train,
         prepared.dev,
         prepared.to_predict,
         recipe,
+        lrs,
         progress=progress,
         distill=prepared.distill,
+        log_dirs=[_log_dir(prepared, trial, storage_url) for trial in trials],
     )
+    return [
+        result.diverged if result.diverged else _record(prepared, trial, result, storage_url, once_per_point)
+        for trial, result in zip(trials, results)
+    ]
+
+
+def _log_dir(prepared: Prepared, trial: optuna.Trial, storage_url: str | None) -> str | None:
+    """Where a trial's TensorBoard event files go (tensorboard = true): artifacts/tensorboard/<study>/trial-<n>."""
+    if not prepared.spec.tensorboard:
+        return None
+    study = trial.study.study_name.replace("/", "__")
+    return str(artifacts_dir(storage_url) / "tensorboard" / study / f"trial-{trial.number}")
+
+
+def _record(prepared: Prepared, trial: optuna.Trial, result, storage_url: str | None, once_per_point: bool) -> float:
+    """One finished fine-tune's results onto its trial (recording.complete). Returns the task score."""
+    from glue_bench.sweeping import kept, recording
+
+    task = prepared.task
     score = metrics.task_score(task, result.dev)
     links, predictions = _upload_predictions(result.predictions, storage_url)
     dev = {f"{task.name}/{split}": values for split, values in result.dev_predictions.items()}
@@ -280,13 +325,13 @@ def execute(
     model = None  # uploaded where it may become the kept one (seconds for a large model), swapped in when recorded
     keep = prepared.spec.save and math.isfinite(score)
     if keep and ride_out(lambda: kept.may_win(trial.study, score, trial.number), "reading the study's kept model"):
-        model = kept.upload(prepared.model, prepared.tokenizer, task, storage_url)
+        model = kept.upload(result.trained_model(), prepared.tokenizer, task, storage_url)
     finished = {
         "metrics": result.dev,
         "extra_metrics": result.extra_metrics,
         "predicted_classes": result.dev_classes,
         "curve": result.curve,
-        "train_seconds": round(result.train_seconds, 3),
+        "train_seconds": round(result.train_seconds, 3),  # a pack's trial: its share of the pack's time
         "eval_seconds": round(result.eval_seconds, 3),
         "train_examples": result.train_examples,
         "steps": result.steps,
@@ -305,10 +350,10 @@ def execute(
     return score
 
 
-def fine_tune(*args, **kwargs):
-    """training.loop.fine_tune, imported when a model first trains: torch takes seconds to import, and
+def fine_tune_pack(*args, **kwargs):
+    """training.loop.fine_tune_pack, imported when a model first trains: torch takes seconds to import, and
     the commands that only read results never need it."""
-    from glue_bench.training.loop import fine_tune as run
+    from glue_bench.training.loop import fine_tune_pack as run
 
     return run(*args, **kwargs)
 

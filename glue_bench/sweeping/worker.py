@@ -1,7 +1,9 @@
-"""A sweep worker: take waiting trials of a sweep's studies, one at a time, and run each to COMPLETE or FAIL.
+"""A sweep worker: take waiting trials of a sweep's studies, one at a time or a pack at a time (the learning rates
+of one batch size and seed, trained at once: training/loop.fine_tune_pack), and run each to COMPLETE or FAIL.
 
 The launcher (launcher.py) starts these as `python -m glue_bench.sweeping.worker PLAN.json`. Any number of
-workers, on any number of machines sharing one storage, take distinct trials.
+workers, on any number of machines sharing one storage, take distinct trials. Each trial of a pack is recorded as
+its own trial (metrics, predictions, curve, kept model, speed), with the pack it ran in.
 
 Faults: a worker records a heartbeat while it runs a trial; a trial whose heartbeat goes stale (its worker
 was killed, or cut off from the storage) is failed by whichever worker notices first
@@ -29,10 +31,13 @@ from optuna.trial import TrialState
 
 from glue_bench.errors import UserError, first_line
 from glue_bench.sweeping import recording, stops
-from glue_bench.sweeping.storage import STORAGE_ERRORS, open_storage, ride_out
-from glue_bench.sweeping.studies import fail_stale
+from glue_bench.sweeping.storage import STORAGE_ERRORS, open_storage, plan_lock, ride_out
+from glue_bench.sweeping.studies import fail_stale, grid_point
 
 POLL_SECONDS = 2.0  # how often an idle worker looks again for a trial to take
+# pack = "auto" on a CPU: how many learning rates train at once. benchmarks/README.md ("Packs on a CPU")
+# measured a pack of 4 at the same examples/s per trial as solo runs: the shared per-step work is small there.
+AUTO_CPU_PACK = 1
 STOP_SECONDS = 10.0  # how long a stopped worker waits for the storage to record its trial (SLURM kills at 30 s)
 
 
@@ -55,18 +60,67 @@ def take_waiting(study: optuna.Study, storage, held: list | None = None) -> optu
     return None
 
 
+def take_pack(study: optuna.Study, storage, size: int, held: list, url: str) -> list[optuna.Trial]:
+    """Up to `size` waiting trials of the study that share a batch size and a seed (their learning rates differ:
+    a pack, training/loop.fine_tune_pack), now RUNNING and ours; [] if none waits. One trial: take_waiting.
+
+    Claimed under the planning lock, so that two workers do not split one row of the grid into two halves; each
+    WAITING → RUNNING update is atomic besides, so no trial is ever taken twice. Each trial beats and goes stale
+    on its own: a killed worker's whole pack goes back, as one trial does."""
+    if size == 1:
+        trial = take_waiting(study, storage, held)
+        return [trial] if trial is not None else []
+    with plan_lock(url):
+        waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+        if not waiting:
+            return []
+        batch_size, _, seed = grid_point(waiting[0])
+        rates, chosen = set(), []
+        for frozen in waiting:
+            point = grid_point(frozen)
+            if (point[0], point[2]) == (batch_size, seed) and point[1] not in rates and len(chosen) < size:
+                rates.add(point[1])
+                chosen.append(frozen)
+        taken = []
+        for frozen in chosen:
+            storage.record_heartbeat(frozen._trial_id)
+            with stops.deferred():  # taken and held, or not taken: a stop never lands in between
+                if storage.set_trial_state_values(frozen._trial_id, TrialState.RUNNING):
+                    taken.append(optuna.Trial(study, frozen._trial_id))
+                    held.append(taken[-1])
+        return taken
+
+
+def pack_size(spec: dict, device: str) -> int:
+    """How many trials of a study this worker trains at once: the sweep's `pack` (a number, or "auto": every
+    learning rate of a (batch size, seed) on a GPU, AUTO_CPU_PACK on a CPU), 1 where a pack cannot run (the HF
+    model: `encoder = "hf"` or a family the unpadded encoder does not cover; fp16, whose gradient scaler is one
+    for all)."""
+    wanted = spec.get("pack", "auto")
+    if wanted == "auto":
+        wanted = len(spec["grid"]["lr"]) if device == "cuda" else AUTO_CPU_PACK
+    if wanted == 1 or spec["recipe"].get("encoder", "fast") == "hf" or spec["recipe"].get("fp16"):
+        return 1
+    from glue_bench.inputs import models
+    from glue_bench.inputs.tasks import get_task
+    from glue_bench.training import encoder
+
+    return int(wanted) if encoder.supports(models.check(models.resolve(spec["model"]), get_task(spec["task"]))) else 1
+
+
 @contextmanager
-def heartbeat(storage, trial_id: int):
-    """Record the trial's heartbeat every heartbeat interval while the block runs (Optuna's optimize does
-    the same with its HeartbeatThread)."""
+def heartbeat(storage, trial_ids: list[int]):
+    """Record the trials' heartbeats every heartbeat interval while the block runs (Optuna's optimize does
+    the same with its HeartbeatThread): each trial of a pack beats, and goes stale, on its own."""
     stop = threading.Event()
 
     def beat():
         while not stop.wait(storage.heartbeat_interval):
-            try:
-                storage.record_heartbeat(trial_id)
-            except Exception as e:  # a storage hiccup: keep beating; a long outage makes the trial stale
-                print(f"glue-bench worker: heartbeat of trial id {trial_id} not recorded ({e})", file=sys.stderr)
+            for trial_id in trial_ids:
+                try:
+                    storage.record_heartbeat(trial_id)
+                except Exception as e:  # a storage hiccup: keep beating; a long outage makes the trial stale
+                    print(f"glue-bench worker: heartbeat of trial id {trial_id} not recorded ({e})", file=sys.stderr)
 
     thread = threading.Thread(target=beat, name="heartbeat", daemon=True)
     thread.start()
@@ -142,38 +196,50 @@ def transient(error: BaseException) -> bool:
     return isinstance(error, (torch.cuda.OutOfMemoryError, MemoryError, *network, *STORAGE_ERRORS))
 
 
-def run_trial(study: optuna.Study, trial: optuna.Trial, spec: dict, url: str) -> None:
-    """Run one taken trial to COMPLETE or FAIL (with fail_reason). A stop goes on up to `work`, which records it."""
-    from glue_bench.sweeping import trial as trials
+def run_pack(study: optuna.Study, trials: list[optuna.Trial], spec: dict, url: str) -> None:
+    """Run taken trials (one, or a pack that differs only in the learning rate) to COMPLETE or FAIL (with
+    fail_reason), each recorded as its own trial. A stop goes on up to `work`, which records it."""
+    from glue_bench.sweeping import trial as trials_
     from glue_bench.training.loop import Diverged
     from glue_bench.training.recipe import Recipe
 
     try:
-        point = ride_out(lambda: _grid_point(trial, spec["grid"]), "starting a trial")
-        ride_out(lambda: trial.set_user_attr("worker", f"{platform.node()}:{os.getpid()}"), "starting a trial")
-        recipe = Recipe(**spec["recipe"], **point)
-        trial_spec = trials.TrialSpec(
-            spec["model"], spec["task"], spec["data"], recipe, save=spec.get("save") == "best"
+        points = [ride_out(lambda t=t: _grid_point(t, spec["grid"]), "starting a trial") for t in trials]
+        for trial in trials:
+            ride_out(lambda t=trial: t.set_user_attr("worker", f"{platform.node()}:{os.getpid()}"), "starting a trial")
+        recipe = Recipe(**spec["recipe"], **points[0])
+        trial_spec = trials_.TrialSpec(
+            spec["model"],
+            spec["task"],
+            spec["data"],
+            recipe,
+            save=spec.get("save") == "best",
+            tensorboard=spec.get("tensorboard", False),
         )
-        prepared = trials.prepare(trial_spec, url)
+        prepared = trials_.prepare(trial_spec, url)
         # Recorded riding out outages, once per grid point, a score that is not finite as FAIL (recording.complete)
-        score = trials.execute(prepared, trial, url, progress=False, once_per_point=True)
+        lrs = [point["lr"] for point in points]
+        outcomes = trials_.execute_pack(prepared, trials, lrs, url, progress=False, once_per_point=True)
         del prepared
-        if not math.isfinite(score):
-            print(
-                f"glue-bench worker: trial {trial.number} of {study.study_name} failed: the dev score is {score}",
-                file=sys.stderr,
-            )
+        for trial, outcome in zip(trials, outcomes):
+            if isinstance(outcome, Diverged):
+                _fail(study, trial, f"diverged: {outcome}", url, transient=False, fail_step=outcome.step)
+            elif not math.isfinite(outcome):
+                print(
+                    f"glue-bench worker: trial {trial.number} of {study.study_name} failed: the dev score is {outcome}",
+                    file=sys.stderr,
+                )
     except UpdateFinishedTrialError:  # declared dead before it could record a result: its retry runs elsewhere
         print(
-            f"glue-bench worker: trial {trial.number} of {study.study_name} was declared dead while it ran; "
-            "its retry runs it again",
+            f"glue-bench worker: a trial of {study.study_name} was declared dead while it ran; its retry runs it again",
             file=sys.stderr,
         )
     except Diverged as e:
-        _fail(study, trial, f"diverged: {e}", url, transient=False, fail_step=e.step)
+        for trial in trials:
+            _fail(study, trial, f"diverged: {e}", url, transient=False, fail_step=e.step)
     except UserError as e:
-        _fail(study, trial, str(e), url, transient=transient(e))
+        for trial in trials:
+            _fail(study, trial, str(e), url, transient=transient(e))
     except Exception as e:  # out of memory, the network, a bad batch, a library error: record it, go on
         passing = transient(e)
         if not passing:
@@ -183,23 +249,19 @@ def run_trial(study: optuna.Study, trial: optuna.Trial, spec: dict, url: str) ->
             import torch
 
             torch.cuda.empty_cache()
-        _fail(
-            study,
-            trial,
-            f"{'out of memory' if out_of_memory else type(e).__name__}: {first_line(e, 300)}",
-            url,
-            transient=passing,
-        )
+        reason = f"{'out of memory' if out_of_memory else type(e).__name__}: {first_line(e, 300)}"
+        for trial in trials:
+            _fail(study, trial, reason, url, transient=passing)
 
 
 def _take(loaded: list, storage, url: str, held: list):
-    """(a taken trial with its study and spec, or None; whether any trial is still running)."""
-    fail_stale([study for study, _ in loaded], url)  # a dead worker's trial → FAIL, and its retry queued
+    """(taken trials with their study and spec, or None; whether any trial is still running)."""
+    fail_stale([study for study, _, _ in loaded], url)  # a dead worker's trial → FAIL, and its retry queued
     busy = False
-    for study, spec in loaded:
-        trial = take_waiting(study, storage, held)
-        if trial is not None:
-            return (study, trial, spec), True
+    for study, spec, size in loaded:
+        trials = take_pack(study, storage, size, held, url)
+        if trials:
+            return (study, trials, spec), True
         busy = busy or bool(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
     return None, busy
 
@@ -207,7 +269,7 @@ def _take(loaded: list, storage, url: str, held: list):
 def work(plan: dict) -> int:
     """Take and run waiting trials of the plan's studies until none is waiting or running. A stop (Ctrl-C,
     SIGTERM) records the trial this worker holds as interrupted, queues it again, and goes on up."""
-    import torch  # noqa: F401  the slow imports, before a trial is taken: an interrupt in them loses none
+    import torch  # the slow imports, before a trial is taken: an interrupt in them loses none
 
     import glue_bench.sweeping.trial  # noqa: F401
 
@@ -217,7 +279,9 @@ def work(plan: dict) -> int:
         lambda: [(optuna.load_study(study_name=spec["name"], storage=storage), spec) for spec in plan["studies"]],
         "loading the sweep's studies",
     )
-    held: list[optuna.Trial] = []  # the trial this worker runs
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    loaded = [(study, spec, pack_size(spec, device)) for study, spec in loaded]
+    held: list[optuna.Trial] = []  # the trials this worker runs (one, or a pack)
     try:
         while True:
             taken, busy = ride_out(lambda: _take(loaded, storage, url, held), "looking for a trial to run")
@@ -227,9 +291,9 @@ def work(plan: dict) -> int:
                 # A running trial may be a dead worker's: look again soon, to retry it once its heartbeat is stale.
                 time.sleep(min(storage.heartbeat_interval, max(POLL_SECONDS, len(loaded) / 20)))
                 continue
-            study, trial, spec = taken
-            with heartbeat(storage, trial._trial_id):
-                run_trial(study, trial, spec, url)
+            study, trials, spec = taken
+            with heartbeat(storage, [trial._trial_id for trial in trials]):
+                run_pack(study, trials, spec, url)
             held.clear()
     except (KeyboardInterrupt, SystemExit):
         stops.caught()
