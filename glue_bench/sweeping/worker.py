@@ -15,6 +15,7 @@ exits (130, or 143 for SIGTERM). How each end of a trial is recorded: recording.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -216,10 +217,26 @@ def run_pack(study: optuna.Study, trials: list[optuna.Trial], spec: dict, url: s
             save=spec.get("save") == "best",
             tensorboard=spec.get("tensorboard", False),
         )
-        prepared = trials_.prepare(trial_spec, url)
-        # Recorded riding out outages, once per grid point, a score that is not finite as FAIL (recording.complete)
         lrs = [point["lr"] for point in points]
-        outcomes = trials_.execute_pack(prepared, trials, lrs, url, progress=False, once_per_point=True)
+        while True:
+            prepared = trials_.prepare(trial_spec, url)
+            try:  # recorded riding out outages, once per grid point, a score that is not finite as FAIL
+                outcomes = trials_.execute_pack(prepared, trials, lrs, url, progress=False, once_per_point=True)
+                break
+            except Exception as e:
+                smaller = accumulate_more(trial_spec.recipe, e)
+                if smaller is None:
+                    raise
+                del prepared
+                import torch
+
+                torch.cuda.empty_cache()
+                trial_spec = dataclasses.replace(trial_spec, recipe=smaller)
+                print(
+                    f"glue-bench worker: batch size {smaller.batch_size} does not fit on the GPU: trying again with "
+                    f"{smaller.gradient_accumulation_steps} micro-batches a step (recorded in the trial's recipe)",
+                    file=sys.stderr,
+                )
         del prepared
         for trial, outcome in zip(trials, outcomes):
             if isinstance(outcome, Diverged):
@@ -252,6 +269,22 @@ def run_pack(study: optuna.Study, trials: list[optuna.Trial], spec: dict, url: s
         reason = f"{'out of memory' if out_of_memory else type(e).__name__}: {first_line(e, 300)}"
         for trial in trials:
             _fail(study, trial, reason, url, transient=passing)
+
+
+def accumulate_more(recipe, error: BaseException):
+    """The recipe with twice the micro-batches, for a GPU batch that ran out of memory (the batch size stays the
+    grid's, the sums the same; the trial records the recipe that ran); None for any other error or when every
+    micro-batch is one row already."""
+    import torch
+
+    steps = recipe.gradient_accumulation_steps
+    if (
+        not isinstance(error, torch.cuda.OutOfMemoryError)
+        or not torch.cuda.is_available()
+        or steps >= recipe.batch_size
+    ):
+        return None
+    return dataclasses.replace(recipe, gradient_accumulation_steps=min(2 * steps, recipe.batch_size))
 
 
 def _take(loaded: list, storage, url: str, held: list):
