@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # The GPU check, under 10 minutes on one GPU, from the repository root:
 #   1. the unpadded encoder against the Hugging Face model (tests/test_encoder.py: eval logits and losses, 20
-#      training steps' losses and gradients, no host sync) on the device, in float32 and under bf16 autocast;
+#      training steps' losses and gradients, no host sync; BERT, RoBERTa, XLM-R, ELECTRA) and a pack of 4
+#      learning rates against its 4 solo runs (tests/test_packs.py) on the device, in float32 and under bf16
+#      autocast; fp16 with its gradient scaler (tests/test_trainer_options.py);
 #   2. train throughput of every miniature at batch sizes 8 and 32 -> results/throughput.csv (the dry run's cost
 #      model then uses these instead of its FLOP guess);
 #   3. the 20-configuration BERT-Tiny SST-2 grid (benchmarks/grid-sst2.toml) through `glue-bench sweep` with 1, 4
-#      and 8 workers sharing the GPU, against the Trainer run once per configuration.
+#      and 8 workers sharing the GPU, solo and in packs of 4 learning rates, against the Trainer run once per
+#      configuration; nvidia-smi samples the GPU's utilization and memory every second meanwhile (gpu-usage.csv).
 #
 #     benchmarks/gpu_check.sh                         # on a machine with a GPU
 #     benchmarks/gpu_check.sh --device cpu --small    # the same steps, small, on a CPU (the slow CI stage runs this)
@@ -39,17 +42,29 @@ started_all=$SECONDS
 step() { echo "== $1"; step_started=$SECONDS; }
 done_step() { echo "   $1: $((SECONDS - step_started))s"; }
 
-step "1. exactness on $device: float32, then bf16 autocast"
+step "1. exactness on $device: float32, then bf16 autocast; packs; fp16"
+packs="four_steps"
+[ "$small" -eq 1 ] && packs="four_steps and random"  # the CPU rehearsal: the MiniLM packs take minutes there
 for precision in fp32 bf16; do
-    log="$out/exactness-$precision.log"
-    if ! GLUE_BENCH_TEST_DEVICE="$device" GLUE_BENCH_TEST_AUTOCAST="$precision" \
-        python -m pytest -q -p no:cacheprovider tests/test_encoder.py -k "match_hf or host_sync" >"$log" 2>&1; then
-        tail -20 "$log"
-        echo "gpu_check.sh: the exactness tests failed in $precision on $device (whole log: $log)" >&2
-        exit 1
-    fi
-    echo "   $precision: $(tail -1 "$log")"
+    for check in encoder packs; do
+        log="$out/exactness-$check-$precision.log"
+        if [ "$check" = encoder ]; then tests=(tests/test_encoder.py -k "match_hf or host_sync"); \
+        else tests=(tests/test_packs.py -k "$packs"); fi
+        if ! GLUE_BENCH_TEST_DEVICE="$device" GLUE_BENCH_TEST_AUTOCAST="$precision" \
+            python -m pytest -q -p no:cacheprovider "${tests[@]}" >"$log" 2>&1; then
+            tail -20 "$log"
+            echo "gpu_check.sh: the $check exactness tests failed in $precision on $device (whole log: $log)" >&2
+            exit 1
+        fi
+        echo "   $check $precision: $(tail -1 "$log")"
+    done
 done
+log="$out/fp16.log"
+if [ "$small" -eq 0 ] && ! python -m pytest -q -p no:cacheprovider -m slow tests/test_trainer_options.py -k fp16 \
+    >"$log" 2>&1; then
+    tail -20 "$log"; echo "gpu_check.sh: the fp16 test failed on $device (whole log: $log)" >&2; exit 1
+fi
+[ "$small" -eq 0 ] && echo "   fp16: $(tail -1 "$log")"
 done_step "step 1"
 
 step "2. train throughput per miniature, batch sizes 8 and 32"
@@ -61,13 +76,19 @@ else
 fi
 done_step "step 2"
 
-step "3. the grid: glue-bench sweep (1, 4, 8 workers) against the Trainer once per configuration"
+step "3. the grid: glue-bench sweep (1, 4, 8 workers; solo and packs of 4) against the Trainer once per configuration"
+if command -v nvidia-smi >/dev/null && [ "$device" = cuda ]; then  # utilization and memory, every second
+    nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv -l 1 >"$out/gpu-usage.csv" &
+    sampler=$!
+fi
 if [ "$small" -eq 1 ]; then
     python benchmarks/grid.py --sweep benchmarks/grid-sst2-small.toml --data "$data" \
-        --arms glue-bench,glue-bench:2,trainer-dynamic --out "$out/grid.csv"
+        --arms glue-bench,glue-bench:2,glue-bench+pack2,trainer-dynamic --out "$out/grid.csv"
 else
     python benchmarks/grid.py --sweep benchmarks/grid-sst2.toml --data "$data" \
-        --arms glue-bench,glue-bench:4,glue-bench:8,trainer-dynamic --out "$out/grid.csv"
+        --arms glue-bench,glue-bench:4,glue-bench:8,glue-bench+pack4,glue-bench:4+pack4,glue-bench:8+pack4,trainer-dynamic \
+        --out "$out/grid.csv"
 fi
+[ -n "${sampler:-}" ] && kill "$sampler"
 done_step "step 3"
 echo "== gpu_check.sh on $device: $((SECONDS - started_all))s; results in $out"

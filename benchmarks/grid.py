@@ -9,9 +9,10 @@ Besides the wall time, each arm's CPU time (all its processes) is shown: other j
 
     python benchmarks/grid.py --data ../shared/glue_data --threads 1
     python benchmarks/grid.py --sweep benchmarks/grid-sst2.toml --data ../shared/glue_data \
-        --arms glue-bench,glue-bench:4,glue-bench:8,trainer-dynamic       # on one GPU (benchmarks/gpu_check.sh)
+        --arms glue-bench,glue-bench:4,glue-bench:8,glue-bench+pack4,glue-bench:4+pack4,trainer-dynamic  # one GPU
 
-Arms: glue-bench (one worker), glue-bench:N (N workers sharing the machine or its one GPU), trainer-128 and
+Arms: glue-bench (one worker), glue-bench:N (N workers sharing the machine or its one GPU), glue-bench+packK (each
+worker trains K learning rates at once as one pack; without +pack, solo: --pack 1), trainer-128 and
 trainer-dynamic (one run_glue.py-style process per configuration, one after another).
 """
 
@@ -111,17 +112,20 @@ def main(argv=None) -> int:
         "TOKENIZERS_PARALLELISM": "false",
     }
     arms = {
-        "glue-bench": lambda workers: glue_bench_sweep(Path(args.sweep), data, env, ["--workers", str(workers)]),
-        "trainer-128": lambda _: trainer_per_configuration(sweep, data, env, dynamic=False),
-        "trainer-dynamic": lambda _: trainer_per_configuration(sweep, data, env, dynamic=True),
+        "glue-bench": lambda workers, pack: glue_bench_sweep(
+            Path(args.sweep), data, env, ["--workers", str(workers), "--pack", str(pack)]
+        ),
+        "trainer-128": lambda *_: trainer_per_configuration(sweep, data, env, dynamic=False),
+        "trainer-dynamic": lambda *_: trainer_per_configuration(sweep, data, env, dynamic=True),
     }
     rows = []
     for arm in args.arms.split(","):
-        name, _, workers = arm.partition(":")
-        if name not in arms or not (workers or "1").isdigit():
-            parser.error(f"unknown arm {arm!r}: choose from glue-bench[:WORKERS], trainer-128, trainer-dynamic")
+        base, _, pack = arm.partition("+pack")
+        name, _, workers = base.partition(":")
+        if name not in arms or not (workers or "1").isdigit() or not (pack or "1").isdigit():
+            parser.error(f"unknown arm {arm!r}: choose from glue-bench[:WORKERS][+packN], trainer-128, trainer-dynamic")
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        result = arms[name](int(workers or 1))
+        result = arms[name](int(workers or 1), int(pack or 1))
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
         rows.append({"arm": arm, **result, "cpu_seconds": cpu})

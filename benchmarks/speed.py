@@ -10,7 +10,9 @@ machine may be shared.
         --threads 1 --repeats 3
 
 Arms: glue-bench (the default recipe: unpadded encoder, fused AdamW), glue-bench+<options> (recorded Recipe
-options: +hf the Hugging Face model, +foreach the foreach AdamW, +grouped length-grouped batches),
+options: +hf the Hugging Face model, +foreach the foreach AdamW, +grouped length-grouped batches), glue-bench-pack4
+(4 learning rates trained at once as one pack: its examples/s counts every trial's examples, so it compares per
+trial with a solo arm),
 trainer-128 (run_glue.py's default: rows padded to 128 at tokenization), trainer-dynamic
 (DataCollatorWithPadding). examples/s is train examples over the wall time of the whole training call
 (optimizer set-up included, tokenization and model loading excluded); cpu ms/step is the process's CPU
@@ -42,6 +44,8 @@ ARMS = {  # name → (loop, Recipe options)
     "glue-bench+foreach": ("glue-bench", {"fused_adamw": False}),
     "glue-bench+hf+foreach": ("glue-bench", {"encoder": "hf", "fused_adamw": False}),  # the default until now
     "glue-bench+grouped": ("glue-bench", {"group_by_length": True}),
+    # a pack (training/loop.fine_tune_pack): 4 learning rates trained at once; its examples/s counts every trial's
+    "glue-bench-pack4": ("glue-bench", {"pack": 4}),
     "glue-bench+bf16": ("glue-bench", {"bf16": True}),  # GPU only (on a CPU the option does nothing)
     "glue-bench+bf16+tf32": ("glue-bench", {"bf16": True, "tf32": True}),  # GPU only
     "trainer-128": ("trainer", {"dynamic": False}),
@@ -122,28 +126,34 @@ def run_arm(arm: str, args) -> dict:
     from glue_bench.sweeping import trial
     from glue_bench.training import encoder
     from glue_bench.training.encoder import UnpaddedEncoder
-    from glue_bench.training.loop import Packed, fine_tune, predict
+    from glue_bench.training.loop import Packed, fine_tune_pack, predict
     from glue_bench.training.recipe import Recipe
 
     loop, options = ARMS[arm]
     rows = args.steps * args.batch_size
     if loop == "glue-bench":
+        options = dict(options)
+        trials = options.pop("pack", 1)
         recipe = Recipe(
             batch_size=args.batch_size, lr=args.lr, epochs=1, seed=args.seed, max_train_samples=rows, **options
         )
         prepared = trial.prepare(trial.TrialSpec(args.model, args.task, args.data, recipe))
+        lrs = [args.lr * 0.5**n for n in range(trials)]  # a pack: learning rates a factor 2 apart
         measured = _timed(
-            lambda: fine_tune(prepared.model, prepared.task, prepared.train, {}, {}, recipe, progress=False)
+            lambda: fine_tune_pack(prepared.model, prepared.task, prepared.train, {}, {}, recipe, lrs, progress=False)
         )
         # Evaluation as the loop runs it (its encoder, batches sorted by length) on the first dev split.
         dev = Packed(prepared.dev[prepared.task.splits_with_role("dev")[0].name])
         model = prepared.model
-        net = UnpaddedEncoder.from_hf(model) if recipe.encoder == "fast" and encoder.supports(model.config) else model
+        fast = recipe.encoder == "fast" and encoder.supports(model.config)
+        net = UnpaddedEncoder.from_hf(model, trials) if fast else model
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        timed = _timed(lambda: predict(net, dev, recipe.eval_batch_size, device, prepared.task.regression, False))
-        measured["eval_seconds"], measured["eval_examples"] = timed["seconds"], len(dev)
+        timed = _timed(lambda: predict(net, dev, recipe.eval_batch_size, device, prepared.task.regression))
+        measured["eval_seconds"], measured["eval_examples"] = timed["seconds"], trials * len(dev)
         lengths = [len(ids) for ids in prepared.train.select(range(rows))["input_ids"]]
-        measured["train_flops"] = 3 * matmul_flops(lengths, prepared.model.config)  # forward + backward (2x)
+        # forward + backward (2x), for every trial of a pack
+        measured["train_flops"] = trials * 3 * matmul_flops(lengths, prepared.model.config)
+        rows *= trials  # every trial's examples: examples/s per trial-equivalent, against a solo run's
     else:
         sys.path.insert(0, str(Path(__file__).parent))
         import run_glue_style
@@ -180,8 +190,10 @@ def summarize(results: list[dict], peak_flops: float) -> pd.DataFrame:
     frame["examples_per_second"] = frame["examples"] / frame["seconds"]
     frame["cpu_ms_per_step"] = 1000 * frame["cpu_seconds"] / frame["steps"]
     frame["eval_examples_per_second"] = frame["eval_examples"] / frame["eval_seconds"]
-    # The useful work is the same for every arm (the same rows): the matrix products of their real tokens.
-    useful = frame["train_flops"].dropna().iloc[0] if frame["train_flops"].notna().any() else float("nan")
+    # The useful work: the matrix products of the rows' real tokens, the same for every solo arm (the same rows),
+    # N times that for a pack of N; the Trainer's arms did a solo arm's.
+    solo = frame["train_flops"].min() if "train_flops" in frame else float("nan")
+    useful = frame["train_flops"].fillna(solo) if "train_flops" in frame else solo
     frame["matmul_gflops"] = useful / frame["seconds"] / 1e9
     table = frame.groupby("arm", sort=False).agg(
         examples_per_second=("examples_per_second", "median"),

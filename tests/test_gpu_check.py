@@ -26,9 +26,11 @@ def test_the_gpu_check_runs_on_a_cpu(glue_data, tmp_path):
         text=True,
     )
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    expected = {"encoder": "26 passed", "packs": "4 passed"}  # 4 of BERT, MiniLM, RoBERTa, XLM-R, ELECTRA; packs
     for precision in ("fp32", "bf16"):  # the exactness tests ran, and all passed
-        summary = (tmp_path / f"exactness-{precision}.log").read_text().strip().splitlines()[-1]
-        assert summary.startswith("14 passed") and "failed" not in summary, summary
+        for check, count in expected.items():
+            summary = (tmp_path / f"exactness-{check}-{precision}.log").read_text().strip().splitlines()[-1]
+            assert summary.startswith(count) and "failed" not in summary, summary
     throughput = pd.read_csv(tmp_path / "throughput.csv")
     assert sorted(zip(throughput["model"], throughput["batch_size"])) == [
         ("L-2_H-128", 8),
@@ -41,5 +43,5 @@ def test_the_gpu_check_runs_on_a_cpu(glue_data, tmp_path):
     for model in ("L-2_H-128", "L-4_H-256"):  # 4x the rows per step cost more per step
         assert per_step[(model, 32)] > per_step[(model, 8)]
     grid = pd.read_csv(tmp_path / "grid.csv", index_col="arm")
-    assert list(grid.index) == ["glue-bench", "glue-bench:2", "trainer-dynamic"]
+    assert list(grid.index) == ["glue-bench", "glue-bench:2", "glue-bench+pack2", "trainer-dynamic"]
     assert (grid["trials"] == 4).all() and (grid["wall_seconds"] > 0).all()

@@ -247,13 +247,13 @@ def test_both_rules_pick_the_same_parameters_of_bert():
     from transformers import BertForSequenceClassification
 
     from glue_bench.inputs.models import miniature_config
-    from glue_bench.training.encoder import UnpaddedBert
+    from glue_bench.training.encoder import UnpaddedEncoder
 
     hf = BertForSequenceClassification(miniature_config(2, 128))
-    for model in (hf, UnpaddedBert.from_hf(hf)):
+    for model, packed in ((hf, False), (UnpaddedEncoder.from_hf(hf, 3), True)):  # ours: a pack of 3
         named = list(model.named_parameters())
-        bert = [name for name, p in named if decays(name, p, "bert", packed=False)]
-        assert bert == [name for name, p in named if decays(name, p, "adamw", packed=False)]
+        bert = [name for name, p in named if decays(name, p, "bert", packed=packed)]
+        assert bert == [name for name, p in named if decays(name, p, "adamw", packed=packed)]
         assert len(bert) == 2 * 6 + 3 + 2  # per layer q, k, v, 2 outputs, intermediate; 3 embeddings; pooler, head
 
 

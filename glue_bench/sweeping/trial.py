@@ -74,7 +74,31 @@ def grid_distributions(batch_sizes, lrs, seeds) -> dict[str, optuna.distribution
     }
 
 
-_TOKENIZED: dict[str, dict] = {}  # kept for the life of the process: a worker's trials share them
+_RAW: dict[str, dict] = {}  # kept for the life of the process: a worker's trials share them
+_TOKENIZED: dict[str, dict] = {}
+
+
+def load_splits(
+    task: Task, source: data.DataSource, check_rows: bool, roles=("train", "dev", "test"), optional=("test",)
+):
+    """The task's splits as read and checked from the source (those of an `optional` role only where the source
+    has them): a damaged or missing file is one line here, before any model loads."""
+    key = cache.key(
+        {
+            "task": asdict(task),
+            "source": source.location,
+            "check_rows": check_rows,
+            "roles": roles,
+            "optional": optional,
+        }
+    )
+    if key not in _RAW:
+        _RAW[key] = {
+            split.name: data.load_split(task, split, source, check_rows)
+            for split in task.splits.values()
+            if split.role in roles and not (split.role in optional and not data.available(task, split, source))
+        }
+    return _RAW[key]
 
 
 def load_tokenized(
@@ -99,13 +123,10 @@ def load_tokenized(
         }
     )
     if key not in _TOKENIZED:
-        out = {}
-        for split in task.splits.values():
-            if split.role not in roles or split.role in optional and not data.available(task, split, source):
-                continue
-            raw = data.load_split(task, split, source, check_rows)
-            out[split.name] = data.tokenize(raw, tokenizer, max_length, data.rows_record(task, split, source))
-        _TOKENIZED[key] = out
+        _TOKENIZED[key] = {
+            name: data.tokenize(raw, tokenizer, max_length, data.rows_record(task, task.splits[name], source))
+            for name, raw in load_splits(task, source, check_rows, roles, optional).items()
+        }
     return _TOKENIZED[key]
 
 
@@ -162,10 +183,14 @@ def prepare(spec: TrialSpec, storage_url: str | None = None, say=None) -> Prepar
     if spec.tensorboard and importlib.util.find_spec("tensorboard") is None:
         raise UserError("tensorboard = true needs the tensorboard package: pip install 'glue-bench[tensorboard]'")
     teacher = _teacher(spec.recipe, task, storage_url) if spec.recipe.teacher else None  # before the slow loads
+    say(f"reading {task.name}'s splits from {source.describe()}")
+    load_splits(task, source, spec.check_rows)  # a damaged or missing file: one line, before the model loads
+    for other in dependents(task):
+        load_splits(other, source, spec.check_rows, roles=("dev", "test"), optional=("dev", "test"))
     say(f"loading model {ref.ref}")
     model, tokenizer = models.load(ref, task, spec.recipe.seed)
     length = models.max_length(model.config, tokenizer, spec.recipe.max_seq_length)  # what the model can take
-    say(f"reading and tokenizing {task.name}'s splits from {source.describe()} (cached after the first time)")
+    say(f"tokenizing {task.name}'s splits (cached after the first time)")
     splits = load_tokenized(task, source, tokenizer, length, spec.check_rows)
     dev = {s.name: splits[s.name] for s in task.splits_with_role("dev")}
     to_predict = {
