@@ -31,7 +31,8 @@ def run_arm(arm: str, seed: int, args) -> dict:
     torch.set_num_threads(args.threads)
     from glue_bench.sweeping import trial
     from glue_bench.training import metrics
-    from glue_bench.training.loop import Packed, fine_tune, predict
+    from glue_bench.training.batches import Packed
+    from glue_bench.training.loop import fine_tune, predict
     from glue_bench.training.recipe import Recipe
 
     recipe = Recipe(

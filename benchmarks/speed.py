@@ -125,8 +125,9 @@ def run_arm(arm: str, args) -> dict:
     from glue_bench.inputs.tasks import get_task
     from glue_bench.sweeping import trial
     from glue_bench.training import encoder
+    from glue_bench.training.batches import Packed
     from glue_bench.training.encoder import UnpaddedEncoder
-    from glue_bench.training.loop import Packed, fine_tune_pack, predict
+    from glue_bench.training.loop import fine_tune_pack, predict
     from glue_bench.training.recipe import Recipe
 
     loop, options = ARMS[arm]

@@ -25,8 +25,9 @@ from glue_bench.inputs.models import bundled_tokenizer, miniature_config
 from glue_bench.inputs.tasks import get_task
 from glue_bench.sweeping import trial
 from glue_bench.sweeping.trial import download_predictions
+from glue_bench.training.batches import Packed
 from glue_bench.training.encoder import UnpaddedEncoder, unpadded_batch
-from glue_bench.training.loop import Packed, fine_tune, fine_tune_pack
+from glue_bench.training.loop import fine_tune, fine_tune_pack
 from glue_bench.training.optim import PackAdamW, clip_grad_norm_per_trial
 from glue_bench.training.recipe import Recipe
 

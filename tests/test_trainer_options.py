@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from glue_bench.sweeping import trial
+from glue_bench.training.batches import Packed, epochs_of_batches
 from glue_bench.training.encoder import UnpaddedEncoder, unpadded_batch
-from glue_bench.training.loop import Packed, epochs_of_batches, fine_tune, fine_tune_pack
+from glue_bench.training.loop import fine_tune, fine_tune_pack
 from glue_bench.training.recipe import Recipe
 
 TINY = {"batch_size": 32, "lr": 1e-3, "epochs": 2, "max_train_samples": 320}

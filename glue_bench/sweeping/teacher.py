@@ -176,8 +176,9 @@ class Outputs:
 
     def _compute(self, raw, rows: dict, device, autocast: bool) -> tuple[np.ndarray, np.ndarray]:
         from glue_bench.training import encoder
+        from glue_bench.training.batches import Packed
         from glue_bench.training.encoder import UnpaddedEncoder
-        from glue_bench.training.loop import Packed, outputs
+        from glue_bench.training.loop import outputs
 
         if self._model is None:
             self._model, self._tokenizer = models.load(models.resolve(self.teacher.location), self.task, seed=0)

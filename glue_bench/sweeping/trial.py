@@ -235,8 +235,8 @@ def _add_teacher(prepared: Prepared, teacher, raw_transfer) -> None:
     matched to the student's rows by their idx: the teacher read them with its own tokenizer."""
     from glue_bench.inputs.transfer import fingerprint
     from glue_bench.sweeping import teacher as teachers
+    from glue_bench.training.batches import training_rows
     from glue_bench.training.distill import Distillation
-    from glue_bench.training.loop import training_rows
 
     task, source, recipe = prepared.task, prepared.source, prepared.spec.recipe
     outputs = teachers.Outputs(teacher, task, recipe.max_seq_length, recipe.eval_batch_size, recipe.bf16)

@@ -18,7 +18,7 @@ import inspect
 import math
 import sys
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import datasets
 import numpy as np
@@ -29,12 +29,12 @@ from transformers import get_linear_schedule_with_warmup
 from glue_bench.errors import UserError
 from glue_bench.inputs.tasks import Task
 from glue_bench.training import encoder, metrics
+from glue_bench.training.batches import Packed, epochs_of_batches, training_rows, with_transfer
 from glue_bench.training.distill import Distillation, agreement, teacher_predictions
 from glue_bench.training.distill import loss as distill_loss
 from glue_bench.training.encoder import UnpaddedEncoder, unpadded_batch
 from glue_bench.training.optim import PackAdamW, bert_scheduler, clip_grad_norm_per_trial
 from glue_bench.training.recipe import Recipe
-from glue_bench.training.tf_order import buffered_order
 
 NAN_CHECK_EVERY = 20  # steps between looks at the loss: looking costs a host sync on a GPU
 
@@ -68,64 +68,6 @@ class FineTuneResult:
     pack_size: int = 1  # how many trials trained together (1: solo)
     diverged: Diverged | None = None  # a trial of a pack whose loss went NaN: it stopped there
     trained_model: object = None  # () → the HF model holding this trial's trained weights (save_pretrained)
-
-
-class Packed:
-    """A tokenized split as flat arrays, so a padded batch is two numpy gathers, not a Python loop."""
-
-    def __init__(self, split: datasets.Dataset):
-        table = split.with_format("arrow")[:]  # a pyarrow Table, row selection applied
-        ids = table.column("input_ids").combine_chunks()
-        offsets = ids.offsets.to_numpy()
-        self.offsets = offsets[:-1].astype(np.int64)
-        self.lengths = np.diff(offsets).astype(np.int64)
-        self.input_ids = ids.values.to_numpy().astype(np.int64)
-        # token type ids where the tokenizer gives them (BERT's segments); None for RoBERTa, DistilBERT, …
-        types = table.column("token_type_ids").combine_chunks() if "token_type_ids" in table.column_names else None
-        self.token_type_ids = None if types is None else types.values.to_numpy().astype(np.int64)
-        self.labels = table.column("label").to_numpy()
-        self.idx = table.column("idx").to_numpy()
-
-    def __len__(self) -> int:
-        return len(self.lengths)
-
-    def batch(self, rows: np.ndarray, device, pad_id: int = 0) -> dict[str, torch.Tensor]:
-        """The rows right-padded with pad_id (the model's own: RoBERTa's is 1) and their attention mask."""
-        lengths = self.lengths[rows]
-        positions = np.arange(lengths.max())
-        mask = positions[None, :] < lengths[:, None]
-        gather = np.where(mask, self.offsets[rows, None] + positions[None, :], 0)
-        batch = {"input_ids": np.where(mask, self.input_ids[gather], pad_id), "attention_mask": mask.astype(np.int64)}
-        if self.token_type_ids is not None:
-            batch["token_type_ids"] = np.where(mask, self.token_type_ids[gather], 0)
-        return {k: torch.from_numpy(v).to(device, non_blocking=True) for k, v in batch.items()}
-
-
-def epochs_of_batches(data: Packed, recipe: Recipe, generator: torch.Generator) -> list[list[np.ndarray]]:
-    """Each epoch's batches (arrays of row numbers).
-
-    batch_order "shuffle": every epoch a new permutation of the rows (the last batch may be short); with
-    group_by_length, rows of similar length together in mega-batches of 50 batches, as the HF Trainer does.
-    batch_order "tf": run_classifier.py's stream (tf_order.py): the file repeated through a 100-row shuffle buffer,
-    full batches only, int(rows / batch_size * epochs) of them; epoch e ends at batch int(rows / batch_size * e).
-    """
-    size = recipe.batch_size
-    if recipe.batch_order == "tf":
-        per_epoch = len(data) / size
-        stream = buffered_order(len(data), size, int(per_epoch * recipe.epochs), recipe.seed)
-        ends = [0] + [int(per_epoch * e) for e in range(1, recipe.epochs + 1)]
-        return [list(stream[ends[e] : ends[e + 1]]) for e in range(recipe.epochs)]
-    out = []
-    for _ in range(recipe.epochs):
-        order = torch.randperm(len(data), generator=generator).numpy()
-        if recipe.group_by_length:  # sort within mega-batches of 50 batches, as the HF Trainer's length grouping does
-            chunks = np.array_split(order, max(1, math.ceil(len(order) / (50 * size))))
-            order = np.concatenate([chunk[np.argsort(-data.lengths[chunk], kind="stable")] for chunk in chunks])
-        batches = [order[i : i + size] for i in range(0, len(order), size)]
-        if recipe.group_by_length:  # shuffle batch order so long batches are not all at the start
-            batches = [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
-        out.append(batches)
-    return out
 
 
 def _optimizer(net, recipe: Recipe, lrs: list[float], packed: bool, device: torch.device) -> PackAdamW:
@@ -178,23 +120,6 @@ def predict(net, data: Packed, batch_size: int, device, regression: bool, bf16=F
     """Either model's predictions [N, rows] in the split's row order: its classes, or a regression task's scores."""
     logits = outputs(net, data, batch_size, device, bf16, fp16)
     return logits[..., 0] if regression else logits.argmax(-1)
-
-
-def training_rows(train: datasets.Dataset, recipe: Recipe) -> datasets.Dataset:
-    """The train rows a recipe trains on: the first max_train_samples rows, or all of them."""
-    if recipe.max_train_samples:
-        return train.select(range(min(recipe.max_train_samples, len(train))))
-    return train
-
-
-def _with_transfer(train: datasets.Dataset, distill: Distillation | None) -> tuple[Packed, np.ndarray]:
-    """The rows the student trains on (the train rows, then any transfer rows) and which ones have a label."""
-    if distill is None or distill.transfer is None:  # load_transfer refuses a file without rows
-        return Packed(train), np.ones(len(train), dtype=bool)
-    columns = [c for c in ("input_ids", "token_type_ids", "label", "idx") if c in train.column_names]
-    transfer = distill.transfer.select_columns(columns).cast(train.select_columns(columns).features)
-    rows = datasets.concatenate_datasets([train.select_columns(columns), transfer])
-    return Packed(rows), np.arange(len(rows)) < len(train)
 
 
 def fine_tune(
@@ -251,12 +176,12 @@ def fine_tune_pack(
     torch.manual_seed(recipe.seed)
     generator = torch.Generator().manual_seed(recipe.seed)
 
-    train_data, labelled = _with_transfer(training_rows(train, recipe), distill)
+    train_data, labelled = with_transfer(training_rows(train, recipe), distill)
     dev_data = {name: Packed(split) for name, split in dev.items()}
     labels = torch.from_numpy(train_data.labels.astype(np.float32 if task.regression else np.int64))
     if distill is not None:
-        with_transfer = [distill.train] + ([] if distill.transfer is None else [distill.transfer_outputs])
-        targets = torch.from_numpy(np.concatenate(with_transfer).astype(np.float32))
+        teacher_outputs = [distill.train] + ([] if distill.transfer is None else [distill.transfer_outputs])
+        targets = torch.from_numpy(np.concatenate(teacher_outputs).astype(np.float32))
         labelled = torch.from_numpy(labelled)
 
     model.to(device)
@@ -305,24 +230,9 @@ def fine_tune_pack(
                         on = labels[micro].to(device, non_blocking=True)
                         part = _forward(net, train_data, micro, device, on).loss * (len(micro) / len(rows))
                     else:
-                        logits = _forward(net, train_data, micro, device).logits
-                        on = {"device": device, "non_blocking": True}
-                        part = torch.stack(
-                            [
-                                distill_loss(
-                                    trial_logits,
-                                    targets[micro].to(**on),
-                                    labels[micro].to(**on),
-                                    labelled[micro].to(**on),
-                                    recipe.alpha,
-                                    recipe.temperature,
-                                    task.regression,
-                                    rows=len(rows),
-                                    labelled_rows=int(labelled[rows].sum()),
-                                )
-                                for trial_logits in logits
-                            ]
-                        )
+                        logits = _forward(net, train_data, micro, device).logits  # [N, rows, labels]
+                        batch = (targets, labels, labelled, micro, rows)
+                        part = torch.stack([_distilled(logits[n], batch, recipe, task, device) for n in range(trials)])
                 scaler.scale(part.sum()).backward()  # each trial's graph is its own: the sum keeps them apart
                 loss += part.detach().float()
             if recipe.max_grad_norm > 0:  # 0: no clipping, as in the Hugging Face Trainer
@@ -453,6 +363,23 @@ def fine_tune_pack(
     return results
 
 
+def _distilled(logits, batch, recipe: Recipe, task: Task, device) -> torch.Tensor:
+    """One trial's distillation loss on a micro-batch of a batch (training/distill.py), weighted by its share."""
+    targets, labels, labelled, micro, rows = batch
+    on = {"device": device, "non_blocking": True}
+    return distill_loss(
+        logits,
+        targets[micro].to(**on),
+        labels[micro].to(**on),
+        labelled[micro].to(**on),
+        recipe.alpha,
+        recipe.temperature,
+        task.regression,
+        rows=len(rows),
+        labelled_rows=int(labelled[rows].sum()),
+    )
+
+
 def _stopped(diverged: Diverged, trials: int, steps: int) -> FineTuneResult:
     return FineTuneResult(dev={}, curve=[], predictions={}, steps=steps, pack_size=trials, diverged=diverged)
 
@@ -475,8 +402,3 @@ def _against_teacher(task: Task, distill: Distillation, student: dict[str, np.nd
             for name, data in dev.items()
         },
     }
-
-
-def solo(recipe: Recipe, lr: float) -> Recipe:
-    """The recipe of one trial of a pack."""
-    return replace(recipe, lr=lr)
