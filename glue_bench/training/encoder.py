@@ -211,7 +211,8 @@ def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
     """
     if not training or p == 0.0:
         return x
-    keep = torch.empty(x.shape[1:], dtype=x.dtype, device=x.device).uniform_().ge_(p).mul_(1.0 / (1.0 - p))
+    # drawn in float32 whatever x's dtype: a bf16 uniform has 8 bits, too coarse a grid for keep-with-probability
+    keep = torch.empty(x.shape[1:], device=x.device).uniform_().ge_(p).to(x.dtype).mul_(1.0 / (1.0 - p))
     return x * keep
 
 
@@ -441,6 +442,14 @@ class UnpaddedEncoder(nn.Module):
             into = into.to(weight.device, weight.dtype)
         into.load_state_dict({k: v[trial] for k, v in self.state_dict().items()}, strict=True)
         return into
+
+    def trial(self, n: int) -> UnpaddedEncoder:
+        """Trial n of the pack alone, its weights views of the pack's (no copy): a solo model, e.g. to evaluate
+        trial by trial where a pack's larger working set is slower (a CPU's caches)."""
+        with torch.device("meta"):
+            solo = UnpaddedEncoder(self.config, 1)
+        solo.load_state_dict({k: v[n : n + 1] for k, v in self.state_dict(keep_vars=True).items()}, assign=True)
+        return solo.train(self.training)
 
     def forward(self, batch: UnpaddedBatch, labels: torch.Tensor | None = None) -> ClassifierOutput:
         x = getattr(self, self.family.base)(batch)  # [N, rows, hidden] pooled (BERT), or [N, tokens, hidden]
