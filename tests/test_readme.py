@@ -38,7 +38,13 @@ def test_the_readme_quick_start_runs_as_written(tmp_path):
     repo = tmp_path / "repo"  # a fresh checkout's view: the sweep files, no results yet, ../shared beside it
     shutil.copytree(ROOT / "sweeps", repo / "sweeps")
     (tmp_path / "shared").symlink_to(SHARED)
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "GLUE_BENCH_CACHE": str(tmp_path / "cache")}
+    # The sweep files name no data: GLUE_BENCH_DATA points them at the local files (else they read the Hub).
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "GLUE_BENCH_CACHE": str(tmp_path / "cache"),
+        "GLUE_BENCH_DATA": "../shared/glue_data",
+    }
     out = subprocess.run(
         ["bash", "-euo", "pipefail", "-c", quick_start_block()],
         cwd=repo,
