@@ -305,6 +305,15 @@ def cmd_sweep(args) -> int:
     )
 
 
+def cmd_prefetch(args) -> int:
+    from glue_bench.sweeping import prefetch
+    from glue_bench.sweeping import sweep_file as sweeps
+
+    sweep = sweeps.load(args.file)
+    print(prefetch.render(sweep, prefetch.prefetch(sweep, sweeps.select(sweep, args.only), args.data)))
+    return 0
+
+
 def cmd_status(args) -> int:
     from glue_bench.sweeping import sweep_file as sweeps
     from glue_bench.sweeping.studies import format_status, read_status
@@ -584,6 +593,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     swp.add_argument("--no-progress", action="store_true", help="no progress bar")
     swp.set_defaults(func=cmd_sweep)
+
+    pre = sub.add_parser(
+        "prefetch", help="download every dataset and model a sweep reads into the Hugging Face caches (offline nodes)"
+    )
+    pre.add_argument("file", metavar="FILE", help="a sweep file, e.g. sweeps/paper.toml")
+    pre.add_argument("--only", action="append", metavar="NAME[,NAME]", help="only these tasks and/or models")
+    pre.add_argument("--data", help="override the file's data source (a folder on this machine, or hub)")
+    pre.set_defaults(func=cmd_prefetch)
 
     sts = sub.add_parser("status", help="a sweep's trials per study: done, running, failed, waiting; best so far")
     sts.add_argument("file", metavar="FILE", help="a sweep file, e.g. sweeps/cpu-smoke.toml")
