@@ -54,7 +54,7 @@ def test_every_shipped_sweep_loads_and_opens_with_its_command(path):
     assert path.read_text().splitlines()[0].startswith(f"# glue-bench sweep sweeps/{path.name}")
     assert sweep.name == path.stem
     # No data: $GLUE_BENCH_DATA, else the Hub, on any machine; no development folder, even in a comment.
-    assert sweep.data is None and "shared" not in path.read_text()
+    assert sweep.data is None and "../shared" not in path.read_text()
 
 
 def test_the_paper_grid():

@@ -48,7 +48,7 @@ def needs(sweep: Sweep, studies: list[StudyPlan], source: data.DataSource) -> li
     if teacher and not teacher.startswith(models.KEPT):
         refs.append(models.resolve(teacher))
     for ref in refs:
-        found.append(Need("model", ref.ref, ref.kind in ("hub", "miniature"), tasks[:1], ref))
+        found.append(Need("model", ref.ref, ref.kind in ("hub", "miniature"), tuple(tasks[:1]), ref))
     return found
 
 
