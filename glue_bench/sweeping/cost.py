@@ -7,9 +7,9 @@ train row and per evaluated row (results/padded-lengths.csv, benchmarks/padded_l
 
     TRIAL_SECONDS + steps × per_step + per_token × (train tokens + EVAL_COST × evaluated tokens)
 
-a study's first trial `study_seconds` more (its splits read and tokenized), a sweep STARTUP_SECONDS more.
-The workers of a sweep run trials side by side; the startup is paid once. A model's per_step and per_token on a kind of device come from, in this
-order: the storage's completed trials of the model (their examples per second, the same task first), the
+a study's first trial `study_seconds` more (its splits read and tokenized), a sweep STARTUP_SECONDS more; the
+workers of a sweep run trials side by side. A model's per_step and per_token on a kind of device come from, in
+this order: the storage's completed trials of the model (their examples per second, the same task first), the
 speed benchmark's table of its architecture (results/throughput.csv, benchmarks/throughput.py: rows of one
 length, so no padding), else a FLOP count. The constants were fitted on real sweeps on real GLUE rows
 (benchmarks/cost_check.py; benchmarks/README.md has estimated against measured wall time per run).
@@ -236,7 +236,7 @@ def device_text(device: str) -> str:
     table = _reference_table("throughput.csv")
     measured = table[table["device"] == device] if len(table) else table
     if len(measured):
-        return f"GPU time on one {measured['gpu'].iloc[0]} (measured speeds)"
+        return f"GPU time on one {measured['gpu'].iloc[0]} (measured; the speed column names any FLOP estimate)"
     return (
         f"GPU time on one {ASSUMED_GPU} (a FLOP estimate at {EFFECTIVE_FLOPS[device]:.0e} FLOP/s, until "
         "benchmarks/throughput.py has run on a GPU)"
