@@ -5,7 +5,9 @@ B rows is the expected maximum of B row lengths. This computes it exactly from e
 distribution (tokenized with the miniatures' uncased vocabulary, max length 128): E[max of B] =
 sum over l >= 1 of 1 - F(l - 1)^B, with F the fraction of rows of at most l tokens. The train split is
 used where the data has it, else the dev splits (same distribution; QQP, MNLI, QNLI train are not in
-../shared). Writes results/padded-lengths.csv, which ships with the package.
+../shared); mean_length is its tokens per row, the real tokens the unpadded encoder trains on, and
+eval_mean_length that of the dev and test splits a trial evaluates. Writes results/padded-lengths.csv, which
+ships with the package.
 
     python benchmarks/padded_lengths.py --data ../shared/glue_data --fallback ../shared/glue_hub
 """
@@ -22,19 +24,36 @@ OUT = Path(__file__).resolve().parent.parent / "results" / "padded-lengths.csv"
 BATCH_SIZES = (8, 16, 32, 64, 128)
 
 
+def split_lengths(task, split, source, tokenizer, max_length: int) -> np.ndarray:
+    from glue_bench.inputs import data
+
+    rows = data.load_split(task, split, source)
+    encoded = tokenizer(
+        list(rows["text_a"]), list(rows["text_b"]) if task.is_pair else None, truncation=True, max_length=max_length
+    )
+    return np.array([len(ids) for ids in encoded["input_ids"]])
+
+
 def lengths(task, source, tokenizer, max_length: int) -> tuple[np.ndarray, str]:
     from glue_bench.inputs import data
 
     splits = [task.train_split] if task.train_split and data.available(task, task.train_split, source) else []
     splits = splits or [s for s in task.splits_with_role("dev") if data.available(task, s, source)]
+    out = [split_lengths(task, split, source, tokenizer, max_length) for split in splits]
+    return np.concatenate(out), "+".join(s.name for s in splits)
+
+
+def eval_mean_length(task, sources, tokenizer, max_length: int) -> float:
+    """Tokens per row of the splits a trial evaluates (dev every epoch, test once: in SST-2 whole sentences,
+    twice the train split's phrases), from the first source that has each; the train mean if none has one."""
+    from glue_bench.inputs import data
+
     out = []
-    for split in splits:
-        rows = data.load_split(task, split, source)
-        encoded = tokenizer(
-            list(rows["text_a"]), list(rows["text_b"]) if task.is_pair else None, truncation=True, max_length=max_length
-        )
-        out.extend(len(ids) for ids in encoded["input_ids"])
-    return np.array(out), "+".join(s.name for s in splits)
+    for split in task.splits.values():
+        source = next((s for s in sources if data.available(task, split, s)), None)
+        if split.role in ("dev", "test") and source is not None:
+            out.append(split_lengths(task, split, source, tokenizer, max_length))
+    return float(np.concatenate(out).mean())
 
 
 def expected_max(values: np.ndarray, batch_size: int) -> float:
@@ -74,6 +93,7 @@ def main(argv=None) -> int:
             print(f"{task.name}: no train or dev split in {args.data} or {args.fallback}; skipped")
             continue
         values, used = lengths(task, source, tokenizer, args.max_length)
+        evaluated = eval_mean_length(task, sources, tokenizer, args.max_length)
         for batch_size in BATCH_SIZES:
             rows.append(
                 {
@@ -81,6 +101,7 @@ def main(argv=None) -> int:
                     "batch_size": batch_size,
                     "mean_length": round(values.mean(), 2),
                     "padded_length": round(expected_max(values, batch_size), 2),
+                    "eval_mean_length": round(evaluated, 2),
                     "rows": len(values),
                     "split": used,
                 }

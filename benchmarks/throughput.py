@@ -7,6 +7,7 @@ architecture and device: a fixed cost per step (optimizer, clipping, launches) a
 same device, model, batch size, length and threads; the file ships with the package.
 
     python benchmarks/throughput.py --threads 1                       # all 24 miniatures on this device
+    python benchmarks/throughput.py --threads 1 --models L-6_H-384    # any shape: the packaged MiniLM's
     python benchmarks/throughput.py --models L-2_H-128,L-4_H-256 --batch-sizes 8,32 --length 64
 """
 
@@ -48,6 +49,7 @@ def seconds_per_step(model_name: str, batch_size: int, length: int, steps: int) 
     import time
 
     import torch
+    from transformers import AutoModelForSequenceClassification
 
     from glue_bench.inputs import models
     from glue_bench.inputs.tasks import get_task
@@ -55,7 +57,11 @@ def seconds_per_step(model_name: str, batch_size: int, length: int, steps: int) 
     from glue_bench.training.recipe import Recipe
 
     task = get_task("sst2")
-    model, _ = models.load(models.resolve(f"random:{model_name}"), task, 0)
+    # Any L-<layers>_H-<hidden> shape (L-6_H-384: the packaged MiniLM's), random weights, 64-dim heads.
+    layers, hidden = (int(v) for v in models.SHAPE.match(model_name).groups())
+    config = models.miniature_config(layers, hidden)
+    config.update({"num_labels": task.num_labels})
+    model = AutoModelForSequenceClassification.from_config(config)
     recipe = Recipe(batch_size=batch_size, lr=1e-4, epochs=1)
     warm = fine_tune(model, task, synthetic_split(batch_size, length), {}, {}, recipe, progress=False)  # one step
     split = synthetic_split(steps * batch_size, length)

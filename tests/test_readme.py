@@ -12,13 +12,14 @@ import pytest
 from conftest import ROOT, SHARED
 
 MARKER = "<!-- tests/test_readme.py runs the next block as written"
+REAL_RESULT = "<!-- tests/test_readme.py checks that the next block names sweeps/minilm-sst2.toml's models"
 
 
-def quick_start_block() -> str:
+def quick_start_block(marker: str = MARKER) -> str:
     text = (ROOT / "README.md").read_text(encoding="utf-8")
-    assert MARKER in text, "the README lost its quick-start marker"
-    block = re.search(r"```bash\n(.*?)```", text[text.index(MARKER) :], flags=re.S)
-    assert block, "no bash block after the quick-start marker"
+    assert marker in text, "the README lost its marker"
+    block = re.search(r"```bash\n(.*?)```", text[text.index(marker) :], flags=re.S)
+    assert block, "no bash block after the marker"
     return block.group(1)
 
 
@@ -31,6 +32,17 @@ def test_the_quick_start_names_one_storage_and_one_model():
     assert all("sweeps/cpu-smoke.toml" in line for line in commands if "--check" not in line)
 
 
+def test_the_real_result_compares_the_two_models_of_its_sweep():
+    """The quick start's last block (its figures measured by benchmarks/cost_check.py): the sweep, then compare
+    of its random model (A) with its pretrained one (B)."""
+    from glue_bench.sweeping import sweep_file
+
+    sweep, compare = [line.split("#")[0].split() for line in quick_start_block(REAL_RESULT).splitlines()]
+    assert sweep == ["glue-bench", "sweep", "sweeps/minilm-sst2.toml", "--workers", "2"]
+    models = sweep_file.load(ROOT / "sweeps" / "minilm-sst2.toml").models
+    assert compare == ["glue-bench", "compare", *reversed(models), "--sweep", "sweeps/minilm-sst2.toml"]
+
+
 @pytest.mark.slow
 def test_the_readme_quick_start_runs_as_written(tmp_path):
     if not (SHARED / "glue_data").is_dir():
@@ -38,7 +50,13 @@ def test_the_readme_quick_start_runs_as_written(tmp_path):
     repo = tmp_path / "repo"  # a fresh checkout's view: the sweep files, no results yet, ../shared beside it
     shutil.copytree(ROOT / "sweeps", repo / "sweeps")
     (tmp_path / "shared").symlink_to(SHARED)
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "GLUE_BENCH_CACHE": str(tmp_path / "cache")}
+    # The sweep files name no data: GLUE_BENCH_DATA points them at the local files (else they read the Hub).
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "GLUE_BENCH_CACHE": str(tmp_path / "cache"),
+        "GLUE_BENCH_DATA": "../shared/glue_data",
+    }
     out = subprocess.run(
         ["bash", "-euo", "pipefail", "-c", quick_start_block()],
         cwd=repo,

@@ -10,6 +10,7 @@ from glue_bench.errors import UserError, counted
 
 def add_parsers(sub) -> None:
     _add_sweep(sub)
+    _add_prefetch(sub)
     _add_status(sub)
     _add_export(sub)
 
@@ -91,6 +92,28 @@ def cmd_sweep(args) -> int:
     return run_sweep(
         sweep, studies, url, source.location, args.workers, args.retry_failed, progress=not args.no_progress
     )
+
+
+def _add_prefetch(sub) -> None:
+    pre = sub.add_parser(
+        "prefetch",
+        help="download every dataset and model a sweep reads into the Hugging Face caches (offline nodes)",
+        description="On a machine that reaches the Hub (a login node), fetch every GLUE config and model a sweep "
+        "reads into the caches its workers read (HF_HOME, the datasets cache), and say what was fetched and its size.",
+    )
+    pre.add_argument("file", metavar="FILE", help="a sweep file, e.g. sweeps/paper.toml")
+    pre.add_argument("--only", action="append", metavar="NAME[,NAME]", help="only these tasks and/or models")
+    pre.add_argument("--data", help="override the file's data source (a folder on this machine, or hub)")
+    pre.set_defaults(func=cmd_prefetch)
+
+
+def cmd_prefetch(args) -> int:
+    from glue_bench.sweeping import prefetch
+    from glue_bench.sweeping import sweep_file as sweeps
+
+    sweep = sweeps.load(args.file)
+    print(prefetch.render(sweep, prefetch.prefetch(sweep, sweeps.select(sweep, args.only), args.data)))
+    return 0
 
 
 def _add_status(sub) -> None:

@@ -1,18 +1,26 @@
-"""The dry run's estimate: how many examples a sweep processes and how long that takes.
+"""The dry run's estimate: how many examples and tokens a sweep processes, and how long that takes.
 
-Small on purpose, so speed work can refine it. A trial trains on epochs × train rows examples, evaluates
-every dev split after every epoch, and predicts the test splits (and the splits of the tasks its model
-covers: AX for MNLI) once at the end. Throughput, in training examples per second, is measured where the
-storage holds completed trials of the same model (the median of their examples_per_second, same task
-first: sequence lengths differ by task), else comes from the speed benchmark's table of the architecture on
-this kind of device (`benchmark_throughput`), else `default_throughput` guesses it from the architecture.
-Tokens are padded tokens: a batch is as long as its longest row (results/padded-lengths.csv).
+A trial trains on epochs × train rows examples, evaluates every dev split after every epoch, and predicts the
+test splits (and the splits of the tasks its model covers: AX for MNLI) once at the end. The unpadded encoder
+computes on a batch's real tokens, not its padding, so work is counted in real tokens: each task's tokens per
+train row and per evaluated row (results/padded-lengths.csv, benchmarks/padded_lengths.py). A trial takes
+
+    TRIAL_SECONDS + steps × per_step + per_token × (train tokens + EVAL_COST × evaluated tokens)
+
+a study's first trial `study_seconds` more (its splits read and tokenized), a sweep STARTUP_SECONDS more; the
+workers of a sweep run trials side by side. A model's per_step and per_token on a kind of device come from, in
+this order: the storage's completed trials of the model (their examples per second, the same task first), the
+speed benchmark's table of its architecture (results/throughput.csv, benchmarks/throughput.py: rows of one
+length, so no padding), else a FLOP count. The constants were fitted on real sweeps on real GLUE rows
+(benchmarks/cost_check.py; benchmarks/README.md has estimated against measured wall time per run).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
@@ -26,16 +34,25 @@ from glue_bench.sweeping.storage import masked
 from glue_bench.sweeping.studies import point_key
 from glue_bench.training.recipe import Recipe, lr_text
 
-TOKENS_PER_EXAMPLE = 64  # GLUE rows average about 30-60 WordPiece tokens; a batch pads to its longest row
-EFFECTIVE_FLOPS = {"cpu": 2e10, "cuda": 2e13}  # training FLOP/s small BERTs reach (rough: 2 CPU cores, one GPU)
+TOKENS_PER_EXAMPLE = 40  # a task missing from results/padded-lengths.csv: GLUE rows average 11-67 tokens
+EFFECTIVE_FLOPS = {"cpu": 2e10, "cuda": 2e13}  # training FLOP/s small BERTs reach (rough: 1 CPU core, one GPU)
+ASSUMED_GPU = "NVIDIA A100"  # the GPU whose effective FLOP/s the guess assumes, until one is measured
 MAX_STEPS_PER_SECOND = {"cpu": math.inf, "cuda": 100.0}  # a small model on a GPU is bound by kernel launches
-EVAL_SPEEDUP = 3.0  # a forward pass costs about a third of a training step
+# Fitted on 9 real sweeps (3 models × 3 tasks) by benchmarks/cost_check.py --fit (benchmarks/cost-check.csv):
+REAL_ROWS = 1.38  # real GLUE batches (attention over their padding; a shared CPU) over the benchmark's rows, per token
+EVAL_COST = 0.373  # seconds per evaluated token over seconds per trained token (a forward pass, no optimizer)
+TRIAL_SECONDS = 0.3  # per trial: the model built, the results recorded
+TOKENIZE_SECONDS_PER_ROW = 6e-5  # per study, in its first trial: every split of the task read and tokenized
+STARTUP_SECONDS = 15.1  # per sweep: the pre-flight, then a worker's start (imports, its first model)
 
 
-def default_throughput(layers: int, hidden: int, batch_size: int, device: str) -> float:
-    """Training examples per second: 6 FLOPs per encoder parameter (12·L·H²) per token, at EFFECTIVE_FLOPS."""
-    flops_per_example = 6 * 12 * layers * hidden**2 * TOKENS_PER_EXAMPLE
-    return min(EFFECTIVE_FLOPS[device] / flops_per_example, MAX_STEPS_PER_SECOND[device] * batch_size)
+@dataclass(frozen=True)
+class Speed:
+    """Seconds one model takes on one kind of device: per training step and per real training token."""
+
+    per_step: float
+    per_token: float
+    source: str  # measured, benchmark or estimated
 
 
 @cache
@@ -46,22 +63,38 @@ def _reference_table(name: str) -> pd.DataFrame:
     return pd.read_csv(path, keep_default_na=False) if path.is_file() else pd.DataFrame()
 
 
-def padded_length(task: str, batch_size: int) -> float:
-    """Tokens per training example of `task` at `batch_size` with dynamic padding (the expected longest row of
-    a random batch, from results/padded-lengths.csv; benchmarks/padded_lengths.py), else TOKENS_PER_EXAMPLE."""
+def _lengths(task: str) -> pd.DataFrame:
     table = _reference_table("padded-lengths.csv")
-    rows = table[table["task"] == task] if len(table) else table
+    return table[table["task"] == task] if len(table) else table
+
+
+def train_length(task: str) -> float:
+    """Real tokens per train row of `task` (results/padded-lengths.csv), else TOKENS_PER_EXAMPLE."""
+    rows = _lengths(task)
+    return float(rows["mean_length"].iloc[0]) if len(rows) else float(TOKENS_PER_EXAMPLE)
+
+
+def eval_length(task: str) -> float:
+    """Real tokens per dev and test row of `task`: SST-2's are whole sentences, twice its train phrases."""
+    rows = _lengths(task)
+    return float(rows["eval_mean_length"].iloc[0]) if len(rows) else float(TOKENS_PER_EXAMPLE)
+
+
+def padded_length(task: str, batch_size: int) -> float:
+    """Tokens per training example of `task` at `batch_size` were it padded to each batch's longest row (the
+    Hugging Face model, `encoder = "hf"`; results/padded-lengths.csv), else TOKENS_PER_EXAMPLE."""
+    rows = _lengths(task)
     if not len(rows):
         return float(TOKENS_PER_EXAMPLE)
     return float(np.interp(batch_size, rows["batch_size"], rows["padded_length"]))
 
 
-def benchmark_throughput(model: str, batch_size: int, tokens_per_example: float, device: str) -> float | None:
-    """Training examples per second from results/throughput.csv (benchmarks/throughput.py): the seconds of a
-    step of this model on this kind of device, fitted as a fixed cost per step plus a cost per token over the
-    measured batch sizes. None if the table has no row for them."""
+def benchmark_speed(architecture: str, device: str) -> Speed | None:
+    """From results/throughput.csv (benchmarks/throughput.py): the seconds of a step of this architecture
+    (L-6_H-384) on this kind of device, fitted as a fixed cost per step plus a cost per token over the measured
+    batch sizes, times REAL_ROWS. None if the table has no row for them."""
     table = _reference_table("throughput.csv")
-    rows = table[(table["device"] == device) & (table["model"] == model)] if len(table) else table
+    rows = table[(table["device"] == device) & (table["model"] == architecture)] if len(table) else table
     if not len(rows):
         return None
     tokens = rows["batch_size"] * rows["length"]
@@ -71,31 +104,26 @@ def benchmark_throughput(model: str, batch_size: int, tokens_per_example: float,
         per_token, per_step = float((rows["seconds_per_step"] / tokens).mean()), 0.0
     if per_token <= 0 or per_step < 0:  # a noisy fit: proportional to the tokens instead
         per_token, per_step = float((rows["seconds_per_step"] / tokens).mean()), 0.0
-    return batch_size / (per_step + per_token * batch_size * tokens_per_example)
+    return Speed(REAL_ROWS * per_step, REAL_ROWS * per_token, "benchmark")
 
 
-def trial_examples(task: Task, recipe: Recipe, covered: list[Task]) -> tuple[int, int]:
-    """(training examples, evaluated examples) of one trial, from the tasks' row counts."""
-    rows = task.train_split.rows
-    train = recipe.epochs * (min(rows, recipe.max_train_samples) if recipe.max_train_samples else rows)
-    dev = sum(s.rows for s in task.splits_with_role("dev"))
-    once = sum(s.rows for s in task.splits_with_role("test"))
-    once += sum(s.rows for other in covered for s in other.splits.values() if s.role in ("dev", "test"))
-    return train, recipe.epochs * dev + once
+def flop_speed(layers: int, hidden: int, device: str) -> Speed:
+    """6 FLOPs per encoder parameter (12·L·H²) per token at EFFECTIVE_FLOPS; on a GPU a floor per step."""
+    return Speed(1 / MAX_STEPS_PER_SECOND[device], 6 * 12 * layers * hidden**2 / EFFECTIVE_FLOPS[device], "estimated")
 
 
-def trial_seconds(train_examples: int, eval_examples: int, throughput: float) -> float:
-    return train_examples / throughput + eval_examples / (EVAL_SPEEDUP * throughput)
-
-
-def measured_throughput(runs: pd.DataFrame, model: str, task: str) -> float | None:
-    """Median examples_per_second of the storage's completed trials of this model (this task if any)."""
+def measured_speed(runs: pd.DataFrame, model: str, task: str) -> Speed | None:
+    """The median examples per second of the storage's completed trials of this model (this task's if any),
+    as seconds per token of the task they trained on."""
     if runs.empty or "examples_per_second" not in runs:
         return None
     done = runs[(runs["state"] == "COMPLETE") & (runs["model"] == model)].dropna(subset=["examples_per_second"])
     same_task = done[done["task"] == task]
     chosen = same_task if len(same_task) else done
-    return float(chosen["examples_per_second"].median()) if len(chosen) else None
+    if not len(chosen):
+        return None
+    seconds_per_token = 1 / (chosen["examples_per_second"] * chosen["task"].map(train_length))
+    return Speed(0.0, float(seconds_per_token.median()), "measured")
 
 
 def shape(ref: models.ModelRef) -> tuple[int, int]:
@@ -109,30 +137,74 @@ def shape(ref: models.ModelRef) -> tuple[int, int]:
     return 12, 768
 
 
+def model_speed(ref: models.ModelRef, task: str, device: str, runs: pd.DataFrame) -> Speed:
+    layers, hidden = shape(ref)
+    return (
+        measured_speed(runs, ref.ref, task)
+        or benchmark_speed(models.miniature_name(layers, hidden), device)
+        or flop_speed(layers, hidden, device)
+    )
+
+
+def trial_examples(task: Task, recipe: Recipe, covered: list[Task]) -> tuple[int, int]:
+    """(training examples, evaluated examples) of one trial, from the tasks' row counts."""
+    train, evaluated = trial_tokens(task, recipe, covered, per_row=lambda name, role: 1.0)
+    return round(train), round(evaluated)
+
+
+def trial_tokens(task: Task, recipe: Recipe, covered: list[Task], per_row=None) -> tuple[float, float]:
+    """(real training tokens, real evaluated tokens) of one trial: dev splits every epoch, test splits once,
+    the covered tasks' splits (AX: MNLI's kind of rows) once."""
+    if per_row is None:  # the Hugging Face model computes on the padding too; evaluation is sorted by length
+
+        def per_row(name, role):
+            if role == "eval":
+                return eval_length(name)
+            return padded_length(name, recipe.batch_size) if recipe.encoder == "hf" else train_length(name)
+
+    rows = task.train_split.rows
+    train = recipe.epochs * (min(rows, recipe.max_train_samples) if recipe.max_train_samples else rows)
+    dev = sum(s.rows for s in task.splits_with_role("dev"))
+    once = sum(s.rows for s in task.splits_with_role("test"))
+    other = sum(s.rows for t in covered for s in t.splits.values() if s.role in ("dev", "test"))
+    evaluated = (recipe.epochs * dev + once + other) * per_row(task.name, "eval")
+    return train * per_row(task.name, "train"), evaluated
+
+
+def trial_steps(task: Task, recipe: Recipe) -> int:
+    rows = task.train_split.rows
+    return recipe.epochs * math.ceil((min(rows, recipe.max_train_samples) or rows) / recipe.batch_size)
+
+
+def trial_seconds(task: Task, recipe: Recipe, covered: list[Task], speed: Speed) -> float:
+    train, evaluated = trial_tokens(task, recipe, covered)
+    return (
+        TRIAL_SECONDS + trial_steps(task, recipe) * speed.per_step + speed.per_token * (train + EVAL_COST * evaluated)
+    )
+
+
+def study_seconds(task: Task, covered: list[Task]) -> float:
+    """Once per study: every split of the task (and of those it covers) read and tokenized."""
+    return TOKENIZE_SECONDS_PER_ROW * sum(s.rows for t in (task, *covered) for s in t.splits.values())
+
+
 def estimate(sweep, statuses, runs: pd.DataFrame, device: str) -> pd.DataFrame:
-    """One row per study: trials left, examples to process and the estimated seconds, on `device`."""
+    """One row per study: trials left, examples and tokens to process and the estimated seconds, on `device`."""
     rows = []
     for status in statuses:
         plan = status.plan
         task, ref = get_task(plan.task), models.resolve(plan.model)
         covered = [get_task(t) for t in plan.covers]
         left = [p for p in sweep.grid() if status.states[point_key(p)] in ("pending", "waiting", "running")]
-        measured = measured_throughput(runs, plan.model, plan.task)
-        train = evals = tokens = seconds = 0
-        source = "measured" if measured else "estimated"
+        speed = model_speed(ref, plan.task, device, runs)
+        train = evals = tokens = 0
+        seconds = study_seconds(task, covered) if left else 0.0
         for point in left:
             recipe = sweep.recipe_for(point)
             t, e = trial_examples(task, recipe, covered)
-            length = padded_length(plan.task, recipe.batch_size)
-            benchmark = (
-                None
-                if measured
-                else benchmark_throughput(plan.model.removeprefix("random:"), recipe.batch_size, length, device)
-            )
-            source = "benchmark" if benchmark else source
-            speed = measured or benchmark or default_throughput(*shape(ref), recipe.batch_size, device)
-            train, evals, seconds = train + t, evals + e, seconds + trial_seconds(t, e, speed)
-            tokens += round(t * length)
+            train, evals = train + t, evals + e
+            tokens += round(trial_tokens(task, recipe, covered)[0])
+            seconds += trial_seconds(task, recipe, covered, speed)
         rows.append(
             {
                 "model": plan.model,
@@ -142,7 +214,7 @@ def estimate(sweep, statuses, runs: pd.DataFrame, device: str) -> pd.DataFrame:
                 "train examples": train,
                 "eval examples": evals,
                 "train tokens": tokens,
-                "speed": source,
+                "speed": speed.source,
                 "seconds": seconds,
             }
         )
@@ -158,11 +230,41 @@ def duration(seconds: float) -> str:
     return f"{seconds // 60}m{seconds % 60:02d}s"
 
 
+def device_text(device: str) -> str:
+    """What the time is of: a CPU core, or a GPU named, measured or guessed from FLOPs."""
+    if device == "cpu":
+        return "CPU time at 1 thread per trial"
+    table = _reference_table("throughput.csv")
+    measured = table[table["device"] == device] if len(table) else table
+    if len(measured):
+        return f"GPU time on one {measured['gpu'].iloc[0]} (measured; the speed column names any FLOP estimate)"
+    return (
+        f"GPU time on one {ASSUMED_GPU} (a FLOP estimate at {EFFECTIVE_FLOPS[device]:.0e} FLOP/s, until "
+        "benchmarks/throughput.py has run on a GPU)"
+    )
+
+
+def parallel(device: str, workers: int) -> tuple[int, str]:
+    """How many trials run at once with `workers` (--workers is per machine), and on what."""
+    if device == "cpu":
+        cores = os.cpu_count() or 1
+        return min(workers, cores), f"{workers} worker(s) on {min(workers, cores)} of this machine's {cores} cores"
+    import torch
+
+    gpus = torch.cuda.device_count()
+    if not gpus:  # planning elsewhere: each worker on its own GPU
+        return workers, f"{workers} worker(s) on {workers} GPU(s), one each (with fewer, they share them round-robin)"
+    return min(workers, gpus), f"{workers} worker(s) on this machine's {gpus} GPU(s), shared round-robin"
+
+
 def report(sweep, statuses, runs: pd.DataFrame, device: str, workers: int, url: str) -> str:
     """The `glue-bench sweep --dry-run` text: the plan per study, then the totals and the time estimate."""
     table = estimate(sweep, statuses, runs, device)
     shown = table.assign(time=table["seconds"].map(duration)).drop(columns="seconds")
-    total = table["seconds"].sum()
+    trials = table["seconds"].sum()
+    total = STARTUP_SECONDS + trials if table["to run"].sum() else 0.0
+    at_once, on = parallel(device, workers)
+    hours = f" ({total / 3600:,.1f} hours)" if total >= 3600 else ""
     lines = [
         f"sweep {sweep.name} ({sweep.path}) in {masked(url)}: {counted(len(table), 'study', 'studies')} × {counted(len(sweep.grid()), 'grid point')} "
         f"(batch_size {list(sweep.batch_sizes)} × lr [{', '.join(map(lr_text, sweep.lrs))}] × seed {list(sweep.seeds)}), "
@@ -171,8 +273,9 @@ def report(sweep, statuses, runs: pd.DataFrame, device: str, workers: int, url: 
         "",
         f"{table['to run'].sum()} of {counted(table['trials'].sum(), 'trial')} to run: {table['train examples'].sum():,} "
         f"training and {table['eval examples'].sum():,} evaluated examples, {table['train tokens'].sum():,} "
-        f"training tokens; about {duration(total)}{f' ({total / 3600:,.1f} hours)' if total >= 3600 else ''} of {device} "
-        f"time, {duration(total / workers)} with {counted(workers, 'worker')} that do not slow each other",
+        f"training tokens (real, unpadded)",
+        f"about {duration(total)}{hours} of {device_text(device)}; "
+        f"{duration(STARTUP_SECONDS + trials / at_once) if total else duration(0)} with {on}",
     ]
     selected = {s.plan.task for s in statuses}
     for task, by in sweep.covered.items():

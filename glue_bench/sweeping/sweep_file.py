@@ -318,10 +318,17 @@ def preflight(
     """Check the data source, every task's train and dev splits, every model and the teacher and transfer
     rows of a distillation (a kept teacher is found in storage `url`); return the data source. Every problem
     is found, not only the first: the UserError lists them, one per line."""
+    from glue_bench.sweeping import prefetch
+
     source = data.resolve_source(data_option or sweep.data)
     problems = []
+    offline = not hub.reachable()  # then what the Hub would give must be in the caches: one line says what is not
+    if offline and (missing := prefetch.unfetched(prefetch.needs(sweep, studies, source))):
+        problems.append(_unfetched_line(sweep, missing, source))
     for name in dict.fromkeys(s.task for s in studies):
         task = get_task(name)
+        if offline and source.is_hub:
+            continue  # read from the cache just now
         try:
             _check_splits(task, [task.train_split, *task.splits_with_role("dev")], source, sweep)
         except UserError as e:
@@ -329,7 +336,7 @@ def preflight(
     tasks = [get_task(t) for t in dict.fromkeys(s.task for s in studies)]
     for ref in dict.fromkeys(s.model for s in studies):
         try:
-            _check_model(models.resolve(ref), sweep, tasks)
+            _check_model(models.resolve(ref), sweep, tasks, offline)
         except UserError as e:
             problems.append(str(e))
     if sweep.recipe.get("teacher"):
@@ -359,14 +366,19 @@ def _check_splits(task: Task, splits, source: data.DataSource, sweep: Sweep) -> 
                 data.load_split(checked, split, source)
 
 
-def _check_model(ref: models.ModelRef, sweep: Sweep, tasks: list[Task]) -> None:
-    """A Hub model must be had: its config fetched now (a mistyped id fails here, not in every trial), or,
-    with the Hub unreachable, found in the local cache. Then its config and tokenizer must be ones glue-bench
-    can fine-tune on each task (models.check: a classification head, padding, a pair format)."""
+def _check_model(ref: models.ModelRef, sweep: Sweep, tasks: list[Task], offline: bool) -> None:
+    """A Hub model's config fetched now (a mistyped id fails here, not in every trial; offline, one the cache lacks
+    is in the unfetched line already); then its config and tokenizer must be ones glue-bench can fine-tune on each
+    task (models.check: a classification head, padding, a pair format)."""
     if ref.kind == "random":
         return
     if ref.kind != "local":
-        _fetch_config(ref, sweep)
+        from huggingface_hub import try_to_load_from_cache
+
+        if offline and not isinstance(try_to_load_from_cache(ref.location, "config.json"), str):
+            return
+        if not offline:
+            _fetch_config(ref, sweep)
     for task in tasks:
         try:
             models.check(ref, task)
@@ -375,25 +387,28 @@ def _check_model(ref: models.ModelRef, sweep: Sweep, tasks: list[Task]) -> None:
 
 
 def _fetch_config(ref: models.ModelRef, sweep: Sweep) -> None:
-    if hub.reachable():
-        from huggingface_hub import hf_hub_download
+    from huggingface_hub import hf_hub_download
 
-        try:
-            hf_hub_download(ref.location, "config.json")
-        except Exception as e:  # not found, private, gated, a network error: each its own type
-            raise UserError(
-                f"{sweep.path}: model {ref.ref}: cannot fetch {ref.location}/config.json from the Hugging Face Hub "
-                f"({type(e).__name__}: {first_line(e, 160)}); check the model id (e.g. google/bert_uncased_L-2_H-128_A-2)"
-            ) from None
-        return
-    from huggingface_hub import try_to_load_from_cache
-
-    if not isinstance(try_to_load_from_cache(ref.location, "config.json"), str):
+    try:
+        hf_hub_download(ref.location, "config.json")
+    except Exception as e:  # not found, private, gated, a network error: each its own type
         raise UserError(
-            f"{sweep.path}: model {ref.ref} ({ref.location}) is not in the local Hugging Face cache and "
-            "the Hub is unreachable; run once where the Hub can be reached, or use a local folder "
-            "(package:<module>/<folder> or a path) or random:<shape>"
-        )
+            f"{sweep.path}: model {ref.ref}: cannot fetch {ref.location}/config.json from the Hugging Face Hub "
+            f"({type(e).__name__}: {first_line(e, 160)}); check the model id (e.g. google/bert_uncased_L-2_H-128_A-2)"
+        ) from None
+
+
+def _unfetched_line(sweep: Sweep, missing: list[str], source: data.DataSource) -> str:
+    """What an offline machine lacks, and the command that fetches it where the Hub can be reached."""
+    instead = []
+    if any(name.startswith(data.HUB_DATASET) for name in missing):
+        instead.append("point GLUE_BENCH_DATA (or --data) at local GLUE files")
+    if not all(name.startswith(data.HUB_DATASET) for name in missing):
+        instead.append("name a local model folder (package:<module>/<folder>, a path)")
+    return (
+        f"{sweep.path}: the Hugging Face Hub cannot be reached and this machine's cache lacks {', '.join(missing)}; "
+        f"run `glue-bench prefetch {sweep.path}` where the Hub can be reached (with the workers' HF_HOME), or {' or '.join(instead)}"
+    )
 
 
 def _check_distillation(sweep: Sweep, tasks: list[Task], url: str | None) -> list[str]:
