@@ -14,7 +14,7 @@ import pytest
 
 from glue_bench.cli import main
 from glue_bench.inputs.tasks import get_task
-from glue_bench.sweeping import cost
+from glue_bench.sweeping import cost, sweep_file
 from glue_bench.training.recipe import Recipe
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -137,9 +137,10 @@ def test_dry_run_counts_real_tokens_with_the_benchmark_table(tmp_path, glue_data
     row = next(line for line in out if line.startswith("random:L-2_H-128 wnli"))
     # 4 epochs × 635 rows × 20 configurations, each row its real tokens (results/padded-lengths.csv).
     tokens = 20 * round(4 * 635 * cost.train_length("wnli"))
-    assert row.split()[4:8] == ["50800", str(20 * 4 * 71 + 20 * 146), str(tokens), "benchmark"]
+    assert row.split()[2:4] == ["fast", "1"]  # the unpadded encoder; on a CPU, auto runs solo
+    assert row.split()[6:10] == ["50800", str(20 * 4 * 71 + 20 * 146), str(tokens), "benchmark"]
     time = next(line for line in out if line.startswith("about "))
-    assert time.endswith(f"with 1 worker(s) on 1 of this machine's {os.cpu_count()} cores")
+    assert time.endswith(f"with 1 worker on 1 of this machine's {os.cpu_count()} cores")
     assert "of CPU time at 1 thread per trial; " in time
     assert not (tmp_path / "x.db").exists()
 
@@ -154,7 +155,7 @@ def test_the_gpu_estimate_names_its_gpu_and_what_the_workers_are(tmp_path, glue_
     assert (
         "of GPU time on one NVIDIA A100 (a FLOP estimate at 2e+13 FLOP/s, until benchmarks/throughput.py has " in time
     )
-    assert time.endswith("with 8 worker(s) on 8 GPU(s), one each (with fewer, they share them round-robin)")
+    assert time.endswith("with 8 workers on 8 GPUs, one each (with fewer, they share them round-robin)")
 
 
 def test_the_estimate_is_within_30_percent_of_every_measured_run():
@@ -171,3 +172,41 @@ def test_the_estimate_is_within_30_percent_of_every_measured_run():
         sweep = cost_check.sweep_of(row)
         errors[row.run] = cost_check.estimated_seconds(sweep, row.workers) / row.wall_seconds - 1
     assert all(math.isfinite(e) and abs(e) <= 0.3 for e in errors.values()), errors
+
+
+def test_the_estimate_knows_packs_and_names_the_slower_families(tmp_path, glue_data, capsys, monkeypatch):
+    """A pack pays a step's fixed cost once for its trials (on a GPU a small model's step is launch-bound); a family
+    the unpadded encoder does not cover runs solo on the Hugging Face model, and the plan says so."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    argv = ["sweep", str(ROOT / "benchmarks" / "grid-wnli.toml"), "--storage", f"sqlite:///{tmp_path}/x.db"]
+    totals = {}
+    for pack in ("1", "4", "auto"):
+        assert main([*argv, "--dry-run", "--data", str(glue_data), "--device", "cuda", "--pack", pack]) == 0
+        out = capsys.readouterr().out.splitlines()
+        row = next(line for line in out if line.startswith("random:L-2_H-128 wnli")).split()
+        assert row[2:4] == ["fast", "1" if pack == "1" else "4"]  # auto: every learning rate on a GPU
+        totals[pack] = next(line for line in out if line.startswith("about ")).split(" of GPU time")[0]
+    assert totals["4"] == totals["auto"] != totals["1"]
+    sweep = sweep_file.load(ROOT / "benchmarks" / "grid-wnli.toml")
+    task, speed = get_task("wnli"), cost.flop_speed(2, 128, "cuda")
+    recipes = [sweep.recipe_for(p) for p in sweep.grid()][:4]  # batch size 8, its four learning rates
+    solo = sum(cost.trial_seconds(task, recipe, [], speed) for recipe in recipes)
+    # one pack of the four against four solo trials: three of the four steps' fixed costs saved
+    saved = 3 * cost.trial_steps(task, recipes[0]) * speed.per_step
+    assert solo - cost.pack_seconds(task, recipes, [], speed) == pytest.approx(saved) and saved > 0
+    distil = tmp_path / "distil"
+    import families
+
+    families.build("distilbert", distil, glue_data)
+    sweep = tmp_path / "distil.toml"
+    sweep.write_text(
+        f'models = ["{distil}"]\ntasks = ["wnli"]\nepochs = 1\ndata = "{glue_data}"\n'
+        "[grid]\nbatch_size = [16]\nlr = [1e-4, 5e-5]\n"
+    )
+    assert main(["sweep", str(sweep), "--dry-run", "--device", "cuda", "--storage", f"sqlite:///{tmp_path}/y.db"]) == 0
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if line.startswith(str(distil))).split()
+    assert row[1:5] == ["wnli", "hf", "(distilbert)", "1"]  # solo: no pack on the Hugging Face model
+    assert "hf (distilbert): run as the Hugging Face model (its family is not one the unpadded encoder covers" in out

@@ -32,6 +32,7 @@ from glue_bench.inputs import models
 from glue_bench.inputs.tasks import Task, get_task
 from glue_bench.sweeping.storage import masked
 from glue_bench.sweeping.studies import point_key
+from glue_bench.sweeping.sweep_file import pack_size
 from glue_bench.training.recipe import Recipe, lr_text
 
 TOKENS_PER_EXAMPLE = 40  # a task missing from results/padded-lengths.csv: GLUE rows average 11-67 tokens
@@ -183,6 +184,29 @@ def trial_seconds(task: Task, recipe: Recipe, covered: list[Task], speed: Speed)
     )
 
 
+def pack_seconds(task: Task, recipes: list[Recipe], covered: list[Task], speed: Speed) -> float:
+    """A pack of trials (training/loop.fine_tune_pack: the learning rates of one batch size and seed at once): the
+    per-step cost once for the pack, every trial's tokens."""
+    solo = [trial_seconds(task, recipe, covered, speed) for recipe in recipes]
+    shared = (len(recipes) - 1) * trial_steps(task, recipes[0]) * speed.per_step
+    return sum(solo) - shared
+
+
+def encoder_of(ref: models.ModelRef, task: Task, recipe: Recipe) -> str:
+    """The encoder a trial will run: "fast" (the unpadded encoder: a pack can run), "hf (<model_type>)" (a family
+    the unpadded encoder does not cover: slower, solo), "hf", or "?" for a model not here to look at."""
+    from glue_bench.errors import UserError
+    from glue_bench.training import encoder
+
+    if recipe.encoder == "hf":
+        return "hf"
+    try:
+        config = models.check(ref, task)
+    except UserError:  # not here (the pre-flight says so): a miniature is a BERT
+        return "fast" if ref.layers else "?"
+    return "fast" if encoder.supports(config) else f"hf ({config.model_type})"
+
+
 def study_seconds(task: Task, covered: list[Task]) -> float:
     """Once per study: every split of the task (and of those it covers) read and tokenized."""
     return TOKENIZE_SECONDS_PER_ROW * sum(s.rows for t in (task, *covered) for s in t.splits.values())
@@ -197,6 +221,9 @@ def estimate(sweep, statuses, runs: pd.DataFrame, device: str) -> pd.DataFrame:
         covered = [get_task(t) for t in plan.covers]
         left = [p for p in sweep.grid() if status.states[point_key(p)] in ("pending", "waiting", "running")]
         speed = model_speed(ref, plan.task, device, runs)
+        ran = encoder_of(ref, task, sweep.recipe_for(sweep.grid()[0]))
+        fp16 = sweep.recipe_for(sweep.grid()[0]).fp16
+        size = pack_size(sweep.pack, len(sweep.lrs), device, ran == "fast" and not fp16)
         train = evals = tokens = 0
         seconds = study_seconds(task, covered) if left else 0.0
         for point in left:
@@ -204,11 +231,18 @@ def estimate(sweep, statuses, runs: pd.DataFrame, device: str) -> pd.DataFrame:
             t, e = trial_examples(task, recipe, covered)
             train, evals = train + t, evals + e
             tokens += round(trial_tokens(task, recipe, covered)[0])
-            seconds += trial_seconds(task, recipe, covered, speed)
+        rows_of = {}  # (batch size, seed) → its learning rates' recipes: the trials a pack may join
+        for point in left:
+            rows_of.setdefault((point["batch_size"], point["seed"]), []).append(sweep.recipe_for(point))
+        for recipes in rows_of.values():
+            for start in range(0, len(recipes), size):
+                seconds += pack_seconds(task, recipes[start : start + size], covered, speed)
         rows.append(
             {
                 "model": plan.model,
                 "task": plan.task,
+                "encoder": ran,
+                "pack": size,
                 "trials": len(sweep.grid()),
                 "to run": len(left),
                 "train examples": train,
@@ -248,13 +282,20 @@ def parallel(device: str, workers: int) -> tuple[int, str]:
     """How many trials run at once with `workers` (--workers is per machine), and on what."""
     if device == "cpu":
         cores = os.cpu_count() or 1
-        return min(workers, cores), f"{workers} worker(s) on {min(workers, cores)} of this machine's {cores} cores"
+        return min(
+            workers, cores
+        ), f"{counted(workers, 'worker')} on {min(workers, cores)} of this machine's {cores} cores"
     import torch
 
     gpus = torch.cuda.device_count()
     if not gpus:  # planning elsewhere: each worker on its own GPU
-        return workers, f"{workers} worker(s) on {workers} GPU(s), one each (with fewer, they share them round-robin)"
-    return min(workers, gpus), f"{workers} worker(s) on this machine's {gpus} GPU(s), shared round-robin"
+        return (
+            workers,
+            f"{counted(workers, 'worker')} on {counted(workers, 'GPU')}, one each (with fewer, they share them round-robin)",
+        )
+    return min(
+        workers, gpus
+    ), f"{counted(workers, 'worker')} on this machine's {counted(gpus, 'GPU')}, shared round-robin"
 
 
 def report(sweep, statuses, runs: pd.DataFrame, device: str, workers: int, url: str) -> str:
@@ -277,6 +318,12 @@ def report(sweep, statuses, runs: pd.DataFrame, device: str, workers: int, url: 
         f"about {duration(total)}{hours} of {device_text(device)}; "
         f"{duration(STARTUP_SECONDS + trials / at_once) if total else duration(0)} with {on}",
     ]
+    slower = sorted({e for e in table["encoder"] if e.startswith("hf (")})
+    if slower:
+        lines.append(
+            f"{', '.join(slower)}: run as the Hugging Face model (its family is not one the unpadded encoder covers: "
+            "slower, computing on the padding too, and solo, no packs); the estimate counts their padded tokens"
+        )
     selected = {s.plan.task for s in statuses}
     for task, by in sweep.covered.items():
         if by in selected:  # --only rte: MNLI is not run, so neither is AX

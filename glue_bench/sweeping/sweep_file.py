@@ -272,6 +272,21 @@ def load(path: str | Path) -> Sweep:
     return sweep
 
 
+# pack = "auto" on a CPU: how many learning rates train at once. benchmarks/README.md ("Packs on a CPU") measured
+# packs of 4 at about a solo run's examples/s per trial there: the work a pack shares is small on a CPU.
+AUTO_CPU_PACK = 1
+
+
+def pack_size(wanted: str | int, learning_rates: int, device: str, packable: bool) -> int:
+    """How many trials of a study train at once: `pack` (a number, or "auto": every learning rate of a (batch
+    size, seed) on a GPU, AUTO_CPU_PACK on a CPU), at most the grid's learning rates; 1 where a pack cannot run
+    (`packable` False: the HF model, `encoder = "hf"` or a family the unpadded encoder does not cover; fp16)."""
+    if not packable:
+        return 1
+    size = (learning_rates if device == "cuda" else AUTO_CPU_PACK) if wanted == "auto" else int(wanted)
+    return max(1, min(size, learning_rates))
+
+
 def check_pack(value, where: str) -> str | int:
     """`pack`: "auto" or a whole number >= 1 (1: every trial alone)."""
     if value == "auto" or _number(value, integer=True) and value >= 1:

@@ -36,9 +36,6 @@ from glue_bench.sweeping.storage import STORAGE_ERRORS, open_storage, plan_lock,
 from glue_bench.sweeping.studies import fail_stale, grid_point
 
 POLL_SECONDS = 2.0  # how often an idle worker looks again for a trial to take
-# pack = "auto" on a CPU: how many learning rates train at once. benchmarks/README.md ("Packs on a CPU")
-# measured a pack of 4 at the same examples/s per trial as solo runs: the shared per-step work is small there.
-AUTO_CPU_PACK = 1
 STOP_SECONDS = 10.0  # how long a stopped worker waits for the storage to record its trial (SLURM kills at 30 s)
 
 
@@ -93,20 +90,19 @@ def take_pack(study: optuna.Study, storage, size: int, held: list, url: str) -> 
 
 
 def pack_size(spec: dict, device: str) -> int:
-    """How many trials of a study this worker trains at once: the sweep's `pack` (a number, or "auto": every
-    learning rate of a (batch size, seed) on a GPU, AUTO_CPU_PACK on a CPU), 1 where a pack cannot run (the HF
-    model: `encoder = "hf"` or a family the unpadded encoder does not cover; fp16, whose gradient scaler is one
-    for all)."""
-    wanted = spec.get("pack", "auto")
-    if wanted == "auto":
-        wanted = len(spec["grid"]["lr"]) if device == "cuda" else AUTO_CPU_PACK
-    if wanted == 1 or spec["recipe"].get("encoder", "fast") == "hf" or spec["recipe"].get("fp16"):
-        return 1
+    """How many trials of a study this worker trains at once (sweep_file.pack_size: the sweep's `pack`, solo where
+    a pack cannot run: the HF model, fp16)."""
     from glue_bench.inputs import models
     from glue_bench.inputs.tasks import get_task
+    from glue_bench.sweeping.sweep_file import pack_size as size
     from glue_bench.training import encoder
 
-    return int(wanted) if encoder.supports(models.check(models.resolve(spec["model"]), get_task(spec["task"]))) else 1
+    recipe, wanted, rates = spec["recipe"], spec.get("pack", "auto"), len(spec["grid"]["lr"])
+    if size(wanted, rates, device, packable=True) == 1:
+        return 1
+    packable = recipe.get("encoder", "fast") == "fast" and not recipe.get("fp16")
+    config = models.check(models.resolve(spec["model"]), get_task(spec["task"])) if packable else None
+    return size(wanted, rates, device, packable and encoder.supports(config))
 
 
 @contextmanager
