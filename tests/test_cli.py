@@ -212,3 +212,20 @@ def test_a_students_agreement_with_its_teacher_is_a_share_of_rows_or_a_correlati
     assert capsys.readouterr().out.splitlines()[1] == (
         "teacher on validation: accuracy 85.00; the student agrees with its teacher on 86.01% of rows"
     )
+
+
+def test_a_slow_stage_of_run_gets_a_line_and_a_fast_one_none(capsys, monkeypatch):
+    """`run` loading and tokenizing into a log is never silent for long: each stage that outlasts SLOW_SECONDS
+    gets its line on stderr; one that ends sooner (a cached tokenization, an error at once) prints nothing."""
+    import time
+
+    from glue_bench.cli.run import SlowStages
+
+    monkeypatch.setattr(SlowStages, "SLOW_SECONDS", 0.2)
+    with SlowStages() as say:
+        say("reading rte's splits")  # over at once: no line
+        say("loading model random:L-2_H-128")
+        time.sleep(0.5)
+        say("tokenizing rte's splits")  # ends with the block, before its time
+    time.sleep(0.3)
+    assert capsys.readouterr().err == "glue-bench: loading model random:L-2_H-128\n"

@@ -139,3 +139,28 @@ def test_a_postgresql_restart_mid_sweep_is_ridden_out(tmp_path, glue_data, postg
     text = log.read_text()
     assert "the storage did not answer while" in text
     assert "Traceback" not in text
+
+
+# --- a killed worker's pack -------------------------------------------------------------------------------------
+
+
+def test_a_worker_killed_mid_pack_gives_its_whole_pack_back(tmp_path, glue_data):
+    """pack = 2 (two learning rates of a batch size and seed trained at once): a worker SIGKILLed while its pack
+    trains leaves both trials RUNNING; their heartbeats go stale, both are failed and queued again, and the same
+    command then completes every grid point exactly once, each trial recorded with the pack it ran in."""
+    grid = {"batch_size": [16, 32], "lr": [1e-4, 5e-5], "seed": [0]}  # 2 packs of 2
+    path, url = write_sweep(tmp_path, glue_data, grid, top="pack = 2"), f"sqlite:///{tmp_path / 'runs.db'}"
+    first, second = tmp_path / "first.log", tmp_path / "second.log"
+    launcher = launch(path, url, 1, tmp_path, first)
+    running = lambda: [t for t in all_trials(url) if t.state == TrialState.RUNNING]  # noqa: E731
+    assert wait_for(lambda: len(running()) == 2, 300), first.read_text()  # a pack of two taken at once
+    packed = {t.number for t in running()}
+    os.kill(workers_of(first)[0], signal.SIGKILL)
+    launcher.wait(timeout=120)
+    assert launch(path, url, 1, tmp_path, second).wait(timeout=900) == 0, second.read_text()[-3000:]
+    done = assert_each_point_complete_exactly_once(url, grid)
+    stale = {t.number for t in all_trials(url) if t.state == TrialState.FAIL}
+    assert packed <= stale  # the killed pack's trials, failed on their stale heartbeats and run again
+    packs = [t.user_attrs["pack"] for t in done]
+    assert [p["size"] for p in packs] == [2, 2, 2, 2]
+    assert all({t.number for t in done if t.user_attrs["pack"] == p} == set(p["trials"]) for p in packs)
