@@ -68,7 +68,7 @@ CASES = {
         encoder_decoder,
         "transformers has no sequence-classification model for model_type 'encoder-decoder'",
     ),
-    "unknown model_type": (unknown_type, "cannot read its config"),
+    "unknown model_type": (unknown_type, "its model_type 'my-own-encoder' is not one transformers"),
     "no padding token": (gpt2_without_padding, "neither its tokenizer nor its config has a padding token"),
     "too few embeddings": (too_few_embeddings, "its tokenizer has 30,522 tokens but the model's embeddings hold 1,000"),
     "no pair format": (no_pair_format, "its tokenizer joins a sentence pair without a separator or segment ids"),

@@ -350,7 +350,16 @@ def check(ref: ModelRef, task: Task):
     except OSError as e:  # not there: a folder without it, the Hub unreachable or the id unknown
         raise cannot_load(ref, e) from None
     except (ValueError, KeyError) as e:  # there, but not a config transformers can read
-        raise UserError(f"model {ref.ref}: cannot read its config ({first_line(e, 160)})") from None
+        import transformers
+
+        kind = _declared_type(ref)
+        why = (
+            f"its model_type {kind!r} is not one transformers {transformers.__version__} knows (upgrade transformers, "
+            "or fix the model_type in its config.json)"
+            if kind
+            else first_line(e, 160)
+        )
+        raise UserError(f"model {ref.ref}: cannot read its config: {why}") from None
     kind = getattr(config, "model_type", "")
     if kind not in HEADS:
         raise UserError(
@@ -364,6 +373,15 @@ def check(ref: ModelRef, task: Task):
         raise UserError(f"model {ref.ref}: cannot load its tokenizer ({first_line(e, 160)})") from None
     check_tokenizer(ref.ref, config, tokenizer, task)
     return config
+
+
+def _declared_type(ref: ModelRef) -> str:
+    """The model_type a local folder's config.json declares ("" when there is none to read)."""
+    path = Path(ref.location, "config.json")
+    try:
+        return str(json.loads(path.read_text()).get("model_type", "")) if ref.kind == "local" else ""
+    except (OSError, ValueError):
+        return ""
 
 
 def check_tokenizer(name: str, config, tokenizer, task: Task) -> None:
