@@ -72,8 +72,10 @@ def test_the_paper_grid():
     assert len(plans) * len(sweep.grid()) == 24 * 9 * 20 == 4320
     assert [p.covers for p in plans if p.task == "mnli"] == [("ax",)] * 24
     assert plans[0].name == "paper/L-2_H-128/cola"
-    # Everything else is the BERT recipe: the Recipe defaults.
-    assert sweep.recipe_for(sweep.grid()[0]) == Recipe(batch_size=8, lr=3e-4, epochs=4, seed=0)
+    # The paper's recipe: BERT's own optimizer and TF batch order; everything else the Recipe defaults.
+    assert sweep.recipe_for(sweep.grid()[0]) == Recipe(
+        batch_size=8, lr=3e-4, epochs=4, seed=0, optimizer="bert", batch_order="tf"
+    )
 
 
 def test_the_headline_models_and_the_offline_minilm():
@@ -449,12 +451,13 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, glue_data, capsys)
     )
     out = capsys.readouterr().out
     # cola: 4 trials × 500 rows; dev 1043 + test 1063 rows per trial. All five tasks' rows by hand:
-    assert [line.split()[:6] for line in out.splitlines()[2:7]] == [
-        ["random:L-2_H-128", "cola", "4", "4", "2000", str(4 * (1043 + 1063))],
-        ["random:L-2_H-128", "mrpc", "4", "4", "2000", str(4 * (408 + 1725))],
-        ["random:L-2_H-128", "stsb", "4", "4", "2000", str(4 * (1500 + 1379))],
-        ["random:L-2_H-128", "rte", "4", "4", "2000", str(4 * (277 + 3000))],
-        ["random:L-2_H-128", "wnli", "4", "4", "2000", str(4 * (71 + 146))],
+    # Columns: model, task, encoder, pack, trials, to run, train examples, eval examples.
+    assert [line.split()[:8] for line in out.splitlines()[2:7]] == [
+        ["random:L-2_H-128", "cola", "fast", "1", "4", "4", "2000", str(4 * (1043 + 1063))],
+        ["random:L-2_H-128", "mrpc", "fast", "1", "4", "4", "2000", str(4 * (408 + 1725))],
+        ["random:L-2_H-128", "stsb", "fast", "1", "4", "4", "2000", str(4 * (1500 + 1379))],
+        ["random:L-2_H-128", "rte", "fast", "1", "4", "4", "2000", str(4 * (277 + 3000))],
+        ["random:L-2_H-128", "wnli", "fast", "1", "4", "4", "2000", str(4 * (71 + 146))],
     ]
     assert "20 of 20 trials to run: 10,000 training and 42,448 evaluated examples" in out
     assert "pre-flight: every task's data and every model is available here" in out
