@@ -51,7 +51,7 @@ for precision in fp32 bf16; do
         if [ "$check" = encoder ]; then tests=(tests/test_encoder.py -k "match_hf or host_sync"); \
         else tests=(tests/test_packs.py -k "$packs"); fi
         if ! GLUE_BENCH_TEST_DEVICE="$device" GLUE_BENCH_TEST_AUTOCAST="$precision" \
-            python -m pytest -q -p no:cacheprovider "${tests[@]}" >"$log" 2>&1; then
+            python -m pytest -q -n 0 -p no:cacheprovider "${tests[@]}" >"$log" 2>&1; then
             tail -20 "$log"
             echo "gpu_check.sh: the $check exactness tests failed in $precision on $device (whole log: $log)" >&2
             exit 1
@@ -60,7 +60,7 @@ for precision in fp32 bf16; do
     done
 done
 log="$out/fp16.log"
-if [ "$small" -eq 0 ] && ! python -m pytest -q -p no:cacheprovider -m slow tests/test_trainer_options.py -k fp16 \
+if [ "$small" -eq 0 ] && ! python -m pytest -q -n 0 -p no:cacheprovider -m slow tests/test_trainer_options.py -k fp16 \
     >"$log" 2>&1; then
     tail -20 "$log"; echo "gpu_check.sh: the fp16 test failed on $device (whole log: $log)" >&2; exit 1
 fi

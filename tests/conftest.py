@@ -12,6 +12,14 @@ SHARED = Path(os.environ.get("GLUE_BENCH_SHARED", ROOT.parent / "shared"))
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
+def pytest_configure(config):
+    # Under pytest-xdist (the default command runs 2 workers) each worker keeps to one core.
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        import torch
+
+        torch.set_num_threads(1)
+
+
 @pytest.fixture(autouse=True)
 def _offline_and_private_cache(monkeypatch, tmp_path_factory):
     """Tests never reach the Hub, and tokenization caches stay out of the user's home."""
@@ -24,6 +32,17 @@ def glue_data() -> Path:
     folder = SHARED / "glue_data"
     if not folder.is_dir():
         pytest.skip(f"{folder} not found: the real GLUE files in the original layout are not on this machine")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def sst2_without_test(glue_data, tmp_path_factory) -> Path:
+    """A glue_data folder with SST-2's train and dev files only (links): for tests that read dev predictions,
+    so that a run does not spend its time predicting the 1,821 test rows."""
+    folder = tmp_path_factory.mktemp("sst2-without-test")
+    (folder / "SST-2").mkdir()
+    for name in ("train.tsv", "dev.tsv"):
+        (folder / "SST-2" / name).symlink_to(glue_data / "SST-2" / name)
     return folder
 
 
