@@ -69,4 +69,4 @@ def test_a_kept_teacher_sweep_then_a_student_sweep(tmp_path, glue_data, monkeypa
         table["teacher/dev/validation/accuracy"].tolist() == [best.user_attrs["metrics"]["validation"]["accuracy"]] * 2
     )
     # Computed once, by one of the two workers: the outputs on the train rows and on the dev split.
-    assert len(list((tmp_path / "cache" / "teacher").glob("*.npy"))) == 2
+    assert len(list((tmp_path / "cache" / "teacher").glob("*.npz"))) == 2

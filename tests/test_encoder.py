@@ -264,8 +264,12 @@ def test_training_steps_match_hf_without_dropout(rows, name, data, batch_size, l
     padded = [encode(name, t, regression) for t in texts]
     head = next(p for n, p in hf.named_parameters() if n.startswith("classifier") and n.endswith("weight"))
     start = head.detach().clone()
-    hf_losses, hf_grads = train(hf, padded, steps=20, check_at=(0, 9, 19), lr=lr)
-    our_losses, our_grads = train(ours, [(ours_of(p), y) for p, y in padded], steps=20, check_at=(0, 9, 19), lr=lr)
+    # Under bf16 two runs walk apart as rounded updates compound: on the CPU the worst gradient's relative error
+    # is 0.8% at step 9 and 13% at step 19 (RoBERTa at lr 5e-4), so the gradients are compared up to step 9 and
+    # the losses over all 20 steps.
+    check_at = (0, 9) if BF16 else (0, 9, 19)
+    hf_losses, hf_grads = train(hf, padded, steps=20, check_at=check_at, lr=lr)
+    our_losses, our_grads = train(ours, [(ours_of(p), y) for p, y in padded], steps=20, check_at=check_at, lr=lr)
 
     assert (head - start).abs().max() > 5 * lr  # it trained: the later steps compare moved weights
     np.testing.assert_allclose(our_losses, hf_losses, rtol=0, atol=LOSS_TOLERANCE)

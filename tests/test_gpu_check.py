@@ -26,7 +26,9 @@ def test_the_gpu_check_runs_on_a_cpu(glue_data, tmp_path):
         text=True,
     )
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
-    expected = {"encoder": "26 passed", "packs": "4 passed"}  # 4 of BERT, MiniLM, RoBERTa, XLM-R, ELECTRA; packs
+    # The encoder's training and eval checks of BERT, MiniLM, RoBERTa, XLM-R, ELECTRA (the host-sync check needs
+    # CUDA: skipped on a CPU); the packs' checks.
+    expected = {"encoder": "25 passed, 1 skipped", "packs": "4 passed"}
     for precision in ("fp32", "bf16"):  # the exactness tests ran, and all passed
         for check, count in expected.items():
             summary = (tmp_path / f"exactness-{check}-{precision}.log").read_text().strip().splitlines()[-1]

@@ -68,7 +68,8 @@ def test_the_readme_quick_start_runs_as_written(tmp_path):
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert "20 of 20 trials complete, 0 failed" in out.stdout
     assert (
-        "| random:L-2_H-128 | ours (dev) |" in out.stdout and "| BERT-Tiny (L-2_H-128) | paper (test) |" in out.stdout
+        "| random:L-2_H-128 | ours (dev, 500 train rows) |" in out.stdout
+        and "| BERT-Tiny (L-2_H-128) | paper (test) |" in out.stdout
     )
     assert "## random:L-2_H-128 on rte: the grid" in out.stdout
     assert "wrote submission.zip: 11 files" in out.stdout
