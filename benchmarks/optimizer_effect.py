@@ -2,8 +2,8 @@
 
 Four sweeps in one storage, alike but for `optimizer`: the packaged pretrained MiniLM on RTE and STS-B at a
 fine-tuning rate (lr 5e-5 and 1e-4), and a random L-4_H-256 at lr 3e-4, where the missing bias correction
-matters most (without it Adam's first steps are up to 1/sqrt(1 - 0.999) ≈ 32 times larger, before warmup tames
-them); batch 32, seeds 0 and 1, the first 2,000 train rows, 2 epochs, the default (shuffled) batch order. The
+matters most (without it an update is AdamW's times (1 - 0.9^t) / sqrt(1 - 0.999^t): 3.2 at step 1, 6.5 at step
+10, 2.9 at step 125, 1.26 at step 1,000); batch 32, seeds 0 and 1, the first 2,000 train rows, 2 epochs, the default (shuffled) batch order. The
 sweeps read a folder of links to the train and dev files only: no test split to predict (RTE's is 3,000 rows).
 They resume: run it again on the same storage and only what is missing runs.
 
@@ -13,7 +13,6 @@ They resume: run it again on the same storage and only what is missing runs.
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import tempfile
 from pathlib import Path
@@ -62,8 +61,8 @@ def main() -> None:
         for optimizer in OPTIMIZERS:
             path = folder / f"{name}-{optimizer}.toml"  # the file's stem is the sweep's name
             path.write_text(sweep_text(model, lrs, optimizer, args))
-            command = ["glue-bench", "sweep", str(path), "--storage", args.storage, "--no-progress"]
-            subprocess.run([*command, "--workers", str(args.workers)], check=True, env={**os.environ})
+            command = ["glue-bench", "sweep", str(path), "--storage", args.storage, "--workers", str(args.workers)]
+            subprocess.run([*command, "--no-progress"], check=True)
     print(table(args.storage))
 
 
