@@ -32,7 +32,8 @@ def run_arm(arm: str, seed: int, args) -> dict:
     from glue_bench.sweeping import trial
     from glue_bench.training import metrics
     from glue_bench.training.batches import Packed
-    from glue_bench.training.loop import fine_tune, predict
+    from glue_bench.training.inference import predict
+    from glue_bench.training.loop import fine_tune
     from glue_bench.training.recipe import Recipe
 
     recipe = Recipe(

@@ -124,10 +124,11 @@ def run_arm(arm: str, args) -> dict:
     from glue_bench.inputs import data, models
     from glue_bench.inputs.tasks import get_task
     from glue_bench.sweeping import trial
-    from glue_bench.training import encoder
+    from glue_bench.training import families
     from glue_bench.training.batches import Packed
     from glue_bench.training.encoder import UnpaddedEncoder
-    from glue_bench.training.loop import fine_tune_pack, predict
+    from glue_bench.training.inference import predict
+    from glue_bench.training.loop import fine_tune_pack
     from glue_bench.training.recipe import Recipe
 
     loop, options = ARMS[arm]
@@ -146,7 +147,7 @@ def run_arm(arm: str, args) -> dict:
         # Evaluation as the loop runs it (its encoder, batches sorted by length) on the first dev split.
         dev = Packed(prepared.dev[prepared.task.splits_with_role("dev")[0].name])
         model = prepared.model
-        fast = recipe.encoder == "fast" and encoder.supports(model.config)
+        fast = recipe.encoder == "fast" and families.supports(model.config)
         net = UnpaddedEncoder.from_hf(model, trials) if fast else model
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         timed = _timed(lambda: predict(net, dev, recipe.eval_batch_size, device, prepared.task.regression))

@@ -75,7 +75,7 @@ def test_one_transfer_file_used_by_two_tasks_gives_each_task_its_own_text(glue_d
     assert first == tokenizer.decode(tokenizer(row[1], row[2])["input_ids"])  # RTE's pair, not SST-2's sentence
     # The teacher's outputs on RTE's transfer rows are its outputs on the pairs, computed now, not SST-2's cached.
     from glue_bench.training.batches import Packed
-    from glue_bench.training.loop import outputs
+    from glue_bench.training.inference import outputs
 
     model, _ = teachers.models.load(teachers.models.resolve(prepared["rte"].spec.recipe.teacher), get_task("rte"), 0)
     expected = outputs(model, Packed(rte), 64, torch.device("cpu"))[0]

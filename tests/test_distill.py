@@ -263,7 +263,7 @@ def test_bad_teachers_and_transfer_files_are_one_line_and_lose_nothing(taught, g
 
 
 def test_a_distilled_student_is_named_by_its_teacher_and_its_transfer_rows():
-    from glue_bench.inputs.models import model_shape, normalise_model, student_name
+    from glue_bench.inputs.model_names import model_shape, normalise_model, student_name
 
     assert student_name("L-2_H-128", "") == "L-2_H-128"
     assert student_name("L-2_H-128", "kept:teachers/L-4_H-256") == "L-2_H-128 ← teachers"

@@ -44,7 +44,9 @@ from transformers import (
 from glue_bench.inputs.models import bundled_tokenizer, miniature_config
 from glue_bench.training import encoder
 from glue_bench.training.batches import Packed
-from glue_bench.training.encoder import UnpaddedEncoder, dropout, supports, unpadded_batch, unpadded_from_padded
+from glue_bench.training.encoder import UnpaddedEncoder, dropout
+from glue_bench.training.families import supports
+from glue_bench.training.unpadding import unpadded_batch, unpadded_from_padded
 
 MAX_LENGTH = 128
 DEVICE = torch.device(os.environ.get("GLUE_BENCH_TEST_DEVICE", "cpu"))

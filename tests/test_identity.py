@@ -10,7 +10,8 @@ from transformers import AutoModelForSequenceClassification
 
 from glue_bench import cli
 from glue_bench.errors import UserError
-from glue_bench.inputs.models import bundled_tokenizer, display_names, miniature_config, model_identity
+from glue_bench.inputs.model_names import display_names, model_identity
+from glue_bench.inputs.models import bundled_tokenizer, miniature_config
 from glue_bench.inputs.tasks import get_task
 from glue_bench.reporting import selection
 from glue_bench.sweeping import teacher as teachers

@@ -26,10 +26,11 @@ from glue_bench.inputs.tasks import get_task
 from glue_bench.sweeping import trial
 from glue_bench.sweeping.trial import download_predictions
 from glue_bench.training.batches import Packed
-from glue_bench.training.encoder import UnpaddedEncoder, unpadded_batch
+from glue_bench.training.encoder import UnpaddedEncoder
 from glue_bench.training.loop import fine_tune, fine_tune_pack
 from glue_bench.training.optim import PackAdamW, clip_grad_norm_per_trial
 from glue_bench.training.recipe import Recipe
+from glue_bench.training.unpadding import unpadded_batch
 
 LRS = [3e-4, 1e-4, 5e-5, 3e-5]  # the paper's grid
 DEVICE = torch.device(os.environ.get("GLUE_BENCH_TEST_DEVICE", "cpu"))

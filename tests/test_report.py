@@ -15,7 +15,7 @@ import pytest
 
 from glue_bench.cli import main
 from glue_bench.errors import UserError
-from glue_bench.inputs import models, shipped
+from glue_bench.inputs import model_names, shipped
 from glue_bench.inputs.tasks import get_task
 from glue_bench.reporting import baselines, leaderboard, plots, references, render, selection
 from glue_bench.reporting.grid import grid
@@ -107,7 +107,7 @@ def test_mnli_selects_on_the_mean_of_matched_and_mismatched():
 
 
 def test_models_are_ordered_by_size_and_unknown_shapes_last():
-    assert models.by_size(["someorg/x", "L-4_H-256", "random:L-2_H-128", "L-12_H-768", "L-2_H-128"]) == [
+    assert model_names.by_size(["someorg/x", "L-4_H-256", "random:L-2_H-128", "L-12_H-768", "L-2_H-128"]) == [
         "L-2_H-128",
         "random:L-2_H-128",
         "L-4_H-256",

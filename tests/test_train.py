@@ -13,7 +13,8 @@ from glue_bench.errors import UserError
 from glue_bench.sweeping import trial
 from glue_bench.training.batches import Packed
 from glue_bench.training.encoder import UnpaddedEncoder
-from glue_bench.training.loop import _optimizer, fine_tune, predict
+from glue_bench.training.inference import predict
+from glue_bench.training.loop import _optimizer, fine_tune
 from glue_bench.training.recipe import Recipe
 
 TINY = {"batch_size": 16, "lr": 1e-4, "epochs": 2, "max_train_samples": 96}

@@ -9,9 +9,10 @@ import torch
 
 from glue_bench.sweeping import trial
 from glue_bench.training.batches import Packed, epochs_of_batches
-from glue_bench.training.encoder import UnpaddedEncoder, unpadded_batch
+from glue_bench.training.encoder import UnpaddedEncoder
 from glue_bench.training.loop import fine_tune, fine_tune_pack
 from glue_bench.training.recipe import Recipe
+from glue_bench.training.unpadding import unpadded_batch
 
 TINY = {"batch_size": 32, "lr": 1e-3, "epochs": 2, "max_train_samples": 320}
 NO_DROPOUT = {"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}

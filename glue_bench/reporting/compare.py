@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from glue_bench.errors import UserError, did_you_mean
-from glue_bench.inputs.models import normalise_model
+from glue_bench.inputs.model_names import normalise_model
 from glue_bench.inputs.tasks import get_task
 from glue_bench.reporting import bootstrap, recipes
 from glue_bench.reporting.cells import MISSING, points, signed

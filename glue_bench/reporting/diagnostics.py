@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from glue_bench.errors import UserError
-from glue_bench.inputs import data, models
+from glue_bench.inputs import data, model_names
 from glue_bench.inputs.tasks import Task, get_task
 from glue_bench.reporting import selection
 from glue_bench.reporting.render import Report
@@ -58,7 +58,7 @@ def ax_report(
     """--ax MODEL: the AX Matthews correlation of MODEL's best MNLI trial, broken down by category."""
     ax = get_task(task_name)
     split = labelled_split(ax)
-    model = models.normalise_model(model)
+    model = model_names.normalise_model(model)
     winners = selection.best(table[table["model"] == model])
     chosen = winners[winners["task"] == ax.predicted_by]
     if chosen.empty:

@@ -13,7 +13,7 @@ from pathlib import Path
 import optuna
 
 from glue_bench.errors import UserError, counted
-from glue_bench.inputs.models import normalise_model
+from glue_bench.inputs.model_names import normalise_model
 from glue_bench.inputs.tasks import Task, get_task
 from glue_bench.reporting.cells import agreement
 from glue_bench.sweeping import kept

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from glue_bench.errors import UserError
-from glue_bench.inputs.models import by_size, normalise_model
+from glue_bench.inputs.model_names import by_size, normalise_model
 from glue_bench.inputs.tasks import Task, get_task
 from glue_bench.reporting import recipes
 from glue_bench.reporting.cells import DEGENERATE, INCOMPLETE, MISSING, collapse_mark, points, seed_gaps

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from glue_bench.errors import UserError
-from glue_bench.inputs.models import DISTILLED, by_size, model_label
+from glue_bench.inputs.model_names import DISTILLED, by_size, model_label
 from glue_bench.inputs.tasks import get_task, registry
 from glue_bench.reporting import recipes, references
 from glue_bench.reporting.cells import (

@@ -15,7 +15,7 @@ import os
 import pandas as pd
 
 from glue_bench.errors import UserError
-from glue_bench.inputs.models import by_size, model_label
+from glue_bench.inputs.model_names import by_size, model_label
 from glue_bench.inputs.tasks import get_task, registry
 from glue_bench.reporting import plots, render
 from glue_bench.reporting.cells import DEGENERATE

@@ -19,7 +19,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from glue_bench.errors import UserError, counted  # noqa: E402
-from glue_bench.inputs import models  # noqa: E402
+from glue_bench.inputs import model_names, models  # noqa: E402
 from glue_bench.inputs.tasks import get_task  # noqa: E402
 from glue_bench.reporting import leaderboard, references  # noqa: E402
 
@@ -30,13 +30,16 @@ def _heatmap_models(scores: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     """The models drawn in the grid: one per shape. Pretrained and random-init models of a shape are not
     comparable, so the family with more shapes is drawn (pretrained on a tie), and a distilled student is not
     its plain self; the scatter shows all."""
-    plain = [models.model_shape(m) in models.all_miniatures() and models.DISTILLED not in m for m in scores["model"]]
+    plain = [
+        model_names.model_shape(m) in models.all_miniatures() and model_names.DISTILLED not in m
+        for m in scores["model"]
+    ]
     shaped = scores[plain].copy()
     shaped["random"] = shaped["model"].str.startswith("random:")
     counts = shaped.groupby("random").size()
     random = bool(len(counts)) and counts.get(True, 0) > counts.get(False, 0)
     chosen = shaped[shaped["random"] == random]
-    chosen = chosen.assign(shape=[models.model_shape(m) for m in chosen["model"]]).drop_duplicates("shape")
+    chosen = chosen.assign(shape=[model_names.model_shape(m) for m in chosen["model"]]).drop_duplicates("shape")
     return chosen, "random-init weights" if random else "pretrained"
 
 
@@ -152,7 +155,7 @@ def _grid_panel(ax, cells: dict, low: float, high: float, title: str):
 
 
 def _scatter(ax, scores: pd.DataFrame, paper: pd.DataFrame | None, what: str) -> None:
-    shapes = [models.model_shape(m) for m in scores["model"]]
+    shapes = [model_names.model_shape(m) for m in scores["model"]]
     sized = scores.assign(
         params=[models.parameter_count(*s) / 1e6 if s in models.all_miniatures() else np.nan for s in shapes]
     ).dropna(subset=["params"])

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from glue_bench.inputs import shipped
-from glue_bench.inputs.models import DISTILLED, model_shape
+from glue_bench.inputs.model_names import DISTILLED, model_shape
 from glue_bench.inputs.tasks import get_task
 from glue_bench.reporting import recipes
 from glue_bench.training import metrics

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from glue_bench.errors import UserError
-from glue_bench.inputs import models
+from glue_bench.inputs import model_names
 from glue_bench.inputs.tasks import Split, Task, registry
 from glue_bench.reporting import baselines, selection
 from glue_bench.sweeping.trial import download_predictions
@@ -117,12 +117,12 @@ def build(
     """Write the zip; returns (lines saying where each file came from, warnings about filled files)."""
     if Path(out).suffix.lower() != ".zip":
         raise UserError(f"--out {out}: the GLUE server takes a .zip file")
-    model = models.normalise_model(model)
+    model = model_names.normalise_model(model)
     trials = table[table["model"] == model]
     if trials.empty:
         raise UserError(
             f"no trials of model {model} in the storage; models recorded: "
-            f"{', '.join(map(str, models.by_size(table['model'])))}"
+            f"{', '.join(map(str, model_names.by_size(table['model'])))}"
         )
     winners = selection.best(trials)
     texts, sources, missing = {}, [], []

@@ -33,6 +33,7 @@ from glue_bench.inputs.tasks import Task, get_task
 from glue_bench.sweeping.storage import masked
 from glue_bench.sweeping.studies import point_key
 from glue_bench.sweeping.sweep_file import pack_size
+from glue_bench.training import families
 from glue_bench.training.recipe import Recipe, lr_text
 
 TOKENS_PER_EXAMPLE = 40  # a task missing from results/padded-lengths.csv: GLUE rows average 11-67 tokens
@@ -196,7 +197,6 @@ def encoder_of(ref: models.ModelRef, task: Task, recipe: Recipe) -> str:
     """The encoder a trial will run: "fast" (the unpadded encoder: a pack can run), "hf (<model_type>)" (a family
     the unpadded encoder does not cover: slower, solo), "hf", or "?" for a model not here to look at."""
     from glue_bench.errors import UserError
-    from glue_bench.training import encoder
 
     if recipe.encoder == "hf":
         return "hf"
@@ -204,7 +204,7 @@ def encoder_of(ref: models.ModelRef, task: Task, recipe: Recipe) -> str:
         config = models.check(ref, task)
     except UserError:  # not here (the pre-flight says so): a miniature is a BERT
         return "fast" if ref.layers else "?"
-    return "fast" if encoder.supports(config) else f"hf ({config.model_type})"
+    return "fast" if families.supports(config) else f"hf ({config.model_type})"
 
 
 def study_seconds(task: Task, covered: list[Task]) -> float:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from glue_bench.errors import UserError
-from glue_bench.inputs import data, hub, models
+from glue_bench.inputs import data, hub, model_names, models
 from glue_bench.inputs.tasks import Task, dependents, get_task
 
 if TYPE_CHECKING:
@@ -45,7 +45,7 @@ def needs(sweep: Sweep, studies: list[StudyPlan], source: data.DataSource) -> li
             found.append(Need("data", name, source.is_hub, (read,)))
     refs = [models.resolve(ref) for ref in dict.fromkeys(s.model for s in studies)]
     teacher = str(sweep.recipe.get("teacher", ""))
-    if teacher and not teacher.startswith(models.KEPT):
+    if teacher and not teacher.startswith(model_names.KEPT):
         refs.append(models.resolve(teacher))
     for ref in refs:
         found.append(Need("model", ref.ref, ref.kind in ("hub", "miniature"), tuple(tasks[:1]), ref))

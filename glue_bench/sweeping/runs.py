@@ -9,7 +9,7 @@ but predicted by this trial's model: "ax" on MNLI rows), retry_of (the trial a r
 columns curve, recipe, env, predictions, dev_predictions ("task/split" → artifact id of the test and of the
 dev predictions; dev ones hold the labels too), predicted_classes (per dev split, the classes a classifier
 predicted) and pack (the pack the trial trained in: {"size", "trials"}).
-`model_id` is a trial's model's identity (models.model_identity: the student's reference and a distilled student's
+`model_id` is a trial's model's identity (model_names.model_identity: the student's reference and a distilled student's
 teacher, teacher weights and transfer rows) and `model` the name reports show, unique per identity in the storage:
 a distilled student's is "<student> ← <teacher>" (its own row in every report), made longer where two identities
 would share it. A distilled student also has `student` (its own reference), the `teacher` recipe column,
@@ -31,7 +31,7 @@ import optuna
 import pandas as pd
 
 from glue_bench.errors import UserError
-from glue_bench.inputs.models import display_names, model_identity, student_name
+from glue_bench.inputs.model_names import display_names, model_identity, student_name
 from glue_bench.sweeping.storage import open_storage
 from glue_bench.training.recipe import shared_fields
 

@@ -21,10 +21,11 @@ import numpy as np
 import optuna
 
 from glue_bench.errors import UserError, counted
-from glue_bench.inputs import cache, data, hub, models
+from glue_bench.inputs import cache, data, hub, model_names, models
 from glue_bench.inputs.tasks import Task
 from glue_bench.sweeping import kept
 from glue_bench.sweeping.storage import masked, open_storage
+from glue_bench.training import families
 
 DEFAULT_NAME = re.compile(r"^LABEL_\d+$")  # the names transformers gives labels nobody named
 
@@ -39,7 +40,7 @@ class Teacher:
 def resolve(ref: str, task: Task, url: str | None) -> Teacher:
     """The teacher `ref` for `task`, its labels checked: every problem is one line (a UserError)."""
     text = ref.strip()
-    if text.startswith(models.KEPT):
+    if text.startswith(model_names.KEPT):
         folder, artifact = _kept(text, task, url)
         teacher = Teacher(text, str(folder), f"kept:{artifact}")
     else:
@@ -71,9 +72,9 @@ def _kept(text: str, task: Task, url: str | None) -> tuple[Path, str]:
     """kept:<sweep>[/<model>] → (the kept model's folder, its artifact id): exactly one study of the sweep and
     task keeps a model and matches <model> (the student's reference, or the model part of the study's name,
     which a distilled student's holds with its identity's hash), else one line naming the candidates."""
-    sweep, _, model = text.removeprefix(models.KEPT).partition("/")
+    sweep, _, model = text.removeprefix(model_names.KEPT).partition("/")
     storage = open_storage(url, create=False)
-    wanted = models.normalise_model(model) if model else None
+    wanted = model_names.normalise_model(model) if model else None
     found = []
     for summary in optuna.get_all_study_summaries(storage, include_best_trial=False):
         attrs = summary.user_attrs
@@ -175,15 +176,14 @@ class Outputs:
                 return matched(stored["idx"], stored["outputs"], np.asarray(idx), self.teacher.ref)
 
     def _compute(self, raw, rows: dict, device, autocast: bool) -> tuple[np.ndarray, np.ndarray]:
-        from glue_bench.training import encoder
         from glue_bench.training.batches import Packed
         from glue_bench.training.encoder import UnpaddedEncoder
-        from glue_bench.training.loop import outputs
+        from glue_bench.training.inference import outputs
 
         if self._model is None:
             self._model, self._tokenizer = models.load(models.resolve(self.teacher.location), self.task, seed=0)
         model = self._model.to(device)
-        net = UnpaddedEncoder.from_hf(model) if encoder.supports(model.config) else model
+        net = UnpaddedEncoder.from_hf(model) if families.supports(model.config) else model
         length = models.max_length(model.config, self._tokenizer, self.max_length)  # what the teacher can take
         tokenized = data.tokenize(raw, self._tokenizer, length, {"teacher rows": rows})
         packed = Packed(tokenized)

@@ -17,7 +17,7 @@ import optuna
 
 from glue_bench import __version__
 from glue_bench.errors import UserError
-from glue_bench.inputs import cache, data, models
+from glue_bench.inputs import cache, data, model_names, models
 from glue_bench.inputs.tasks import Task, dependents, get_task
 from glue_bench.sweeping.storage import artifact_store, artifacts_dir, ride_out
 from glue_bench.training import metrics
@@ -51,8 +51,10 @@ def adhoc_study(prepared: Prepared) -> tuple[str, dict]:
     never a trial of the same study. Its name: the student's short name, with a hash of the identity."""
     recipe, attrs = prepared.spec.recipe, prepared.distill_attrs
     student = prepared.model_ref.ref
-    identity = models.model_identity(student, recipe.teacher, attrs.get("teacher_weights"), attrs.get("transfer_rows"))
-    name = models.student_name(student, recipe.teacher, recipe.transfer)
+    identity = model_names.model_identity(
+        student, recipe.teacher, attrs.get("teacher_weights"), attrs.get("transfer_rows")
+    )
+    name = model_names.student_name(student, recipe.teacher, recipe.transfer)
     if identity != student:
         name += f" #{hashlib.sha256(identity.encode()).hexdigest()[:8]}"
     return study_name(ADHOC, name, prepared.task.name), {

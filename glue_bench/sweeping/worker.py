@@ -34,6 +34,7 @@ from glue_bench.errors import UserError, first_line
 from glue_bench.sweeping import recording, stops
 from glue_bench.sweeping.storage import STORAGE_ERRORS, open_storage, plan_lock, ride_out
 from glue_bench.sweeping.studies import fail_stale, grid_point
+from glue_bench.training import families
 
 POLL_SECONDS = 2.0  # how often an idle worker looks again for a trial to take
 STOP_SECONDS = 10.0  # how long a stopped worker waits for the storage to record its trial (SLURM kills at 30 s)
@@ -95,14 +96,13 @@ def pack_size(spec: dict, device: str) -> int:
     from glue_bench.inputs import models
     from glue_bench.inputs.tasks import get_task
     from glue_bench.sweeping.sweep_file import pack_size as size
-    from glue_bench.training import encoder
 
     recipe, wanted, rates = spec["recipe"], spec.get("pack", "auto"), len(spec["grid"]["lr"])
     if size(wanted, rates, device, packable=True) == 1:
         return 1
     packable = recipe.get("encoder", "fast") == "fast" and not recipe.get("fp16")
     config = models.check(models.resolve(spec["model"]), get_task(spec["task"])) if packable else None
-    return size(wanted, rates, device, packable and encoder.supports(config))
+    return size(wanted, rates, device, packable and families.supports(config))
 
 
 @contextmanager

@@ -32,118 +32,13 @@ import copy
 import math
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import AutoModelForSequenceClassification, PretrainedConfig
 
-PROBLEM_TYPES = (None, "regression", "single_label_classification", "multi_label_classification")
-
-
-@dataclass(frozen=True)
-class Family:
-    base: str  # the base model's attribute in the HF model, and so its state-dict prefix
-    positions_after_padding: bool  # RoBERTa numbers a row's positions from padding_idx + 1
-    head: str  # "pooler": BERT's pooled [CLS] then a linear classifier; else the activation of a head on token 0
-
-
-FAMILIES = {
-    "bert": Family("bert", False, "pooler"),
-    "roberta": Family("roberta", True, "tanh"),
-    "xlm-roberta": Family("roberta", True, "tanh"),
-    "camembert": Family("roberta", True, "tanh"),
-    "electra": Family("electra", False, "gelu"),
-}
-
-
-def unsupported_reason(config: PretrainedConfig) -> str | None:
-    """Why this module cannot stand in for the HF model of `config`, or None when it can."""
-    model_type = getattr(config, "model_type", None)
-    if model_type not in FAMILIES:
-        return f"model_type is {model_type!r}, not one of {', '.join(FAMILIES)}"
-    # transformers 5 reads only absolute positions for these families; an old checkpoint trained with relative
-    # ones is not ours to reinterpret.
-    position = getattr(config, "position_embedding_type", "absolute")
-    if position != "absolute":
-        return f"position_embedding_type is {position!r}, not 'absolute'"
-    if config.hidden_act != "gelu":  # HF's "gelu" is the exact erf GELU, F.gelu; others are different functions
-        return f"hidden_act is {config.hidden_act!r}, not 'gelu'"
-    if config.is_decoder or getattr(config, "add_cross_attention", False):
-        return "a decoder (causal mask / cross-attention) is not an encoder for classification"
-    if config.hidden_size % config.num_attention_heads:
-        return f"hidden_size {config.hidden_size} is not a multiple of {config.num_attention_heads} heads"
-    if config.problem_type not in PROBLEM_TYPES:
-        return f"problem_type {config.problem_type!r} is unknown"
-    return None
-
-
-def supports(config: PretrainedConfig) -> bool:
-    """True when `UnpaddedEncoder` computes exactly what HF's model for sequence classification does for `config`."""
-    return unsupported_reason(config) is None
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# The batch: only the real tokens, plus the indices to lay them out by row for attention.
-
-
-@dataclass
-class UnpaddedBatch:
-    input_ids: torch.Tensor  # [tokens] the real tokens of all rows, row after row
-    token_type_ids: torch.Tensor  # [tokens] (zeros where the tokenizer gives none)
-    position_ids: torch.Tensor  # [tokens] 0..length-1 within each row
-    padded_index: torch.Tensor  # [tokens] where each token sits in the [rows * max_len] padded layout
-    cls_index: torch.Tensor  # [rows] where each row's first token ([CLS], <s>) sits in [tokens]
-    key_mask: torch.Tensor  # [rows, max_len] bool, True for real tokens
-    max_len: int  # the longest row (a host int: shapes must not need a device sync)
-    rows: int
-
-
-def unpadded_batch(
-    input_ids_flat: np.ndarray,
-    token_type_ids_flat: np.ndarray | None,
-    offsets: np.ndarray,
-    lengths: np.ndarray,
-    rows: np.ndarray,
-    device,
-) -> UnpaddedBatch:
-    """The rows `rows` of a split stored flat (as `loop.Packed` stores it): row r is `flat[offsets[r]:][:lengths[r]]`."""
-    lengths = np.asarray(lengths)[rows].astype(np.int64)  # [rows]
-    if len(lengths) == 0 or lengths.min() < 1:
-        raise ValueError("every row needs at least one token (its [CLS])")
-    n, max_len = len(lengths), int(lengths.max())
-    starts = np.cumsum(lengths) - lengths  # [rows] first token of each row in [tokens]
-    position = np.arange(lengths.sum()) - np.repeat(starts, lengths)  # [tokens]
-    source = np.repeat(np.asarray(offsets)[rows], lengths) + position  # [tokens] index into the flat arrays
-    types = np.zeros(len(source)) if token_type_ids_flat is None else np.asarray(token_type_ids_flat)[source]
-    arrays = {
-        "input_ids": np.asarray(input_ids_flat)[source],
-        "token_type_ids": types,
-        "position_ids": position,
-        "padded_index": np.repeat(np.arange(n), lengths) * max_len + position,
-        "cls_index": starts,
-        "key_mask": np.arange(max_len)[None, :] < lengths[:, None],
-    }
-    # int64 ids and indices (what embeddings and index_select take), the mask as bool
-    tensors = {
-        k: torch.from_numpy(np.ascontiguousarray(v, np.bool_ if k == "key_mask" else np.int64))
-        for k, v in arrays.items()
-    }
-    tensors = {k: v.to(device, non_blocking=True) for k, v in tensors.items()}
-    return UnpaddedBatch(**tensors, max_len=max_len, rows=n)
-
-
-def unpadded_from_padded(input_ids, token_type_ids, attention_mask) -> UnpaddedBatch:
-    """The same batch from a right-padded one (tests, one-off use: it reads the mask on the host)."""
-    mask = attention_mask.bool().cpu().numpy()  # [rows, len]
-    lengths = mask.sum(1)
-    if not (mask == (np.arange(mask.shape[1])[None, :] < lengths[:, None])).all():
-        raise ValueError("attention_mask must be right padding: ones then zeros in every row")
-    offsets = np.cumsum(lengths) - lengths
-    ids = input_ids.cpu().numpy()[mask]  # [tokens]
-    types = None if token_type_ids is None else token_type_ids.cpu().numpy()[mask]
-    return unpadded_batch(ids, types, offsets, lengths, np.arange(len(lengths)), input_ids.device)
-
+from glue_bench.training.families import FAMILIES, Family, unsupported_reason
+from glue_bench.training.unpadding import UnpaddedBatch
 
 # ---------------------------------------------------------------------------------------------------------------------
 # Stacked parameters: nn.Linear, nn.LayerNorm, nn.Embedding and dropout with a leading trial dimension N.

@@ -14,7 +14,6 @@ run's. A trial whose loss goes NaN stops (its updates stop; the others go on) an
 
 from __future__ import annotations
 
-import inspect
 import math
 import sys
 import time
@@ -28,11 +27,12 @@ from transformers import get_linear_schedule_with_warmup
 
 from glue_bench.errors import UserError
 from glue_bench.inputs.tasks import Task
-from glue_bench.training import encoder, metrics
+from glue_bench.training import families, metrics
 from glue_bench.training.batches import Packed, epochs_of_batches, training_rows, with_transfer
 from glue_bench.training.distill import Distillation, agreement, teacher_predictions
 from glue_bench.training.distill import loss as distill_loss
-from glue_bench.training.encoder import UnpaddedEncoder, unpadded_batch
+from glue_bench.training.encoder import UnpaddedEncoder
+from glue_bench.training.inference import autocast, forward, predict
 from glue_bench.training.optim import PackAdamW, bert_scheduler, clip_grad_norm_per_trial
 from glue_bench.training.recipe import Recipe
 
@@ -75,54 +75,6 @@ def _optimizer(net, recipe: Recipe, lrs: list[float], packed: bool, device: torc
     uses the fused kernel, as every recorded GPU trial did whatever its fused_adamw says."""
     fused = device.type == "cuda" or recipe.fused_adamw
     return PackAdamW(net.named_parameters(), lrs, recipe.optimizer, recipe.weight_decay, packed, fused)
-
-
-def _forward(net, data: Packed, rows: np.ndarray, device: torch.device, labels: torch.Tensor | None = None):
-    """The rows `rows` of `data` through either model: logits [N, rows, labels] and each trial's loss [N].
-
-    Ours takes an unpadded batch; the HF model a padded one, with the inputs its forward takes (token type ids only
-    where it has them) and its own pad id."""
-    if isinstance(net, UnpaddedEncoder):
-        batch = unpadded_batch(data.input_ids, data.token_type_ids, data.offsets, data.lengths, rows, device)
-        return net(batch, labels=labels)
-    inputs = data.batch(rows, device, net.config.pad_token_id or 0)
-    accepted = inspect.signature(net.forward).parameters
-    out = net(**{k: v for k, v in inputs.items() if k in accepted}, labels=labels)
-    return encoder.ClassifierOutput(out.logits[None], None if out.loss is None else out.loss[None])
-
-
-def _autocast(device: torch.device, bf16: bool, fp16: bool):
-    """bf16 autocast on a GPU; fp16 autocast on any device (for GPUs without bf16, with a gradient scaler; on a
-    CPU, slowly, for tests); else nothing."""
-    if fp16:
-        return torch.autocast(device.type, dtype=torch.float16)
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16 and device.type == "cuda")
-
-
-@torch.inference_mode()
-def outputs(net, data: Packed, batch_size: int, device: torch.device, bf16=False, fp16=False) -> np.ndarray:
-    """Either model's logits [N, rows, labels] in the split's row order (N: the pack's trials; 1 for the HF model).
-    Rows are batched by length so little is padded."""
-    trials = getattr(net, "trials", 1)
-    if trials > 1 and device.type == "cpu":  # a pack on a CPU: trial by trial, the same arithmetic in a working
-        # set a solo run's size, which the caches hold (a pack's evaluation measured 0.8x a solo run's per trial)
-        return np.concatenate([outputs(net.trial(n), data, batch_size, device, bf16, fp16) for n in range(trials)])
-    net.eval()
-    order = np.argsort(data.lengths, kind="stable")
-    chunks = []
-    for start in range(0, len(order), batch_size):
-        with _autocast(device, bf16, fp16):
-            chunks.append(_forward(net, data, order[start : start + batch_size], device).logits.float())
-    result = torch.cat(chunks, dim=1).cpu().numpy() if chunks else np.zeros((trials, 0, 1), dtype=np.float32)
-    logits = np.empty_like(result)
-    logits[:, order] = result
-    return logits
-
-
-def predict(net, data: Packed, batch_size: int, device, regression: bool, bf16=False, fp16=False) -> np.ndarray:
-    """Either model's predictions [N, rows] in the split's row order: its classes, or a regression task's scores."""
-    logits = outputs(net, data, batch_size, device, bf16, fp16)
-    return logits[..., 0] if regression else logits.argmax(-1)
 
 
 def fine_tune(
@@ -189,7 +141,7 @@ def fine_tune_pack(
 
     model.to(device)
     # The unpadded encoder starts from the HF model's weights (its seeded head included), one copy per trial.
-    fast = recipe.encoder == "fast" and encoder.supports(model.config)
+    fast = recipe.encoder == "fast" and families.supports(model.config)
     if trials > 1 and not fast:
         raise ValueError(f"a pack of {trials} trials needs the unpadded encoder; {model.config.model_type} runs solo")
     net = UnpaddedEncoder.from_hf(model, trials) if fast else model
@@ -228,12 +180,12 @@ def fine_tune_pack(
             # rows (of its labelled rows, for a distilled student's labels term), so that the gradients sum to
             # the whole batch's: exactly, per row, as the unpadded encoder computes each row alone.
             for micro in np.array_split(rows, min(recipe.gradient_accumulation_steps, len(rows))):
-                with _autocast(device, recipe.bf16, recipe.fp16):
+                with autocast(device, recipe.bf16, recipe.fp16):
                     if distill is None:
                         on = labels[micro].to(device, non_blocking=True)
-                        part = _forward(net, train_data, micro, device, on).loss * (len(micro) / len(rows))
+                        part = forward(net, train_data, micro, device, on).loss * (len(micro) / len(rows))
                     else:
-                        logits = _forward(net, train_data, micro, device).logits  # [N, rows, labels]
+                        logits = forward(net, train_data, micro, device).logits  # [N, rows, labels]
                         batch = (targets, labels, labelled, micro, rows)
                         part = torch.stack([_distilled(logits[n], batch, recipe, task, device) for n in range(trials)])
                 scaler.scale(part.sum()).backward()  # each trial's graph is its own: the sum keeps them apart
