@@ -30,8 +30,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from glue_bench.inputs.tasks import get_task  # noqa: E402
-from glue_bench.sweeping.storage import artifact_store, open_storage  # noqa: E402
-from glue_bench.sweeping.trial import grid_distributions, study_name  # noqa: E402
+from glue_bench.sweeping.schema import grid_distributions, study_name  # noqa: E402
+from glue_bench.sweeping.storage import artifact_store, open_storage  # noqa: E402  # noqa: E402
 from glue_bench.training import metrics  # noqa: E402
 from glue_bench.training.recipe import Recipe  # noqa: E402
 

@@ -102,7 +102,8 @@ def fit_terms(sweep) -> dict:
 def estimated_seconds(sweep, workers: int) -> float:
     """The dry run's estimate with today's cost.py: the same functions `glue-bench sweep --dry-run` uses."""
     from glue_bench.sweeping import cost
-    from glue_bench.sweeping.studies import StudyStatus, point_key
+    from glue_bench.sweeping.schema import point_key
+    from glue_bench.sweeping.status import StudyStatus
 
     pending = {point_key(p): "pending" for p in sweep.grid()}
     statuses = [StudyStatus(plan, dict(pending)) for plan in sweep.studies()]

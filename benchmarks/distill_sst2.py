@@ -16,9 +16,9 @@ import json
 import numpy as np
 import optuna
 
+from glue_bench.sweeping.artifacts import download_predictions
 from glue_bench.sweeping.kept import kept
 from glue_bench.sweeping.runs import latest, runs_table
-from glue_bench.sweeping.trial import download_predictions
 
 SWEEPS = {
     "distill-sst2-plain": "labels alone, 8,000 rows",

@@ -19,7 +19,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from glue_bench.inputs import data
 from glue_bench.inputs.tasks import get_task
-from glue_bench.sweeping.trial import download_predictions
+from glue_bench.sweeping.artifacts import download_predictions
 
 
 def main() -> None:

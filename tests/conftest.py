@@ -77,6 +77,7 @@ def mnli_trial(tmp_path_factory, glue_hub, glue_data):
     import optuna
     import pandas as pd
 
+    from glue_bench.sweeping import schema
     from glue_bench.sweeping import trial as trials
     from glue_bench.training.recipe import Recipe
 
@@ -109,9 +110,9 @@ def mnli_trial(tmp_path_factory, glue_hub, glue_data):
     )
     prepared = trials.prepare(spec)
     study = optuna.create_study(
-        storage=url, study_name=trials.study_name("t", "random:L-2_H-128", "mnli"), direction="maximize"
+        storage=url, study_name=schema.study_name("t", "random:L-2_H-128", "mnli"), direction="maximize"
     )
-    trial = study.ask(trials.grid_distributions([16], [1e-4], [0]))
+    trial = study.ask(schema.grid_distributions([16], [1e-4], [0]))
     trials.execute(prepared, trial, url, progress=False)  # records the trial, COMPLETE
     return url, str(root)
 

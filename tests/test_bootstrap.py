@@ -155,7 +155,7 @@ def test_compare_on_real_trials(real_storage, capsys, tmp_path):
     assert len(lines) == 3
     # the dev artifacts hold what the trial scored: recomputing its accuracy gives its recorded value
     from glue_bench.reporting import selection
-    from glue_bench.sweeping.trial import download_predictions
+    from glue_bench.sweeping.artifacts import download_predictions
 
     table = selection.load_runs(real_storage)
     row = table[table["model"] == MINILM].iloc[0]

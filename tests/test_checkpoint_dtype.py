@@ -72,7 +72,7 @@ def test_a_bf16_checkpoint_trains_as_its_float32_copy_and_both_dtypes_are_record
     # the same values, trained in float32 both times: the same losses, the same dev predictions and score
     assert [e["train_loss"] for e in json.loads(bf16["curve"])] == [e["train_loss"] for e in json.loads(fp32["curve"])]
     assert bf16["score"] == fp32["score"]
-    from glue_bench.sweeping.trial import download_predictions
+    from glue_bench.sweeping.artifacts import download_predictions
 
     dev = [download_predictions(json.loads(r["dev_predictions"])["sst2/validation"], url) for r in (bf16, fp32)]
     assert dev[0]["prediction"] == dev[1]["prediction"]

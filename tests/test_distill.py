@@ -18,8 +18,8 @@ from glue_bench.inputs import data
 from glue_bench.inputs.tasks import get_task
 from glue_bench.inputs.transfer import load_transfer
 from glue_bench.sweeping import sweep_file
+from glue_bench.sweeping.artifacts import download_predictions
 from glue_bench.sweeping.runs import runs_table
-from glue_bench.sweeping.trial import download_predictions
 from glue_bench.training.distill import agreement, loss
 
 # --- the loss, by hand -------------------------------------------------------------------------------------
@@ -296,7 +296,7 @@ def test_only_the_best_trial_of_a_study_keeps_its_model(tmp_path):
 
 
 def test_status_shows_each_studys_teacher_and_kept_model(tmp_path):
-    from glue_bench.sweeping.studies import format_status, read_status
+    from glue_bench.sweeping.status import format_status, read_status
 
     sweep = sweep_file.load(_sweep_file(tmp_path, 'save = "best"\n', '[distill]\nteacher = "kept:t"\n'))
     url = f"sqlite:///{tmp_path / 'none.db'}"

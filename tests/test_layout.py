@@ -1,9 +1,11 @@
-"""The package by stage: each stage imports only the stages below it (the import-linter contract in
-pyproject.toml), and benchmarks/ uses only public names of the library."""
+"""The package by stage: each stage imports only the stages below it, and inside the sweeping stage each layer
+only the layers below it (the import-linter contracts in pyproject.toml); no module of the package is part of an
+import cycle; benchmarks/ uses only public names of the library."""
 
 from __future__ import annotations
 
 import ast
+import itertools
 import shutil
 import subprocess
 import sys
@@ -22,7 +24,34 @@ def _lint_imports(root: Path) -> subprocess.CompletedProcess:
 def test_the_stages_import_only_downward():
     result = _lint_imports(ROOT)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "Contracts: 1 kept, 0 broken." in result.stdout
+    assert "Contracts: 3 kept, 0 broken." in result.stdout
+
+
+def test_no_module_is_part_of_an_import_cycle():
+    """Every strongly connected component of the module graph has one module: imports inside functions and under
+    TYPE_CHECKING count too (grimp, which import-linter builds its graph with, reads them all)."""
+    import grimp
+
+    graph = grimp.build_graph("glue_bench", exclude_type_checking_imports=False)
+    modules = sorted(graph.modules)
+    cycles = []
+    for a, b in itertools.combinations(modules, 2):
+        if graph.chain_exists(a, b) and graph.chain_exists(b, a):
+            cycles.append(f"{a} <-> {b}: " + " -> ".join(graph.find_shortest_chain(a, b)))
+    assert cycles == []
+
+
+def test_a_cycle_inside_sweeping_is_refused_naming_it(tmp_path):
+    shutil.copytree(ROOT / "glue_bench", tmp_path / "glue_bench", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "pyproject.toml", tmp_path)
+    schema = tmp_path / "glue_bench" / "sweeping" / "schema.py"
+    schema.write_text(
+        schema.read_text(encoding="utf-8") + "\n\ndef late():\n    from glue_bench.sweeping import trial  # noqa\n",
+        encoding="utf-8",
+    )
+    result = _lint_imports(tmp_path)
+    assert result.returncode == 1
+    assert "glue_bench.sweeping.schema is not allowed to import glue_bench.sweeping.trial" in result.stdout
 
 
 def test_an_upward_import_fails_naming_it(tmp_path):

@@ -24,7 +24,7 @@ from transformers import AutoModelForSequenceClassification
 from glue_bench.inputs.models import bundled_tokenizer, miniature_config
 from glue_bench.inputs.tasks import get_task
 from glue_bench.sweeping import trial
-from glue_bench.sweeping.trial import download_predictions
+from glue_bench.sweeping.artifacts import download_predictions
 from glue_bench.training.batches import Packed
 from glue_bench.training.encoder import UnpaddedEncoder
 from glue_bench.training.loop import fine_tune, fine_tune_pack

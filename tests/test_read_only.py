@@ -10,9 +10,8 @@ import pytest
 
 from glue_bench.cli import main
 from glue_bench.inputs.tasks import get_task
-from glue_bench.sweeping import studies
+from glue_bench.sweeping import schema, status
 from glue_bench.sweeping import sweep_file as sweeps
-from glue_bench.sweeping import trial as trials
 
 ROOT = Path(__file__).resolve().parent.parent
 SMOKE = str(ROOT / "sweeps" / "cpu-smoke.toml")
@@ -91,7 +90,7 @@ def test_a_dry_run_writes_nothing(tmp_path, glue_data, capsys, storage_file):
 
 
 def test_each_tasks_score_is_named_as_its_task_file_says():
-    named = {name: studies.score_metric(get_task(name)) for name in ("mrpc", "qqp", "stsb", "cola", "rte", "mnli")}
+    named = {name: status.score_metric(get_task(name)) for name in ("mrpc", "qqp", "stsb", "cola", "rte", "mnli")}
     assert named == {
         "mrpc": "(F1 + acc) / 2",
         "qqp": "(F1 + acc) / 2",
@@ -112,10 +111,10 @@ def test_status_names_the_metric_of_each_best_dev_score(tmp_path):
     best = optuna.trial.create_trial(
         value=0.7134,
         params={"batch_size": 16, "lr": 1e-4, "seed": 0},
-        distributions=trials.grid_distributions([16], [1e-4], [0]),
+        distributions=schema.grid_distributions([16], [1e-4], [0]),
     )
-    statuses = [studies.StudyStatus(plan, best=best) for plan in sweep.studies()]
-    lines = studies.format_status(sweep, statuses, "sqlite:///x.db").splitlines()
+    statuses = [status.StudyStatus(plan, best=best) for plan in sweep.studies()]
+    lines = status.format_status(sweep, statuses, "sqlite:///x.db").splitlines()
     assert lines[1].split()[-5:] == ["best", "dev", "score", "metric", "at"]
     assert lines[2].endswith(
         "mrpc  0/1        0        0       0           0        0            0          71.34 (F1 + acc) / 2 bs 16, lr 1e-4, seed 0"

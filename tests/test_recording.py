@@ -22,7 +22,7 @@ import sqlalchemy
 from optuna.trial import TrialState
 
 from glue_bench.cli import main
-from glue_bench.sweeping import kept, launcher, runs, studies, worker
+from glue_bench.sweeping import kept, launcher, runs, schema, status, studies, worker
 from glue_bench.sweeping import storage as storage_module
 from glue_bench.sweeping import sweep_file as sweeps
 from glue_bench.sweeping import trial as trials
@@ -112,7 +112,7 @@ def test_a_transient_failure_recorded_again_after_a_partial_success_is_still_que
 
     assert injected  # the storage error happened
     assert summary(study) == [(0, "FAIL", "transient", None), (1, "WAITING", None, [0])]
-    assert studies.point_states(study.get_trials()) == {(16, 1e-4, 0): "waiting"}
+    assert schema.point_states(study.get_trials()) == {(16, 1e-4, 0): "waiting"}
     err = capsys.readouterr().err
     assert "the storage did not answer while recording a failure (OperationalError" in err
     assert f"trial 0 of {study.study_name} failed: {OOM}; queued again" in err
@@ -251,7 +251,7 @@ def test_a_finished_trial_declared_dead_in_an_outage_is_recorded_once_and_its_re
     assert "its result is recorded as trial 2" in capsys.readouterr().err
     table = runs.runs_table(storage).set_index("trial")  # the runs table and status read it as it is
     assert (table["state"].tolist(), table.loc[2, "retry_of"]) == (["FAIL", "FAIL", "COMPLETE"], 0)
-    assert [dict(s.points) for s in studies.read_status(sweep, plans, storage)] == [{"complete": 1}]
+    assert [dict(s.points) for s in status.read_status(sweep, plans, storage)] == [{"complete": 1}]
     assert main(["status", str(sweep.path)]) == 0
 
 

@@ -292,7 +292,7 @@ def test_the_flag_agrees_with_the_recorded_predictions_of_a_real_trial(glue_data
     """A real tiny fine-tune: flagged from its dev metrics exactly when its test predictions are one class."""
     import numpy as np
 
-    from glue_bench.sweeping.trial import download_predictions
+    from glue_bench.sweeping.artifacts import download_predictions
 
     assert (
         main(

@@ -17,7 +17,7 @@ from glue_bench.errors import UserError
 from glue_bench.inputs.tasks import dependents, get_task
 from glue_bench.reporting import submit
 from glue_bench.reporting.selection import load_runs
-from glue_bench.sweeping import trial as trials
+from glue_bench.sweeping import artifacts, schema
 from glue_bench.training import metrics
 
 MODEL = "L-2_H-128"
@@ -53,12 +53,12 @@ def record(
                 }
     dev = {s.name: dict.fromkeys(task.metrics, dev_value) for s in task.splits_with_role("dev")}
     study = optuna.create_study(
-        storage=url, study_name=trials.study_name(sweep, model, task.name), direction="maximize", load_if_exists=True
+        storage=url, study_name=schema.study_name(sweep, model, task.name), direction="maximize", load_if_exists=True
     )
-    trial = study.ask(trials.grid_distributions([32], [1e-4], [seed]))
+    trial = study.ask(schema.grid_distributions([32], [1e-4], [seed]))
     for key, value in {"model": model, "task": task.name, "metrics": dev, "extra_metrics": {}}.items():
         trial.set_user_attr(key, value)
-    trial.set_user_attr("predictions", trials._upload_predictions(predictions, url)[1])  # [0]: the links
+    trial.set_user_attr("predictions", artifacts.upload_predictions(predictions, url)[1])  # [0]: the links
     study.tell(trial, metrics.task_score(task, dev))
 
 

@@ -14,9 +14,8 @@ from glue_bench.cli import main
 from glue_bench.errors import UserError
 from glue_bench.inputs import models
 from glue_bench.inputs.tasks import get_task
-from glue_bench.sweeping import cost, storage, studies
+from glue_bench.sweeping import cost, preflight, schema, status, storage, studies
 from glue_bench.sweeping import sweep_file as sweeps
-from glue_bench.sweeping import trial as trials
 from glue_bench.training import recipe
 from glue_bench.training.recipe import Recipe
 
@@ -233,7 +232,7 @@ def test_preflight_stops_a_hub_model_that_is_not_here(tmp_path, glue_data):
     path = write_sweep(tmp_path, GOOD.replace('"random:bert-tiny"', '"bert-tiny"'), data=glue_data)
     sweep = sweeps.load(path)
     with pytest.raises(UserError) as error:
-        sweeps.preflight(sweep, sweep.studies())
+        preflight.preflight(sweep, sweep.studies())
     assert str(error.value) == (
         f"{path}: the Hugging Face Hub cannot be reached and this machine's cache lacks L-2_H-128 "
         f"(google/bert_uncased_L-2_H-128_A-2); run `glue-bench prefetch {path}` where the Hub can be reached "
@@ -284,9 +283,9 @@ def test_enqueue_twice_queues_each_grid_point_once(tmp_path, glue_data, storage)
         "recipe": {**recipe.defaults(), "max_train_samples": 32, "epochs": 1},  # the whole recipe
         "covers": [],
     }
-    assert sorted(studies.grid_point(t) for t in study.trials) == sorted(studies.point_key(p) for p in sweep.grid())
+    assert sorted(schema.grid_point(t) for t in study.trials) == sorted(schema.point_key(p) for p in sweep.grid())
     assert {t.state for t in study.trials} == {TrialState.WAITING}
-    statuses = studies.read_status(sweep, plans, storage)
+    statuses = status.read_status(sweep, plans, storage)
     assert [dict(s.points) for s in statuses] == [{"waiting": 8}, {"waiting": 8}]
 
 
@@ -320,7 +319,7 @@ def test_the_recipe_is_compared_whole(tmp_path, glue_data, storage):
 
 def _trial(state, point, **user_attrs):
     params = dict(zip(("batch_size", "lr", "seed"), point))
-    distributions = trials.grid_distributions([point[0]], [point[1]], [point[2]])
+    distributions = schema.grid_distributions([point[0]], [point[1]], [point[2]])
     if state == TrialState.WAITING:  # an enqueued trial: its grid point is a fixed param until it runs
         return optuna.trial.create_trial(state=state, system_attrs={"fixed_params": params}, user_attrs=user_attrs)
     return optuna.trial.create_trial(
@@ -343,18 +342,18 @@ def test_point_states_rank_the_trials_of_each_grid_point():
         _trial(TrialState.FAIL, d, interrupted=True),  # interrupted: queued again by the next sweep
         _trial(TrialState.RUNNING, e),
     ]
-    assert studies.point_states(trials) == {a: "complete", b: "waiting", c: "failed", e: "running"}
+    assert schema.point_states(trials) == {a: "complete", b: "waiting", c: "failed", e: "running"}
 
 
 def test_status_aligns_scores_on_the_decimal_point_negative_ones_too(tmp_path):
     sweep = sweeps.load(write_sweep(tmp_path, GOOD))
     best = [
-        optuna.trial.create_trial(value=value, params=point, distributions=trials.grid_distributions([16], [lr], [0]))
+        optuna.trial.create_trial(value=value, params=point, distributions=schema.grid_distributions([16], [lr], [0]))
         for value, lr in ((0.6251, 1e-4), (-0.0512, 3e-5))
         for point in [{"batch_size": 16, "lr": lr, "seed": 0}]
     ]
-    statuses = [studies.StudyStatus(plan, best=trial) for plan, trial in zip(sweep.studies(), best)]
-    lines = studies.format_status(sweep, statuses, "sqlite:///x.db").splitlines()
+    statuses = [status.StudyStatus(plan, best=trial) for plan, trial in zip(sweep.studies(), best)]
+    lines = status.format_status(sweep, statuses, "sqlite:///x.db").splitlines()
     scores = [line.index(".") for line in lines[2:4]]  # the decimal point of each study's best score
     assert ["62.51" in lines[2], "-5.12" in lines[3], scores[0] == scores[1]] == [True, True, True]
     assert lines[3].endswith("bs 16, lr 3e-5, seed 0")
@@ -517,8 +516,8 @@ def test_an_interrupted_trial_has_its_own_state_and_names_its_rerun(tmp_path, gl
     stopped.set_user_attr("interrupted", True)  # as a Ctrl-C'd worker records it
     study.tell(stopped, state=TrialState.FAIL)
     assert studies.enqueue(sweep, plans, storage) == 1  # the next sweep queues its point again
-    statuses = studies.read_status(sweep, plans, storage)
-    point = studies.grid_point(study.trials[stopped.number])
+    statuses = status.read_status(sweep, plans, storage)
+    point = schema.grid_point(study.trials[stopped.number])
     assert (statuses[0].interrupted, statuses[0].retried, statuses[0].states[point]) == (
         1,
         0,

@@ -13,7 +13,7 @@ import torch
 from optuna.trial import TrialState
 
 from glue_bench.cli import main
-from glue_bench.sweeping import launcher, runs, studies, worker
+from glue_bench.sweeping import launcher, runs, schema, studies, worker
 from glue_bench.sweeping import sweep_file as sweeps
 from glue_bench.sweeping import trial as trials
 from glue_bench.sweeping.storage import open_storage
@@ -216,7 +216,7 @@ def test_a_planner_never_enqueues_a_point_whose_stale_trial_is_being_retried(tmp
     held = open_storage(storage, heartbeat=True)
     study = optuna.load_study(study_name=plans[0].name, storage=held)
     dead = worker.take_waiting(study, held)  # RUNNING with one heartbeat: then its worker "dies"
-    point = studies.grid_point(held.get_trial(dead._trial_id))
+    point = schema.grid_point(held.get_trial(dead._trial_id))
     time.sleep(3)  # the heartbeat is now older than the grace period
 
     in_window, planner_done, added = threading.Event(), threading.Event(), []
@@ -238,7 +238,7 @@ def test_a_planner_never_enqueues_a_point_whose_stale_trial_is_being_retried(tmp
     thread.start()
     studies.fail_stale([study], storage)
     thread.join(timeout=60)
-    waiting = [t for t in study.get_trials() if t.state == TrialState.WAITING and studies.grid_point(t) == point]
+    waiting = [t for t in study.get_trials() if t.state == TrialState.WAITING and schema.grid_point(t) == point]
     assert added == [0]
     assert len(waiting) == 1 and waiting[0].system_attrs["failed_trial"] == dead.number
 

@@ -34,7 +34,7 @@ from sweep_processes import (
     write_sweep,
 )
 
-from glue_bench.sweeping import studies
+from glue_bench.sweeping import schema, studies
 from glue_bench.sweeping.storage import open_storage
 
 pytestmark = pytest.mark.slow
@@ -87,8 +87,8 @@ def test_sigterm_stops_a_launcher_and_its_workers_and_the_same_command_resumes(t
     assert [t for t in trials if t.state == TrialState.RUNNING] == []  # none waits for a grace period
     interrupted = [t for t in trials if t.user_attrs.get("interrupted")]
     assert len(interrupted) == 2 and {t.state for t in interrupted} == {TrialState.FAIL}
-    waiting = {studies.grid_point(t) for t in trials if t.state == TrialState.WAITING}
-    assert {studies.grid_point(t) for t in interrupted} <= waiting  # queued again at once
+    waiting = {schema.grid_point(t) for t in trials if t.state == TrialState.WAITING}
+    assert {schema.grid_point(t) for t in interrupted} <= waiting  # queued again at once
 
     resumed = launch(path, url, 2, tmp_path, again, env)
     assert resumed.wait(timeout=600) == 0, again.read_text()[-3000:]

@@ -10,7 +10,7 @@ import transformers
 
 from glue_bench import cli
 from glue_bench.errors import UserError
-from glue_bench.sweeping import trial
+from glue_bench.sweeping import artifacts, trial
 from glue_bench.training.batches import Packed
 from glue_bench.training.encoder import UnpaddedEncoder
 from glue_bench.training.inference import predict
@@ -207,7 +207,7 @@ def test_run_records_the_trial_and_both_layouts_agree(glue_data, glue_hub, stora
     assert attrs["recipe"]["epochs"] == 1 and attrs["train_examples"] == 635
     assert attrs["recipe"]["encoder"] == "fast" and attrs["recipe"]["fused_adamw"] is True  # the defaults
     assert len(attrs["curve"]) == 1 and set(attrs["predictions"]) == {"wnli/test"}
-    predictions = trial.download_predictions(attrs["predictions"]["wnli/test"], storage)
+    predictions = artifacts.download_predictions(attrs["predictions"]["wnli/test"], storage)
     assert predictions["idx"] == list(range(146)) and set(predictions["prediction"]) <= {0, 1}
 
 

@@ -53,8 +53,8 @@ def cmd_check(args) -> int:
     new = read_runs(args.runs) if args.runs else runs_table(url)
     fetch_baseline = fetch_new = None
     if tolerance == check.BOOTSTRAP:  # dev predictions: the baseline's from its sidecar, the new run's stored
+        from glue_bench.sweeping.artifacts import download_predictions
         from glue_bench.sweeping.runs import read_dev_sidecar
-        from glue_bench.sweeping.trial import download_predictions
 
         if args.runs:
             raise UserError(

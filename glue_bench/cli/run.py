@@ -61,6 +61,7 @@ def cmd_run(args) -> int:
     recipe = recipe_of(args)  # so is a value the Recipe refuses
     import optuna
 
+    from glue_bench.sweeping import schema
     from glue_bench.sweeping import trial as trials
     from glue_bench.sweeping.storage import masked, open_storage
     from glue_bench.training.loop import Diverged
@@ -76,7 +77,7 @@ def cmd_run(args) -> int:
     study = optuna.create_study(storage=storage, study_name=name, direction="maximize", load_if_exists=True)
     for key, value in attrs.items():
         study.set_user_attr(key, value)  # as a sweep's study has them: kept:adhoc finds its model
-    trial = study.ask(trials.grid_distributions([args.batch_size], [args.lr], [args.seed]))
+    trial = study.ask(schema.grid_distributions([args.batch_size], [args.lr], [args.seed]))
     try:
         trials.execute(prepared, trial, args.storage, progress=not args.no_progress)  # records it, told COMPLETE
     except Diverged as e:

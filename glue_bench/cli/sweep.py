@@ -65,6 +65,7 @@ def _add_sweep(sub) -> None:
 
 
 def cmd_sweep(args) -> int:
+    from glue_bench.sweeping import preflight
     from glue_bench.sweeping import sweep_file as sweeps
     from glue_bench.sweeping.launcher import run_sweep
 
@@ -81,14 +82,14 @@ def cmd_sweep(args) -> int:
         print(dry_run(sweep, studies, url, args.workers, args.device))
         problems = recipe_conflicts(sweep, studies, url)
         try:
-            sweeps.preflight(sweep, studies, args.data, url)
+            preflight.preflight(sweep, studies, args.data, url)
         except UserError as e:
             problems += str(e).splitlines()
         if problems:
             raise UserError("\n".join(problems))
         print("pre-flight: every task's data and every model is available here, and no study conflicts")
         return 0
-    source = sweeps.preflight(sweep, studies, args.data, url)  # every user error ends here, before any trial
+    source = preflight.preflight(sweep, studies, args.data, url)  # every user error ends here, before any trial
     return run_sweep(
         sweep, studies, url, source.location, args.workers, args.retry_failed, progress=not args.no_progress
     )
@@ -131,7 +132,7 @@ def _add_status(sub) -> None:
 
 def cmd_status(args) -> int:
     from glue_bench.sweeping import sweep_file as sweeps
-    from glue_bench.sweeping.studies import format_status, read_status
+    from glue_bench.sweeping.status import format_status, read_status
 
     sweep = sweeps.load(args.file)
     studies = sweeps.select(sweep, args.only)

@@ -21,6 +21,8 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from huggingface_hub import try_to_load_from_cache
+
 from glue_bench.errors import UserError, did_you_mean, first_line
 from glue_bench.inputs import hub, shipped
 from glue_bench.inputs.tasks import Task
@@ -338,8 +340,6 @@ def _weight_file(ref: ModelRef, name: str) -> Path | None:
     if ref.kind == "local":
         path = Path(ref.location, name)
         return path if path.is_file() else None
-    from huggingface_hub import try_to_load_from_cache
-
     found = try_to_load_from_cache(ref.location, name)
     return Path(found) if isinstance(found, str) else None
 

@@ -15,7 +15,7 @@ from functools import cache
 
 import numpy as np
 
-from glue_bench.inputs import shipped
+from glue_bench.inputs import data, shipped
 from glue_bench.inputs.tasks import Task, registry
 from glue_bench.training import metrics
 
@@ -80,8 +80,6 @@ def majority(task: Task) -> str:
 
 def dev_label_toml(sources: list[str]) -> str:
     """results/dev-labels.toml, counted from the first of `sources` that holds each dev split."""
-    from glue_bench.inputs import data
-
     lines = [
         "# Label counts of the GLUE dev splits (the official release), by the label strings of tasks/*.toml.",
         "# A constant predictor's dev metrics follow from them exactly: reports flag trials that score them.",

@@ -21,7 +21,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from glue_bench.inputs.tasks import Task
+from glue_bench.errors import UserError
+from glue_bench.inputs.tasks import Task, get_task
+from glue_bench.reporting.selection import best, prediction_ids, selected_trials
+from glue_bench.sweeping.artifacts import download_predictions
+from glue_bench.sweeping.runs import latest
 from glue_bench.training.metrics import GLUE_TASKS
 
 RESAMPLES = 1000
@@ -201,9 +205,6 @@ def load_sample(
     reason (str) where they cannot be had. `fetch(artifact_id)` reads one (default: from the storage's
     artifact store). Predictions kept without their labels (a baseline's sidecar) take those of
     `labels_from`, a sample of the same task on the same rows."""
-    from glue_bench.reporting.selection import prediction_ids
-    from glue_bench.sweeping.trial import download_predictions
-
     if fetch is None:
 
         def fetch(artifact: str) -> dict:
@@ -251,11 +252,6 @@ def selected_replicates(
     """(model, task) → the replicates of its selected configuration (selection.best), or a one-line reason
     why it has none. One generator for the whole call, tasks in the GLUE order then by name, models in the
     order given (else as best() lists them): every model of a task gets the same dev rows per replicate."""
-    from glue_bench.errors import UserError
-    from glue_bench.inputs.tasks import get_task
-    from glue_bench.reporting.selection import best, selected_trials
-    from glue_bench.sweeping.runs import latest
-
     winners, counted = best(table), latest(table)
     if models is not None:
         winners = winners[winners["model"].isin(models)]

@@ -16,7 +16,7 @@ from glue_bench.inputs import data, model_names
 from glue_bench.inputs.tasks import Task, get_task
 from glue_bench.reporting import selection
 from glue_bench.reporting.render import Report
-from glue_bench.sweeping.trial import download_predictions
+from glue_bench.sweeping.artifacts import download_predictions
 from glue_bench.training import metrics
 from glue_bench.training.recipe import lr_text
 

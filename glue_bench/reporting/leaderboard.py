@@ -16,6 +16,7 @@ from glue_bench.errors import UserError
 from glue_bench.inputs.model_names import DISTILLED, by_size, model_label
 from glue_bench.inputs.tasks import get_task, registry
 from glue_bench.reporting import recipes, references
+from glue_bench.reporting.bootstrap import glue_replicates, interval
 from glue_bench.reporting.cells import (
     DEGENERATE,
     INCOMPLETE,
@@ -270,8 +271,6 @@ def _distilled_note(ref: str, mine: dict) -> str:
 
 def _intervals(ref: str, scores: pd.Series, cols: list[Column], intervals: dict) -> dict[str, tuple[str, str]]:
     """A model's row: column label → its interval in points (each dev split's score; Score: the GLUE score)."""
-    from glue_bench.reporting.bootstrap import glue_replicates, interval
-
     out = {}
     for c in cols:
         found = intervals.get((ref, c.source))

@@ -21,7 +21,7 @@ from glue_bench.errors import UserError
 from glue_bench.inputs import model_names
 from glue_bench.inputs.tasks import Split, Task, registry
 from glue_bench.reporting import baselines, selection
-from glue_bench.sweeping.trial import download_predictions
+from glue_bench.sweeping.artifacts import download_predictions
 from glue_bench.training.recipe import lr_text
 
 HEADER = ["index", "prediction"]

@@ -27,11 +27,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from glue_bench.errors import counted
+from glue_bench.errors import UserError, counted
 from glue_bench.inputs import models
+from glue_bench.inputs.shipped import reference_dir
 from glue_bench.inputs.tasks import Task, get_task
+from glue_bench.sweeping.runs import runs_table
+from glue_bench.sweeping.schema import point_key
+from glue_bench.sweeping.status import read_status
 from glue_bench.sweeping.storage import masked
-from glue_bench.sweeping.studies import point_key
 from glue_bench.sweeping.sweep_file import pack_size
 from glue_bench.training import families
 from glue_bench.training.recipe import Recipe, lr_text
@@ -59,8 +62,6 @@ class Speed:
 
 @cache
 def _reference_table(name: str) -> pd.DataFrame:
-    from glue_bench.inputs.shipped import reference_dir
-
     path = reference_dir() / name
     return pd.read_csv(path, keep_default_na=False) if path.is_file() else pd.DataFrame()
 
@@ -196,8 +197,6 @@ def pack_seconds(task: Task, recipes: list[Recipe], covered: list[Task], speed: 
 def encoder_of(ref: models.ModelRef, task: Task, recipe: Recipe) -> str:
     """The encoder a trial will run: "fast" (the unpadded encoder: a pack can run), "hf (<model_type>)" (a family
     the unpadded encoder does not cover: slower, solo), "hf", or "?" for a model not here to look at."""
-    from glue_bench.errors import UserError
-
     if recipe.encoder == "hf":
         return "hf"
     try:
@@ -335,10 +334,6 @@ def dry_run(sweep, studies, url: str, workers: int, device: str | None = None) -
     """The plan of `glue-bench sweep --dry-run` on `device` (default: this machine's), with speeds measured in
     the storage where it has some."""
     import torch
-
-    from glue_bench.errors import UserError
-    from glue_bench.sweeping.runs import runs_table
-    from glue_bench.sweeping.studies import read_status
 
     try:
         runs = runs_table(url)

@@ -15,10 +15,15 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
+
+from tqdm.auto import tqdm
 
 from glue_bench.errors import counted
 from glue_bench.sweeping import stops
+from glue_bench.sweeping.status import read_status
 from glue_bench.sweeping.storage import masked, open_storage, ride_out
+from glue_bench.sweeping.studies import enqueue
 
 POLL_SECONDS = 2.0  # how often the launcher reads the storage for its progress bar
 STOP_WAIT_SECONDS = 25.0  # how long stopped workers get to record their trials before they are killed
@@ -74,8 +79,6 @@ def worker_plan(studies, url: str, source_location: str, sweep) -> dict:
 
 
 def _finished(sweep, studies, url, storage) -> int:
-    from glue_bench.sweeping.studies import read_status
-
     return ride_out(lambda: sum(s.finished for s in read_status(sweep, studies, url, storage)), "following the sweep")
 
 
@@ -83,8 +86,6 @@ def launch(sweep, studies, url: str, source_location: str, workers: int, progres
     """Start the workers and follow them with a progress bar (finished trials of the sweep, time left).
     Returns the workers' exit codes. Whatever goes wrong here, no worker is left behind unwatched and the
     plan file is removed."""
-    from tqdm.auto import tqdm
-
     gpus = visible_gpus()
     with tempfile.NamedTemporaryFile("w", suffix=".json", prefix="glue-bench-plan-", delete=False) as f:
         json.dump(worker_plan(studies, url, source_location, sweep), f)
@@ -185,8 +186,6 @@ def run_sweep(
 
 
 def _run_sweep(sweep, studies, url, source_location, workers, retry_failed, progress) -> int:
-    from glue_bench.sweeping.studies import enqueue, read_status
-
     started = time.monotonic()
     added = enqueue(sweep, studies, url, retry_failed)
     points = _count(ride_out(lambda: read_status(sweep, studies, url), "reading the sweep's state"))
@@ -225,8 +224,6 @@ def _run_sweep(sweep, studies, url, source_location, workers, retry_failed, prog
 
 
 def _count(statuses) -> dict:
-    from collections import Counter
-
     total = Counter()
     for status in statuses:
         total.update(status.points)

@@ -13,14 +13,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+
+from huggingface_hub import constants, try_to_load_from_cache
 
 from glue_bench.errors import UserError
 from glue_bench.inputs import data, hub, model_names, models
 from glue_bench.inputs.tasks import Task, dependents, get_task
-
-if TYPE_CHECKING:
-    from glue_bench.sweeping.sweep_file import StudyPlan, Sweep
+from glue_bench.sweeping.sweep_file import StudyPlan, Sweep
 
 
 @dataclass(frozen=True)
@@ -63,8 +62,6 @@ def unfetched(found: list[Need]) -> list[str]:
 
 def _cached(need: Need) -> bool:
     if need.kind == "model":
-        from huggingface_hub import try_to_load_from_cache
-
         return isinstance(try_to_load_from_cache(need.ref.location, "config.json"), str)
     try:
         _read_every_split(need, data.DataSource("hub"))  # offline: the datasets cache only, at once
@@ -138,8 +135,6 @@ def _model_files(ref: models.ModelRef) -> tuple[str, int]:
     if ref.kind == "local":
         folder = Path(ref.location)
     else:
-        from huggingface_hub import try_to_load_from_cache
-
         folder = Path(try_to_load_from_cache(ref.location, "config.json")).parent  # the snapshot's folder
     return str(folder), sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())  # links: their blobs
 
@@ -151,7 +146,6 @@ def megabytes(size: int) -> str:
 def render(sweep: Sweep, done: list[Fetched]) -> str:
     """The report: one line per dataset config and model, then the total and where the caches are."""
     import datasets
-    from huggingface_hub import constants
 
     lines = [f"prefetch {sweep.path}:"]
     width = max(len(f.need.name) for f in done)

@@ -22,6 +22,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from glue_bench.sweeping import kept, studies
+from glue_bench.sweeping.schema import grid_point
 from glue_bench.sweeping.stops import deferred
 from glue_bench.sweeping.storage import plan_lock
 
@@ -60,11 +61,11 @@ def complete(trial: optuna.Trial, results: Results, url: str | None, once_per_po
             _fail(study, ours, f"the dev score is {results.score}", False, {}, retries=once_per_point)
             kept.discard([results.model], url)
             return None
-        point = studies.grid_point(ours)
+        point = grid_point(ours)
         done = [
             t
             for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-            if t.number == ours.number or once_per_point and studies.grid_point(t) == point
+            if t.number == ours.number or once_per_point and grid_point(t) == point
         ]
         recorded = next(
             (t for t in done if t.number == ours.number or t.user_attrs.get("results_of") == ours.number), None
@@ -125,7 +126,7 @@ def _cancel_waiting(study: optuna.Study, point: tuple, number: int) -> None:
     """A waiting trial of a point that is complete now (the retry queued for a trial declared dead) never runs."""
     storage = study._storage
     for waiting in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
-        if studies.grid_point(waiting) == point:
+        if grid_point(waiting) == point:
             storage.set_trial_user_attr(waiting._trial_id, "superseded_by", number)
             storage.set_trial_state_values(waiting._trial_id, TrialState.FAIL)
 
@@ -168,5 +169,5 @@ def interrupt(trial: optuna.Trial, url: str | None) -> bool:
 
 
 def _queued(study: optuna.Study, ours: FrozenTrial) -> bool:
-    point = studies.grid_point(ours)
-    return any(studies.grid_point(t) == point for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+    point = grid_point(ours)
+    return any(grid_point(t) == point for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))

@@ -32,18 +32,12 @@ import pandas as pd
 
 from glue_bench.errors import UserError
 from glue_bench.inputs.model_names import display_names, model_identity, student_name
+from glue_bench.sweeping.artifacts import download_predictions
+from glue_bench.sweeping.schema import LEGACY_RECIPE_VALUES
 from glue_bench.sweeping.storage import open_storage
 from glue_bench.training.recipe import shared_fields
 
 RECIPE_COLUMNS = shared_fields()  # every Recipe field but the grid point's: a new field is a column at once
-# A field added after trials were recorded: the value those older trials ran with (not today's default,
-# which may have changed since). Every field added from now on gets an entry here.
-LEGACY_RECIPE_VALUES = {
-    "fused_adamw": False,  # foreach AdamW on a CPU
-    "encoder": "hf",  # the Hugging Face model
-    **{"teacher": "", "temperature": 1.0, "alpha": 0.0, "transfer": "", "max_transfer_samples": 0},  # no teacher
-    **{"optimizer": "adamw", "batch_order": "shuffle", "gradient_accumulation_steps": 1, "fp16": False},
-}
 ID_COLUMNS = ["sweep", "model", "task", "study", "trial", "state", "batch_size", "lr", "seed", "score"]
 
 
@@ -249,8 +243,6 @@ def write_dev_sidecar(table: pd.DataFrame, path: str, storage_url: str | None) -
     ({artifact id: {"idx", "prediction"}}), so that `check --tolerance bootstrap` can resample a committed
     baseline without its storage. The model's outputs only: the labels are the dataset's, not a file to
     commit; check takes them from the new run. Returns the number of artifacts written."""
-    from glue_bench.sweeping.trial import download_predictions
-
     kept = {}
     for ids in table.get("dev_predictions", pd.Series(dtype=object)).dropna():
         for artifact in json.loads(ids).values():

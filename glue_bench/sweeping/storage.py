@@ -302,3 +302,14 @@ def plan_lock(url: str | None):
             f"--storage {masked(url)}: sweeps need a SQLite file (sqlite:///path.db) or PostgreSQL "
             "(postgresql://user:pass@host/db), so that workers can share it safely"
         )
+
+
+def existing_studies(url: str, storage=None, missing_ok: bool = False) -> tuple:
+    """(the storage, the names of its studies). A storage that does not exist is refused (one line), or with
+    missing_ok (a dry run, which plans a sweep not run yet) is (None, empty): nothing has run. A storage that
+    does not answer is not an empty one: StorageUnreachable goes on up."""
+    if storage is None:
+        if missing_ok and not storage_exists(url):
+            return None, set()
+        storage = open_storage(url, create=False)
+    return storage, set(optuna.get_all_study_names(storage))

@@ -1,4 +1,4 @@
-"""A sweep's Optuna studies in the storage: enqueue each grid point exactly once, and read where they stand.
+"""A sweep's Optuna studies in the storage: enqueue each grid point exactly once, and queue the retries of failed ones.
 
 A grid point (batch_size, lr, seed) of a study is, from all the trials that ran it:
   complete  a trial completed;
@@ -16,54 +16,16 @@ left, an interrupted one) gets one WAITING trial at once (queue_retries): whoeve
 from __future__ import annotations
 
 import warnings
-from collections import Counter
-from dataclasses import dataclass, field
 
 import optuna
 from optuna.exceptions import ExperimentalWarning
 from optuna.trial import FrozenTrial, TrialState
 
-from glue_bench.errors import UserError, counted
-from glue_bench.inputs.tasks import Task, get_task
-from glue_bench.sweeping.kept import KEPT_ATTR
-from glue_bench.sweeping.runs import LEGACY_RECIPE_VALUES
-from glue_bench.sweeping.storage import MAX_RETRIES, masked, open_storage, plan_lock, storage_exists
+from glue_bench.errors import UserError
+from glue_bench.sweeping.schema import GRID_PARAMS, LEGACY_RECIPE_VALUES, grid_point, point_key, point_states
+from glue_bench.sweeping.storage import MAX_RETRIES, existing_studies, masked, open_storage, plan_lock
 from glue_bench.sweeping.sweep_file import StudyPlan, Sweep
-from glue_bench.sweeping.trial import GRID_PARAMS
 from glue_bench.training.recipe import defaults as recipe_defaults
-from glue_bench.training.recipe import lr_text
-
-POINT_STATES = ("complete", "failed", "running", "waiting", "pending")
-_RANK = {"complete": 4, "running": 3, "waiting": 2, "failed": 1}
-
-
-def grid_point(trial: FrozenTrial) -> tuple:
-    """(batch_size, lr, seed) of a trial; an enqueued trial holds them as fixed params until it runs."""
-    params = {**trial.system_attrs.get("fixed_params", {}), **trial.params}
-    return tuple(params.get(name) for name in GRID_PARAMS)
-
-
-def point_key(point: dict) -> tuple:
-    return tuple(point[name] for name in GRID_PARAMS)
-
-
-def _trial_state(trial: FrozenTrial) -> str | None:
-    if trial.state == TrialState.FAIL:
-        return "failed" if trial.user_attrs.get("fail_reason") else None
-    return {TrialState.COMPLETE: "complete", TrialState.RUNNING: "running", TrialState.WAITING: "waiting"}.get(
-        trial.state
-    )
-
-
-def point_states(trials: list[FrozenTrial]) -> dict[tuple, str]:
-    """Each grid point's state (see the module doc); points with no trial are absent (pending)."""
-    states: dict[tuple, str] = {}
-    for trial in trials:
-        state = _trial_state(trial)
-        point = grid_point(trial)
-        if state and _RANK[state] > _RANK.get(states.get(point), 0):
-            states[point] = state
-    return states
 
 
 def _study_attrs(sweep: Sweep, plan: StudyPlan) -> dict:
@@ -166,21 +128,10 @@ def requeue(study: optuna.Study, failed: FrozenTrial) -> bool:
     return True
 
 
-def _existing_studies(url: str, storage=None, missing_ok: bool = False) -> tuple:
-    """(the storage, the names of its studies). A storage that does not exist is refused (one line), or with
-    missing_ok (a dry run, which plans a sweep not run yet) is (None, empty): nothing has run. A storage that
-    does not answer is not an empty one: StorageUnreachable goes on up."""
-    if storage is None:
-        if missing_ok and not storage_exists(url):
-            return None, set()
-        storage = open_storage(url, create=False)
-    return storage, set(optuna.get_all_study_names(storage))
-
-
 def recipe_conflicts(sweep: Sweep, plans: list[StudyPlan], url: str) -> list[str]:
     """What `enqueue` would refuse, found without writing anything: each study already in the storage that
     was run with another recipe (a dry run reports them all)."""
-    storage, existing = _existing_studies(url, missing_ok=True)
+    storage, existing = existing_studies(url, missing_ok=True)
     problems = []
     for plan in plans:
         if plan.name in existing:
@@ -211,128 +162,3 @@ def _check_same_recipe(study: optuna.Study, sweep: Sweep, plan: StudyPlan, url: 
             f"{sweep.path}: study {plan.name} in {masked(url)} was run with another recipe ({shown}); "
             f'give the sweep a new name (name = "{sweep.name}-2") or use another --storage'
         )
-
-
-# --- where a sweep stands -----------------------------------------------------------------------------
-
-
-@dataclass
-class StudyStatus:
-    plan: StudyPlan
-    states: dict = field(default_factory=dict)  # grid point → one of POINT_STATES
-    points: Counter = field(default_factory=Counter)  # POINT_STATES → count, over the sweep's grid
-    retried: int = 0  # retries queued: of a killed worker's trial, of a transient failure
-    interrupted: int = 0  # trials stopped by Ctrl-C or SIGTERM (their points queued again at once)
-    best: FrozenTrial | None = None
-    reasons: list[str] = field(default_factory=list)  # fail_reason of failed points
-    kept: dict | None = None  # the kept best model (save = "best"): {"trial", "value", "artifact"}
-
-    @property
-    def finished(self) -> int:
-        return self.points["complete"] + self.points["failed"]
-
-
-def read_status(
-    sweep: Sweep, plans: list[StudyPlan], url: str, storage=None, missing_ok: bool = False
-) -> list[StudyStatus]:
-    """Each study's grid points by state; a study not in the storage yet: all pending. A storage that does
-    not exist is refused, unless missing_ok (then all pending). Pass an open `storage` to read it again and
-    again (the launcher's progress bar)."""
-    storage, existing = _existing_studies(url, storage, missing_ok)
-    statuses = []
-    grid = [point_key(p) for p in sweep.grid()]
-    for plan in plans:
-        status = StudyStatus(plan)
-        trials = []
-        if plan.name in existing:
-            study = optuna.load_study(study_name=plan.name, storage=storage)
-            trials = study.get_trials(deepcopy=False)
-            status.kept = study.user_attrs.get(KEPT_ATTR)
-        states = point_states(trials)
-        status.states = {point: states.get(point, "pending") for point in grid}
-        status.points.update(status.states.values())
-        status.retried = sum(1 for t in trials if "failed_trial" in t.system_attrs)
-        status.interrupted = sum(1 for t in trials if t.user_attrs.get("interrupted"))
-        status.reasons = [
-            t.user_attrs["fail_reason"]
-            for t in trials
-            if _trial_state(t) == "failed" and states[grid_point(t)] == "failed"
-        ]
-        complete = [t for t in trials if t.state == TrialState.COMPLETE]
-        status.best = max(complete, key=lambda t: t.value) if complete else None
-        statuses.append(status)
-    return statuses
-
-
-def _best(trial: FrozenTrial | None) -> tuple[str, str]:
-    """The best trial's dev score (points) and its grid point, as two columns: scores then align on the point."""
-    if trial is None:
-        return "-", ""
-    point = dict(zip(GRID_PARAMS, grid_point(trial)))
-    at = [f"bs {point['batch_size']:g}", f"lr {lr_text(point['lr'])}"]
-    if point.get("seed") is not None:
-        at.append(f"seed {point['seed']:g}")
-    return f"{100 * trial.value:.2f}", ", ".join(at)
-
-
-METRIC_NAMES = {"accuracy": "acc", "f1": "F1", "mcc": "MCC", "pearson": "Pearson", "spearman": "Spearman"}
-
-
-def score_metric(task: Task) -> str:
-    """What a task's dev score is, as the task file's `score` says: MRPC "(F1 + acc) / 2", MNLI "acc, mean of
-    2 dev splits" (metrics.task_score)."""
-    names = [METRIC_NAMES.get(name, name) for name in task.score]
-    text = names[0] if len(names) == 1 else f"({' + '.join(names)}) / {len(names)}"
-    dev = task.splits_with_role("dev")
-    return f"{text}, mean of {len(dev)} dev splits" if len(dev) > 1 else text
-
-
-def _kept(entry: dict | None) -> str:
-    return "-" if entry is None else f"trial {entry['trial']} ({100 * entry['value']:.2f})"
-
-
-def format_status(sweep: Sweep, statuses: list[StudyStatus], url: str) -> str:
-    """The `glue-bench status` table: one line per study, then the totals and the covered tasks."""
-    import pandas as pd
-
-    grid = len(sweep.grid())
-    rows = [
-        {
-            "model": s.plan.model,
-            "task": s.plan.task,
-            "done": f"{s.points['complete']}/{grid}",
-            "running": s.points["running"],
-            "waiting": s.points["waiting"],
-            "failed": s.points["failed"],
-            "not queued": s.points["pending"],
-            "retried": s.retried,
-            "interrupted": s.interrupted,
-            "best dev score": best,
-            "metric": score_metric(get_task(s.plan.task)),
-            "at": at,
-            **({"teacher": sweep.recipe["teacher"]} if sweep.recipe.get("teacher") else {}),
-            **({"kept model": _kept(s.kept)} if sweep.save == "best" else {}),
-        }
-        for s in statuses
-        for best, at in [_best(s.best)]
-    ]
-    total = Counter()
-    for s in statuses:
-        total.update(s.points)
-    lines = [
-        f"sweep {sweep.name} ({sweep.path}) in {masked(url)}",
-        pd.DataFrame(rows).to_string(index=False),
-        "",
-        f"{total['complete']} of {counted(grid * len(statuses), 'trial')} complete, {total['failed']} failed, "
-        f"{total['running']} running, {total['waiting']} waiting, {total['pending']} not queued",
-    ]
-    for task, by in sweep.covered.items():
-        mine = [s for s in statuses if s.plan.task == by]
-        lines.append(
-            f"{task}: covered by the {by} trials ({sum(s.points['complete'] for s in mine)} complete); "
-            f"never trained: each {by} trial predicts it, its metrics are the runs table's extra/{task}/* columns"
-        )
-    reasons = Counter(r for s in statuses for r in s.reasons)
-    for reason, count in reasons.most_common(5):
-        lines.append(f"failed ×{count}: {reason}")
-    return "\n".join(lines)

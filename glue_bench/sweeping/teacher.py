@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import optuna
+from huggingface_hub import try_to_load_from_cache
 
 from glue_bench.errors import UserError, counted
 from glue_bench.inputs import cache, data, hub, model_names, models
@@ -61,8 +62,6 @@ def resolve(ref: str, task: Task, url: str | None) -> Teacher:
 
 def hub_revision(repo: str) -> str:
     """The commit of the Hub model `repo` that the local cache holds ("unknown" when the cache cannot say)."""
-    from huggingface_hub import try_to_load_from_cache
-
     found = try_to_load_from_cache(repo, "config.json")
     parts = Path(found).parts if isinstance(found, str) else ()
     return parts[parts.index("snapshots") + 1] if "snapshots" in parts[:-1] else "unknown"

@@ -4,14 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import io
-import json
 import math
 import platform
-import tempfile
-import uuid
 from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
 
 import optuna
 
@@ -19,12 +14,14 @@ from glue_bench import __version__
 from glue_bench.errors import UserError
 from glue_bench.inputs import cache, data, model_names, models
 from glue_bench.inputs.tasks import Task, dependents, get_task
-from glue_bench.sweeping.storage import artifact_store, artifacts_dir, ride_out
+from glue_bench.inputs.transfer import fingerprint, load_transfer
+from glue_bench.sweeping import kept, recording
+from glue_bench.sweeping import teacher as teachers
+from glue_bench.sweeping.artifacts import upload_predictions
+from glue_bench.sweeping.schema import ADHOC, study_name
+from glue_bench.sweeping.storage import artifacts_dir, ride_out
 from glue_bench.training import metrics
-from glue_bench.training.recipe import GRID_FIELDS, Recipe
-
-# Optuna params: what a grid varies. The rest of the recipe is a user attribute.
-GRID_PARAMS = GRID_FIELDS
+from glue_bench.training.recipe import Recipe
 
 
 @dataclass(frozen=True)
@@ -36,13 +33,6 @@ class TrialSpec:
     check_rows: bool = True
     save: bool = False  # keep the model if it is its study's best (save = "best", run --save)
     tensorboard: bool = False  # event files per trial under the artifacts folder (tensorboard --logdir)
-
-
-def study_name(sweep: str, model: str, task: str) -> str:
-    return f"{sweep}/{model}/{task}"
-
-
-ADHOC = "adhoc"  # the sweep name of `glue-bench run`'s studies
 
 
 def adhoc_study(prepared: Prepared) -> tuple[str, dict]:
@@ -62,17 +52,6 @@ def adhoc_study(prepared: Prepared) -> tuple[str, dict]:
         "model": student,
         "task": prepared.task.name,
         "model_id": identity,
-    }
-
-
-def grid_distributions(batch_sizes, lrs, seeds) -> dict[str, optuna.distributions.BaseDistribution]:
-    """Ranges spanning the given values. Not categorical: Optuna refuses a categorical param whose choices
-    change within a study (a second `glue-bench run` with another lr, a sweep whose grid grew), while a
-    range may. Values are never sampled from them: a single value is fixed, a sweep enqueues its points."""
-    return {
-        "batch_size": optuna.distributions.IntDistribution(min(batch_sizes), max(batch_sizes)),
-        "lr": optuna.distributions.FloatDistribution(min(lrs), max(lrs), log=True),
-        "seed": optuna.distributions.IntDistribution(min(seeds), max(seeds)),
     }
 
 
@@ -225,9 +204,6 @@ def prepare(spec: TrialSpec, storage_url: str | None = None, say=None) -> Prepar
 
 def _teacher(recipe: Recipe, task: Task, storage_url: str | None) -> tuple:
     """(the teacher, its labels checked; the transfer rows or None): a distillation's user errors."""
-    from glue_bench.inputs.transfer import load_transfer
-    from glue_bench.sweeping import teacher as teachers
-
     teacher = teachers.resolve(recipe.teacher, task, storage_url)
     return teacher, load_transfer(task, recipe.transfer, recipe.max_transfer_samples) if recipe.transfer else None
 
@@ -235,8 +211,6 @@ def _teacher(recipe: Recipe, task: Task, storage_url: str | None) -> tuple:
 def _add_teacher(prepared: Prepared, teacher, raw_transfer) -> None:
     """The teacher's outputs on the train rows, the transfer rows and the dev splits (training/distill.py), each
     matched to the student's rows by their idx: the teacher read them with its own tokenizer."""
-    from glue_bench.inputs.transfer import fingerprint
-    from glue_bench.sweeping import teacher as teachers
     from glue_bench.training.batches import training_rows
     from glue_bench.training.distill import Distillation
 
@@ -342,13 +316,11 @@ def _log_dir(prepared: Prepared, trial: optuna.Trial, storage_url: str | None) -
 
 def _record(prepared: Prepared, trial: optuna.Trial, result, storage_url: str | None, once_per_point: bool) -> float:
     """One finished fine-tune's results onto its trial (recording.complete). Returns the task score."""
-    from glue_bench.sweeping import kept, recording
-
     task = prepared.task
     score = metrics.task_score(task, result.dev)
-    links, predictions = _upload_predictions(result.predictions, storage_url)
+    links, predictions = upload_predictions(result.predictions, storage_url)
     dev = {f"{task.name}/{split}": values for split, values in result.dev_predictions.items()}
-    dev_links, dev_ids = _upload_predictions(dev, storage_url)
+    dev_links, dev_ids = upload_predictions(dev, storage_url)
     model = None  # uploaded where it may become the kept one (seconds for a large model), swapped in when recorded
     keep = prepared.spec.save and math.isfinite(score)
     if keep and ride_out(lambda: kept.may_win(trial.study, score, trial.number), "reading the study's kept model"):
@@ -388,27 +360,3 @@ def fine_tune_pack(*args, **kwargs):
 def _set_attrs(trial: optuna.Trial, attrs: dict) -> None:
     for key, value in attrs.items():
         trial.set_user_attr(key, value)
-
-
-def _upload_predictions(predictions: dict, storage_url: str | None) -> tuple[dict[str, str], dict[str, str]]:
-    """Each predicted split as a JSON artifact in the artifact store, written once under a new id (the storage
-    is not touched: recording links them to the trial that records them). Returns ({artifact id: its meta, as
-    optuna.artifacts links it}, {"task/split": artifact id}). Test splits: {"idx", "prediction"}; dev splits
-    (user attr dev_predictions): {"idx", "prediction", "label"}."""
-    store, links, ids = artifact_store(storage_url), {}, {}
-    for key, values in predictions.items():
-        artifact = str(uuid.uuid4())
-        store.write(artifact, io.BytesIO(json.dumps(values).encode()))
-        meta = {"artifact_id": artifact, "filename": key.replace("/", "__") + ".json"}
-        links[artifact] = json.dumps({**meta, "mimetype": "application/json", "encoding": None})
-        ids[key] = artifact
-    return links, ids
-
-
-def download_predictions(artifact_id: str, storage_url: str | None) -> dict[str, list]:
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp, "predictions.json")
-        optuna.artifacts.download_artifact(
-            artifact_store=artifact_store(storage_url), file_path=str(path), artifact_id=artifact_id
-        )
-        return json.loads(path.read_text())

@@ -27,15 +27,23 @@ import traceback
 from contextlib import contextmanager
 
 import optuna
+import requests
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState
 
 from glue_bench.errors import UserError, first_line
-from glue_bench.sweeping import recording, stops
+from glue_bench.inputs import models
+from glue_bench.inputs.hub import quiet_libraries
+from glue_bench.inputs.tasks import get_task
+from glue_bench.sweeping import recording, stops, sweep_file
+from glue_bench.sweeping import trial as trials_
+from glue_bench.sweeping.schema import grid_distributions, grid_point
 from glue_bench.sweeping.storage import STORAGE_ERRORS, open_storage, plan_lock, ride_out
-from glue_bench.sweeping.studies import fail_stale, grid_point
+from glue_bench.sweeping.studies import fail_stale
 from glue_bench.training import families
+from glue_bench.training.recipe import Recipe
 
+NETWORK_ERRORS = (ConnectionError, TimeoutError, requests.exceptions.ConnectionError, requests.exceptions.Timeout)
 POLL_SECONDS = 2.0  # how often an idle worker looks again for a trial to take
 STOP_SECONDS = 10.0  # how long a stopped worker waits for the storage to record its trial (SLURM kills at 30 s)
 
@@ -93,16 +101,12 @@ def take_pack(study: optuna.Study, storage, size: int, held: list, url: str) -> 
 def pack_size(spec: dict, device: str) -> int:
     """How many trials of a study this worker trains at once (sweep_file.pack_size: the sweep's `pack`, solo where
     a pack cannot run: the HF model, fp16)."""
-    from glue_bench.inputs import models
-    from glue_bench.inputs.tasks import get_task
-    from glue_bench.sweeping.sweep_file import pack_size as size
-
     recipe, wanted, rates = spec["recipe"], spec.get("pack", "auto"), len(spec["grid"]["lr"])
-    if size(wanted, rates, device, packable=True) == 1:
+    if sweep_file.pack_size(wanted, rates, device, packable=True) == 1:
         return 1
     packable = recipe.get("encoder", "fast") == "fast" and not recipe.get("fp16")
     config = models.check(models.resolve(spec["model"]), get_task(spec["task"])) if packable else None
-    return size(wanted, rates, device, packable and families.supports(config))
+    return sweep_file.pack_size(wanted, rates, device, packable and families.supports(config))
 
 
 @contextmanager
@@ -131,8 +135,6 @@ def heartbeat(storage, trial_ids: list[int]):
 def _grid_point(trial: optuna.Trial, grid: dict) -> dict:
     """The trial's (batch_size, lr, seed): set already on a retried trial, else its enqueued fixed params,
     recorded now as the trial's params."""
-    from glue_bench.sweeping.trial import grid_distributions
-
     ranges = grid_distributions(grid["batch_size"], grid["lr"], grid["seed"])
     point = {}
     for name, dist in ranges.items():
@@ -183,22 +185,13 @@ def transient(error: BaseException) -> bool:
     otherwise it is the trial's own (a NaN loss, a bad input, a bug) and running it again would repeat it."""
     import torch
 
-    network = (ConnectionError, TimeoutError)
-    try:
-        import requests
-
-        network += (requests.exceptions.ConnectionError, requests.exceptions.Timeout)
-    except ImportError:
-        pass
-    return isinstance(error, (torch.cuda.OutOfMemoryError, MemoryError, *network, *STORAGE_ERRORS))
+    return isinstance(error, (torch.cuda.OutOfMemoryError, MemoryError, *NETWORK_ERRORS, *STORAGE_ERRORS))
 
 
 def run_pack(study: optuna.Study, trials: list[optuna.Trial], spec: dict, url: str) -> None:
     """Run taken trials (one, or a pack that differs only in the learning rate) to COMPLETE or FAIL (with
     fail_reason), each recorded as its own trial. A stop goes on up to `work`, which records it."""
-    from glue_bench.sweeping import trial as trials_
     from glue_bench.training.loop import Diverged
-    from glue_bench.training.recipe import Recipe
 
     try:
         points = [ride_out(lambda t=t: _grid_point(t, spec["grid"]), "starting a trial") for t in trials]
@@ -300,7 +293,7 @@ def work(plan: dict) -> int:
     SIGTERM) records the trial this worker holds as interrupted, queues it again, and goes on up."""
     import torch  # the slow imports, before a trial is taken: an interrupt in them loses none
 
-    import glue_bench.sweeping.trial  # noqa: F401
+    import glue_bench.training.loop  # noqa: F401
 
     url = plan["storage"]
     storage = ride_out(lambda: open_storage(url, heartbeat=True), "opening the storage")
@@ -334,8 +327,6 @@ def main(argv: list[str]) -> int:
     """`python -m glue_bench.sweeping.worker PLAN.json`: one worker (the launcher starts these)."""
     import datasets
     import transformers
-
-    from glue_bench.inputs.hub import quiet_libraries
 
     quiet_libraries()
     datasets.disable_progress_bars()

@@ -343,7 +343,7 @@ def _tensorboard(log_dirs: list[str | None]) -> list:
     """A SummaryWriter per trial that has a folder (torch.utils.tensorboard needs the tensorboard package)."""
     if not any(log_dirs):
         return [None] * len(log_dirs)
-    from torch.utils.tensorboard import SummaryWriter
+    from torch.utils.tensorboard import SummaryWriter  # noqa: PLC0415 (the optional tensorboard extra: a run that asks)
 
     return [SummaryWriter(folder) if folder else None for folder in log_dirs]
 
