@@ -118,9 +118,7 @@ def test_a_hub_teachers_fingerprint_holds_the_revision_its_cache_holds(monkeypat
     snapshot = tmp_path / "models--org--teacher" / "snapshots" / "0123abcd" / "config.json"
     snapshot.parent.mkdir(parents=True)
     snapshot.write_text("{}")
-    import huggingface_hub
-
-    monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", lambda repo, name: str(snapshot))
+    monkeypatch.setattr(teachers, "try_to_load_from_cache", lambda repo, name: str(snapshot))
     assert teachers.hub_revision("org/teacher") == "0123abcd"
-    monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", lambda repo, name: None)
+    monkeypatch.setattr(teachers, "try_to_load_from_cache", lambda repo, name: None)
     assert teachers.hub_revision("org/teacher") == "unknown"

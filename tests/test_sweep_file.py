@@ -242,8 +242,6 @@ def test_preflight_stops_a_hub_model_that_is_not_here(tmp_path, glue_data):
 
 def test_preflight_fetches_each_hub_models_config_when_the_hub_is_reachable(tmp_path, glue_data, monkeypatch, capsys):
     """A mistyped Hub id once passed the pre-flight with the Hub reachable and failed every grid point."""
-    import huggingface_hub
-
     from glue_bench.inputs import hub
 
     asked = []
@@ -253,7 +251,7 @@ def test_preflight_fetches_each_hub_models_config_when_the_hub_is_reachable(tmp_
         raise OSError(f"404 Client Error. Repository Not Found for {repo_id}")
 
     monkeypatch.setattr(hub, "reachable", lambda: True)
-    monkeypatch.setattr(huggingface_hub, "hf_hub_download", hub_download)
+    monkeypatch.setattr(preflight, "hf_hub_download", hub_download)
     path = write_sweep(
         tmp_path, GOOD.replace('"random:bert-tiny"', '"google/bert_uncased_L-2_H-129_A-2"'), data=glue_data
     )
