@@ -102,13 +102,14 @@ def fit_terms(sweep) -> dict:
 def estimated_seconds(sweep, workers: int) -> float:
     """The dry run's estimate with today's cost.py: the same functions `glue-bench sweep --dry-run` uses."""
     from glue_bench.sweeping import cost
+    from glue_bench.sweeping import plan as dry_run
     from glue_bench.sweeping.schema import point_key
     from glue_bench.sweeping.status import StudyStatus
 
     pending = {point_key(p): "pending" for p in sweep.grid()}
     statuses = [StudyStatus(plan, dict(pending)) for plan in sweep.studies()]
     trials = cost.estimate(sweep, statuses, pd.DataFrame(), "cpu")["seconds"].sum()
-    return cost.STARTUP_SECONDS + trials / cost.parallel("cpu", workers)[0]
+    return cost.STARTUP_SECONDS + trials / dry_run.parallel("cpu", workers)[0]
 
 
 def measure(name: str, path: Path, workers: int, data: str, keep: str | None = None) -> dict:
@@ -189,7 +190,7 @@ def sweep_of(row):
 
 def markdown(table: pd.DataFrame) -> str:
     """Each run: what it ran, today's estimate, the measured wall time, the error, the load around it."""
-    from glue_bench.sweeping import cost
+    from glue_bench.sweeping import plan as dry_run
 
     lines = [
         "| run | model | task | trials × train rows × epochs, batch | workers | estimated | measured wall | "
@@ -206,8 +207,8 @@ def markdown(table: pd.DataFrame) -> str:
         estimate = estimated_seconds(sweep, row.workers)
         error = 100 * (estimate - row.wall_seconds) / row.wall_seconds
         lines.append(
-            f"| {row.run} | {model} | {task} | {what} | {row.workers} | {cost.duration(estimate)} | "
-            f"{cost.duration(row.wall_seconds)} | {error:+.0f}% | {row.cpu_seconds:.0f} | "
+            f"| {row.run} | {model} | {task} | {what} | {row.workers} | {dry_run.duration(estimate)} | "
+            f"{dry_run.duration(row.wall_seconds)} | {error:+.0f}% | {row.cpu_seconds:.0f} | "
             f"{row.load_before:.2f} / {row.load_after:.2f} |"
         )
     return "\n".join(lines)

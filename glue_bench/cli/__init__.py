@@ -8,7 +8,6 @@ share.
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 
 from glue_bench.cli import listing, report, run, sweep
@@ -32,7 +31,9 @@ def main(argv: list[str] | None = None) -> int:
         from glue_bench.sweeping.stops import handled
 
         quiet_libraries(progress=not getattr(args, "no_progress", False))
-        with handled(signals=(signal.SIGTERM,)):  # SIGTERM: exit 143 through the code that records a stop
+        # Ctrl-C and SIGTERM (exit 130, 143) through the code that records a stop: a training step ends first, so a
+        # checkpoint written at the stop is whole (sweeping/stops.py)
+        with handled():
             return args.func(args)
     except UserError as e:  # one line per problem (a dry run may find several)
         for line in str(e).splitlines():

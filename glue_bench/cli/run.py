@@ -41,6 +41,14 @@ def add_parsers(sub) -> None:
         help="write TensorBoard event files (loss, learning rate, dev metrics) under the artifacts folder's "
         "tensorboard/ (tensorboard --logdir)",
     )
+    run.add_argument(
+        "--checkpoint-minutes",
+        type=float,
+        default=30.0,
+        metavar="MINUTES",
+        help="write a checkpoint every MINUTES of training and at Ctrl-C or SIGTERM; the same command run again "
+        "resumes from it (0: none)",
+    )
     run.add_argument("--data", help="hub, or a folder in the glue_data or Hub parquet layout (env GLUE_BENCH_DATA)")
     run.add_argument("--storage", help=STORAGE_HELP)
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -59,6 +67,9 @@ def cmd_run(args) -> int:
 
     get_task(args.task), models.resolve(args.model)  # a misspelt name: one line at once, before torch loads
     recipe = recipe_of(args)  # so is a value the Recipe refuses
+    from glue_bench.sweeping.sweep_file import check_checkpoint_minutes
+
+    check_checkpoint_minutes(args.checkpoint_minutes, "--checkpoint-minutes")
     import optuna
 
     from glue_bench.sweeping import schema
@@ -67,7 +78,13 @@ def cmd_run(args) -> int:
     from glue_bench.training.loop import Diverged
 
     spec = trials.TrialSpec(
-        model=args.model, task=args.task, data=args.data, recipe=recipe, save=args.save, tensorboard=args.tensorboard
+        model=args.model,
+        task=args.task,
+        data=args.data,
+        recipe=recipe,
+        save=args.save,
+        tensorboard=args.tensorboard,
+        checkpoint_minutes=args.checkpoint_minutes,
     )
     storage = open_storage(args.storage)  # a bad URL fails fast; opening records nothing
     with SlowStages() as say:  # every other user error surfaces before a trial is created

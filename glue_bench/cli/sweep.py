@@ -60,6 +60,14 @@ def _add_sweep(sub) -> None:
         "learning rate of a batch size and seed on a GPU; solo on a CPU, where packs measured no faster) or a "
         "number, 1 for solo; overrides the sweep file's pack",
     )
+    swp.add_argument(
+        "--checkpoint-minutes",
+        type=float,
+        metavar="MINUTES",
+        help="a running trial writes a checkpoint every MINUTES of training and when it is stopped, and its grid "
+        "point resumes from it when it runs again (0: none); overrides the sweep file's checkpoint_minutes "
+        "(default 30)",
+    )
     swp.add_argument("--no-progress", action="store_true", help="no progress bar")
     swp.set_defaults(func=cmd_sweep)
 
@@ -73,10 +81,13 @@ def cmd_sweep(args) -> int:
     if args.pack is not None:
         pack = args.pack if args.pack == "auto" else int(args.pack) if args.pack.isdigit() else args.pack
         sweep = dataclasses.replace(sweep, pack=sweeps.check_pack(pack, "--pack"))
+    if args.checkpoint_minutes is not None:
+        minutes = sweeps.check_checkpoint_minutes(args.checkpoint_minutes, "--checkpoint-minutes")
+        sweep = dataclasses.replace(sweep, checkpoint_minutes=minutes)
     studies = sweeps.select(sweep, args.only)
     url = sweeps.resolve_storage(sweep, args.storage)
     if args.dry_run:  # the plan, then every check the real run makes, all problems at once
-        from glue_bench.sweeping.cost import dry_run
+        from glue_bench.sweeping.plan import dry_run
         from glue_bench.sweeping.studies import recipe_conflicts
 
         print(dry_run(sweep, studies, url, args.workers, args.device))

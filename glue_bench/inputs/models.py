@@ -13,6 +13,8 @@ A reference is one of:
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import importlib.util
 import json
 import re
@@ -353,3 +355,32 @@ def _file_dtypes(path: Path) -> list[str]:
 
     state = torch.load(path, map_location="cpu", mmap=True, weights_only=True)
     return [str(t.dtype) for t in state.values()]
+
+
+@functools.cache
+def folder_fingerprint(folder: str) -> str:
+    """A hash of the folder's files: a model fine-tuned again in the same folder is another model (a teacher's
+    outputs, a checkpoint of a trial that starts from it)."""
+    digest = hashlib.sha1()
+    for file in sorted(Path(folder).iterdir()):
+        if file.is_file():
+            digest.update(file.name.encode())
+            digest.update(file.read_bytes())
+    return f"folder:{digest.hexdigest()[:16]}"
+
+
+def hub_revision(repo: str) -> str:
+    """The commit of the Hub model `repo` that the local cache holds ("unknown" when the cache cannot say)."""
+    found = try_to_load_from_cache(repo, "config.json")
+    parts = Path(found).parts if isinstance(found, str) else ()
+    return parts[parts.index("snapshots") + 1] if "snapshots" in parts[:-1] else "unknown"
+
+
+def weights_fingerprint(ref: ModelRef) -> str:
+    """What identifies a model's starting weights: a folder's (or a package's) files, a Hub model's revision in the
+    cache, or the random architecture (its weights come from the trial's seed)."""
+    if ref.kind == "random":
+        return f"random:{ref.ref}"
+    if ref.kind == "local":
+        return folder_fingerprint(ref.location)
+    return f"hub:{ref.location}@{hub_revision(ref.location)}"

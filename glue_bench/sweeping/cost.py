@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -27,17 +26,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from glue_bench.errors import UserError, counted
-from glue_bench.inputs import models
+from glue_bench.errors import UserError
+from glue_bench.inputs import model_names, models
 from glue_bench.inputs.shipped import reference_dir
 from glue_bench.inputs.tasks import Task, get_task
-from glue_bench.sweeping.runs import runs_table
+from glue_bench.inputs.transfer import load_transfer
 from glue_bench.sweeping.schema import point_key
-from glue_bench.sweeping.status import read_status
-from glue_bench.sweeping.storage import masked
 from glue_bench.sweeping.sweep_file import pack_size
 from glue_bench.training import families
-from glue_bench.training.recipe import Recipe, lr_text
+from glue_bench.training.recipe import Recipe
 
 TOKENS_PER_EXAMPLE = 40  # a task missing from results/padded-lengths.csv: GLUE rows average 11-67 tokens
 EFFECTIVE_FLOPS = {"cpu": 2e10, "cuda": 2e13}  # training FLOP/s small BERTs reach (rough: 1 CPU core, one GPU)
@@ -61,13 +58,13 @@ class Speed:
 
 
 @cache
-def _reference_table(name: str) -> pd.DataFrame:
+def reference_table(name: str) -> pd.DataFrame:
     path = reference_dir() / name
     return pd.read_csv(path, keep_default_na=False) if path.is_file() else pd.DataFrame()
 
 
 def _lengths(task: str) -> pd.DataFrame:
-    table = _reference_table("padded-lengths.csv")
+    table = reference_table("padded-lengths.csv")
     return table[table["task"] == task] if len(table) else table
 
 
@@ -96,7 +93,7 @@ def benchmark_speed(architecture: str, device: str) -> Speed | None:
     """From results/throughput.csv (benchmarks/throughput.py): the seconds of a step of this architecture
     (L-6_H-384) on this kind of device, fitted as a fixed cost per step plus a cost per token over the measured
     batch sizes, times REAL_ROWS. None if the table has no row for them."""
-    table = _reference_table("throughput.csv")
+    table = reference_table("throughput.csv")
     rows = table[(table["device"] == device) & (table["model"] == architecture)] if len(table) else table
     if not len(rows):
         return None
@@ -149,15 +146,22 @@ def model_speed(ref: models.ModelRef, task: str, device: str, runs: pd.DataFrame
     )
 
 
-def trial_examples(task: Task, recipe: Recipe, covered: list[Task]) -> tuple[int, int]:
+def train_rows(task: Task, recipe: Recipe, transfer: int = 0) -> int:
+    """The rows a trial trains on in an epoch: the first max_train_samples train rows, and a distilled student's
+    `transfer` rows besides."""
+    rows = task.train_split.rows
+    return (min(rows, recipe.max_train_samples) if recipe.max_train_samples else rows) + transfer
+
+
+def trial_examples(task: Task, recipe: Recipe, covered: list[Task], transfer: int = 0) -> tuple[int, int]:
     """(training examples, evaluated examples) of one trial, from the tasks' row counts."""
-    train, evaluated = trial_tokens(task, recipe, covered, per_row=lambda name, role: 1.0)
+    train, evaluated = trial_tokens(task, recipe, covered, per_row=lambda name, role: 1.0, transfer=transfer)
     return round(train), round(evaluated)
 
 
-def trial_tokens(task: Task, recipe: Recipe, covered: list[Task], per_row=None) -> tuple[float, float]:
-    """(real training tokens, real evaluated tokens) of one trial: dev splits every epoch, test splits once,
-    the covered tasks' splits (AX: MNLI's kind of rows) once."""
+def trial_tokens(task: Task, recipe: Recipe, covered: list[Task], per_row=None, transfer: int = 0):
+    """(real training tokens, real evaluated tokens) of one trial: every epoch's train (and transfer) rows, the dev
+    splits every epoch, the test splits once, the covered tasks' splits (AX: MNLI's kind of rows) once."""
     if per_row is None:  # the Hugging Face model computes on the padding too; evaluation is sorted by length
 
         def per_row(name, role):
@@ -165,8 +169,7 @@ def trial_tokens(task: Task, recipe: Recipe, covered: list[Task], per_row=None) 
                 return eval_length(name)
             return padded_length(name, recipe.batch_size) if recipe.encoder == "hf" else train_length(name)
 
-    rows = task.train_split.rows
-    train = recipe.epochs * (min(rows, recipe.max_train_samples) if recipe.max_train_samples else rows)
+    train = recipe.epochs * train_rows(task, recipe, transfer)
     dev = sum(s.rows for s in task.splits_with_role("dev"))
     once = sum(s.rows for s in task.splits_with_role("test"))
     other = sum(s.rows for t in covered for s in t.splits.values() if s.role in ("dev", "test"))
@@ -174,24 +177,59 @@ def trial_tokens(task: Task, recipe: Recipe, covered: list[Task], per_row=None) 
     return train * per_row(task.name, "train"), evaluated
 
 
-def trial_steps(task: Task, recipe: Recipe) -> int:
-    rows = task.train_split.rows
-    return recipe.epochs * math.ceil((min(rows, recipe.max_train_samples) or rows) / recipe.batch_size)
+def trial_steps(task: Task, recipe: Recipe, transfer: int = 0) -> int:
+    return recipe.epochs * math.ceil(train_rows(task, recipe, transfer) / recipe.batch_size)
 
 
-def trial_seconds(task: Task, recipe: Recipe, covered: list[Task], speed: Speed) -> float:
-    train, evaluated = trial_tokens(task, recipe, covered)
-    return (
-        TRIAL_SECONDS + trial_steps(task, recipe) * speed.per_step + speed.per_token * (train + EVAL_COST * evaluated)
-    )
+def trial_seconds(task: Task, recipe: Recipe, covered: list[Task], speed: Speed, transfer: int = 0) -> float:
+    train, evaluated = trial_tokens(task, recipe, covered, transfer=transfer)
+    steps = trial_steps(task, recipe, transfer)
+    return TRIAL_SECONDS + steps * speed.per_step + speed.per_token * (train + EVAL_COST * evaluated)
 
 
-def pack_seconds(task: Task, recipes: list[Recipe], covered: list[Task], speed: Speed) -> float:
+def pack_seconds(task: Task, recipes: list[Recipe], covered: list[Task], speed: Speed, transfer: int = 0) -> float:
     """A pack of trials (training/loop.fine_tune_pack: the learning rates of one batch size and seed at once): the
     per-step cost once for the pack, every trial's tokens."""
-    solo = [trial_seconds(task, recipe, covered, speed) for recipe in recipes]
-    shared = (len(recipes) - 1) * trial_steps(task, recipes[0]) * speed.per_step
+    solo = [trial_seconds(task, recipe, covered, speed, transfer) for recipe in recipes]
+    shared = (len(recipes) - 1) * trial_steps(task, recipes[0], transfer) * speed.per_step
     return sum(solo) - shared
+
+
+def transfer_rows(task: Task, recipe: Recipe) -> int:
+    """A distilled student's transfer rows (its transfer file's, the first max_transfer_samples); 0 without one,
+    or where the file cannot be read (the pre-flight says so)."""
+    if not recipe.transfer:
+        return 0
+    try:
+        return len(load_transfer(task, recipe.transfer, recipe.max_transfer_samples))
+    except UserError:
+        return 0
+
+
+def teacher_seconds(task: Task, recipe: Recipe, transfer: int, speed: Speed) -> float:
+    """The teacher's outputs on the train rows, the transfer rows and the dev splits: computed once for a task (the
+    cache shares them with every student trial), a forward pass at the teacher's speed."""
+    train = train_rows(task, recipe, transfer) * train_length(task.name)
+    dev = sum(s.rows for s in task.splits_with_role("dev")) * eval_length(task.name)
+    return TRIAL_SECONDS + speed.per_token * EVAL_COST * (train + dev)
+
+
+def teacher_shape(teacher: str, task: str, runs: pd.DataFrame) -> models.ModelRef | None:
+    """The teacher's model, to time its outputs: a reference resolved, or a kept model's, from the storage's trials
+    of that sweep and task (kept:<sweep>[/<model>]); None where neither says (then BERT-Base's size is assumed)."""
+    if not teacher.startswith(model_names.KEPT):
+        try:
+            return models.resolve(teacher)
+        except UserError:
+            return None
+    sweep, _, model = teacher.removeprefix(model_names.KEPT).partition("/")
+    if not model and len(runs) and "sweep" in runs:
+        found = runs[(runs["sweep"] == sweep) & (runs["task"] == task)]["student"].dropna()
+        model = found.iloc[0] if len(found) else ""
+    try:
+        return models.resolve(model) if model else None
+    except UserError:
+        return None
 
 
 def encoder_of(ref: models.ModelRef, task: Task, recipe: Recipe) -> str:
@@ -211,9 +249,10 @@ def study_seconds(task: Task, covered: list[Task]) -> float:
     return TOKENIZE_SECONDS_PER_ROW * sum(s.rows for t in (task, *covered) for s in t.splits.values())
 
 
-def estimate(sweep, statuses, runs: pd.DataFrame, device: str) -> pd.DataFrame:
-    """One row per study: trials left, examples and tokens to process and the estimated seconds, on `device`."""
-    rows = []
+def estimate(sweep, statuses, runs: pd.DataFrame, device: str, stored: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One row per study: trials left, examples and tokens to process and the estimated seconds, on `device`.
+    `stored`: every trial in the storage (a kept teacher's model is found there)."""
+    rows, taught = [], set()  # the tasks whose teacher outputs are counted: once for a task (the cache shares them)
     for status in statuses:
         plan = status.plan
         task, ref = get_task(plan.task), models.resolve(plan.model)
@@ -225,17 +264,24 @@ def estimate(sweep, statuses, runs: pd.DataFrame, device: str) -> pd.DataFrame:
         size = pack_size(sweep.pack, len(sweep.lrs), device, ran == "fast" and not fp16)
         train = evals = tokens = 0
         seconds = study_seconds(task, covered) if left else 0.0
+        first = sweep.recipe_for(sweep.grid()[0])
+        transfer = transfer_rows(task, first)
+        if first.teacher and left and task.name not in taught:
+            taught.add(task.name)
+            ref = teacher_shape(first.teacher, task.name, runs if stored is None else stored)
+            teacher_speed = model_speed(ref, plan.task, device, pd.DataFrame()) if ref else flop_speed(12, 768, device)
+            seconds += teacher_seconds(task, first, transfer, teacher_speed)
         for point in left:
             recipe = sweep.recipe_for(point)
-            t, e = trial_examples(task, recipe, covered)
+            t, e = trial_examples(task, recipe, covered, transfer)
             train, evals = train + t, evals + e
-            tokens += round(trial_tokens(task, recipe, covered)[0])
+            tokens += round(trial_tokens(task, recipe, covered, transfer=transfer)[0])
         rows_of = {}  # (batch size, seed) → its learning rates' recipes: the trials a pack may join
         for point in left:
             rows_of.setdefault((point["batch_size"], point["seed"]), []).append(sweep.recipe_for(point))
         for recipes in rows_of.values():
             for start in range(0, len(recipes), size):
-                seconds += pack_seconds(task, recipes[start : start + size], covered, speed)
+                seconds += pack_seconds(task, recipes[start : start + size], covered, speed, transfer)
         rows.append(
             {
                 "model": plan.model,
@@ -252,97 +298,3 @@ def estimate(sweep, statuses, runs: pd.DataFrame, device: str) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows)
-
-
-def duration(seconds: float) -> str:
-    seconds = int(round(seconds))
-    if seconds >= 86400:
-        return f"{seconds / 86400:.1f} days"
-    if seconds >= 3600:
-        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
-    return f"{seconds // 60}m{seconds % 60:02d}s"
-
-
-def device_text(device: str) -> str:
-    """What the time is of: a CPU core, or a GPU named, measured or guessed from FLOPs."""
-    if device == "cpu":
-        return "CPU time at 1 thread per trial"
-    table = _reference_table("throughput.csv")
-    measured = table[table["device"] == device] if len(table) else table
-    if len(measured):
-        return f"GPU time on one {measured['gpu'].iloc[0]} (measured; the speed column names any FLOP estimate)"
-    return (
-        f"GPU time on one {ASSUMED_GPU} (a FLOP estimate at {EFFECTIVE_FLOPS[device]:.0e} FLOP/s, until "
-        "benchmarks/throughput.py has run on a GPU)"
-    )
-
-
-def parallel(device: str, workers: int) -> tuple[int, str]:
-    """How many trials run at once with `workers` (--workers is per machine), and on what."""
-    if device == "cpu":
-        cores = os.cpu_count() or 1
-        return min(
-            workers, cores
-        ), f"{counted(workers, 'worker')} on {min(workers, cores)} of this machine's {cores} cores"
-    import torch
-
-    gpus = torch.cuda.device_count()
-    if not gpus:  # planning elsewhere: each worker on its own GPU
-        return (
-            workers,
-            f"{counted(workers, 'worker')} on {counted(workers, 'GPU')}, one each (with fewer, they share them round-robin)",
-        )
-    return min(
-        workers, gpus
-    ), f"{counted(workers, 'worker')} on this machine's {counted(gpus, 'GPU')}, shared round-robin"
-
-
-def report(sweep, statuses, runs: pd.DataFrame, device: str, workers: int, url: str) -> str:
-    """The `glue-bench sweep --dry-run` text: the plan per study, then the totals and the time estimate."""
-    table = estimate(sweep, statuses, runs, device)
-    shown = table.assign(time=table["seconds"].map(duration)).drop(columns="seconds")
-    trials = table["seconds"].sum()
-    total = STARTUP_SECONDS + trials if table["to run"].sum() else 0.0
-    at_once, on = parallel(device, workers)
-    hours = f" ({total / 3600:,.1f} hours)" if total >= 3600 else ""
-    lines = [
-        f"sweep {sweep.name} ({sweep.path}) in {masked(url)}: {counted(len(table), 'study', 'studies')} × {counted(len(sweep.grid()), 'grid point')} "
-        f"(batch_size {list(sweep.batch_sizes)} × lr [{', '.join(map(lr_text, sweep.lrs))}] × seed {list(sweep.seeds)}), "
-        f"{counted(sweep.epochs, 'epoch')}",
-        shown.to_string(index=False),
-        "",
-        f"{table['to run'].sum()} of {counted(table['trials'].sum(), 'trial')} to run: {table['train examples'].sum():,} "
-        f"training and {table['eval examples'].sum():,} evaluated examples, {table['train tokens'].sum():,} "
-        f"training tokens (real, unpadded)",
-        f"about {duration(total)}{hours} of {device_text(device)}; "
-        f"{duration(STARTUP_SECONDS + trials / at_once) if total else duration(0)} with {on}",
-    ]
-    slower = sorted({e for e in table["encoder"] if e.startswith("hf (")})
-    if slower:
-        lines.append(
-            f"{', '.join(slower)}: run as the Hugging Face model (its family is not one the unpadded encoder covers: "
-            "slower, computing on the padding too, and solo, no packs); the estimate counts their padded tokens"
-        )
-    selected = {s.plan.task for s in statuses}
-    for task, by in sweep.covered.items():
-        if by in selected:  # --only rte: MNLI is not run, so neither is AX
-            lines.append(f"{task}: covered by the {by} trials (predicted by each {by} model, never trained)")
-    return "\n".join(lines)
-
-
-def dry_run(sweep, studies, url: str, workers: int, device: str | None = None) -> str:
-    """The plan of `glue-bench sweep --dry-run` on `device` (default: this machine's), with speeds measured in
-    the storage where it has some."""
-    import torch
-
-    try:
-        runs = runs_table(url)
-    except UserError:  # no storage yet: nothing measured
-        runs = pd.DataFrame()
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if len(runs) and "env" in runs:  # only speeds measured on that kind of device
-        # A trial that never ran (waiting, failed early) has no env: NaN in the table.
-        runs = runs[
-            runs["env"].map(lambda env: isinstance(env, str) and json.loads(env).get("device", "").startswith(device))
-        ]
-    return report(sweep, read_status(sweep, studies, url, missing_ok=True), runs, device, workers, url)

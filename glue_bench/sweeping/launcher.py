@@ -72,6 +72,7 @@ def worker_plan(studies, url: str, source_location: str, sweep) -> dict:
                 "save": sweep.save,
                 "pack": sweep.pack,
                 "tensorboard": sweep.tensorboard,
+                "checkpoint_minutes": sweep.checkpoint_minutes,
             }
             for s in studies
         ],

@@ -5,7 +5,9 @@ Everything downstream (report, submit, check) reads this table, from a storage o
 Columns: sweep, model, task, study, trial, state, batch_size, lr, seed, score, one `dev/<split>/<metric>`
 column per dev metric, `extra/<task>/<split>/<metric>` for splits of other tasks the model scored (AX's
 diagnostic), recipe fields (epochs, max_seq_length, …), timings, fail_reason, covers (tasks never trained
-but predicted by this trial's model: "ax" on MNLI rows), retry_of (the trial a retry re-runs), and JSON
+but predicted by this trial's model: "ax" on MNLI rows), retry_of (the trial a retry re-runs),
+resumed_from_step (the step of the checkpoint it continued from, 0 when it started afresh) and
+resume_lost_seconds (what the stop it resumed from cost: the training run after that checkpoint), and JSON
 columns curve, recipe, env, predictions, dev_predictions ("task/split" → artifact id of the test and of the
 dev predictions; dev ones hold the labels too), predicted_classes (per dev split, the classes a classifier
 predicted) and pack (the pack the trial trained in: {"size", "trials"}).
@@ -112,6 +114,8 @@ def _row(study: optuna.study.StudySummary | optuna.Study, trial: optuna.trial.Fr
         "eval_seconds",
         "train_examples",
         "steps",
+        "resumed_from_step",
+        "resume_lost_seconds",
         "examples_per_second",
         "data",
         "checkpoint_dtype",

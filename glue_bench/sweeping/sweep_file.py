@@ -45,10 +45,12 @@ TOP_KEYS = (
     "save",
     "pack",
     "tensorboard",
+    "checkpoint_minutes",
     "recipe",
     "distill",
 )
 KINDS = {"bool": "true or false", "int": "a whole number", "float": "a number", "str": "a string"}  # in errors
+CHECKPOINT_MINUTES = 30.0  # a running trial's checkpoint every half hour of training, and whenever it is stopped
 SAVE_CHOICES = ("none", "best")  # save = "best": keep each study's best model (sweeping/kept.py)
 
 
@@ -79,6 +81,7 @@ class Sweep:
     save: str = "none"  # "best": keep each study's best model in the artifact store
     pack: str | int = "auto"  # learning rates trained at once by a worker: "auto" or a number (1: solo)
     tensorboard: bool = False  # TensorBoard event files per trial under the artifacts folder
+    checkpoint_minutes: float = CHECKPOINT_MINUTES  # a running trial's checkpoint every this many minutes (0: none)
 
     def grid(self) -> list[dict]:
         """Every grid point as Optuna params, in a stable order."""
@@ -246,6 +249,7 @@ def load(path: str | Path) -> Sweep:
     tensorboard = table.get("tensorboard", False)
     if not isinstance(tensorboard, bool):
         raise UserError(f"{where}: 'tensorboard' must be true or false, got {tensorboard!r}")
+    checkpoint_minutes = check_checkpoint_minutes(table.get("checkpoint_minutes", CHECKPOINT_MINUTES), where)
     tasks, covered = _tasks(_strings(table, "tasks", where), where)
     sweep = Sweep(
         name=name,
@@ -263,6 +267,7 @@ def load(path: str | Path) -> Sweep:
         save=save,
         pack=pack,
         tensorboard=tensorboard,
+        checkpoint_minutes=checkpoint_minutes,
     )
     try:
         for point in sweep.grid():
@@ -285,6 +290,13 @@ def pack_size(wanted: str | int, learning_rates: int, device: str, packable: boo
         return 1
     size = (learning_rates if device == "cuda" else AUTO_CPU_PACK) if wanted == "auto" else int(wanted)
     return max(1, min(size, learning_rates))
+
+
+def check_checkpoint_minutes(value, where: str) -> float:
+    """`checkpoint_minutes`: a number >= 0 (0: no checkpoints, a stopped trial starts again from step 0)."""
+    if _number(value, integer=False) and value >= 0:
+        return float(value)
+    raise UserError(f"{where}: 'checkpoint_minutes' must be a number of minutes >= 0 (0: none), got {value!r}")
 
 
 def check_pack(value, where: str) -> str | int:

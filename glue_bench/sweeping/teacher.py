@@ -11,15 +11,12 @@ student trial of a sweep, in any worker, shares them; they are matched to the st
 from __future__ import annotations
 
 import fcntl
-import functools
-import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import optuna
-from huggingface_hub import try_to_load_from_cache
 
 from glue_bench.errors import UserError, counted
 from glue_bench.inputs import cache, data, hub, model_names, models
@@ -52,19 +49,14 @@ def resolve(ref: str, task: Task, url: str | None) -> Teacher:
         if model_ref.kind == "random":
             raise UserError(f"teacher {ref}: random weights teach nothing; pass a model fine-tuned on {task.name}")
         local = model_ref.kind == "local"
-        fingerprint = _folder_fingerprint(model_ref.location) if local else f"hub:{model_ref.location}"
+        fingerprint = models.folder_fingerprint(model_ref.location) if local else f"hub:{model_ref.location}"
         teacher = Teacher(model_ref.ref, model_ref.location, fingerprint)
     _check_labels(teacher, task)
     if teacher.fingerprint.startswith("hub:"):  # its config is in the cache now: the revision it came from
-        teacher = Teacher(teacher.ref, teacher.location, f"{teacher.fingerprint}@{hub_revision(teacher.location)}")
+        teacher = Teacher(
+            teacher.ref, teacher.location, f"{teacher.fingerprint}@{models.hub_revision(teacher.location)}"
+        )
     return teacher
-
-
-def hub_revision(repo: str) -> str:
-    """The commit of the Hub model `repo` that the local cache holds ("unknown" when the cache cannot say)."""
-    found = try_to_load_from_cache(repo, "config.json")
-    parts = Path(found).parts if isinstance(found, str) else ()
-    return parts[parts.index("snapshots") + 1] if "snapshots" in parts[:-1] else "unknown"
 
 
 def _kept(text: str, task: Task, url: str | None) -> tuple[Path, str]:
@@ -99,17 +91,6 @@ def _kept(text: str, task: Task, url: str | None) -> tuple[Path, str]:
     study = with_model[0]
     folder, entry = kept.fetch(study, url)  # the folder and its entry read together: a swap cannot split them
     return folder, entry["artifact"]
-
-
-@functools.cache
-def _folder_fingerprint(folder: str) -> str:
-    """A hash of the folder's files: a teacher fine-tuned again in the same folder gets new outputs."""
-    digest = hashlib.sha1()
-    for file in sorted(Path(folder).iterdir()):
-        if file.is_file():
-            digest.update(file.name.encode())
-            digest.update(file.read_bytes())
-    return f"folder:{digest.hexdigest()[:16]}"
 
 
 def _check_labels(teacher: Teacher, task: Task) -> None:

@@ -15,7 +15,7 @@ from glue_bench.errors import UserError
 from glue_bench.inputs import cache, data, model_names, models
 from glue_bench.inputs.tasks import Task, dependents, get_task
 from glue_bench.inputs.transfer import fingerprint, load_transfer
-from glue_bench.sweeping import kept, recording
+from glue_bench.sweeping import checkpoints, kept, recording
 from glue_bench.sweeping import teacher as teachers
 from glue_bench.sweeping.artifacts import upload_predictions
 from glue_bench.sweeping.schema import ADHOC, study_name
@@ -33,6 +33,7 @@ class TrialSpec:
     check_rows: bool = True
     save: bool = False  # keep the model if it is its study's best (save = "best", run --save)
     tensorboard: bool = False  # event files per trial under the artifacts folder (tensorboard --logdir)
+    checkpoint_minutes: float = 30.0  # a checkpoint every this many minutes of training, and at a stop (0: none)
 
 
 def adhoc_study(prepared: Prepared) -> tuple[str, dict]:
@@ -288,6 +289,8 @@ def execute_pack(
             **prepared.model_attrs,
         }
         ride_out(lambda trial=trial, started=started: _set_attrs(trial, started), "starting a trial")
+    minutes = prepared.spec.checkpoint_minutes
+    keeper = checkpoints.ArtifactKeeper(trials, _fingerprints(prepared, recipes), storage_url, minutes)
     results = fine_tune_pack(
         prepared.model,
         task,
@@ -299,10 +302,31 @@ def execute_pack(
         progress=progress,
         distill=prepared.distill,
         log_dirs=[_log_dir(prepared, trial, storage_url) for trial in trials],
+        keeper=keeper,
     )
-    return [
-        result.diverged if result.diverged else _record(prepared, trial, result, storage_url, once_per_point)
+    resumed = keeper.resumed_attrs()  # resumed_from_step: 0 when it started afresh
+    outcomes = [
+        result.diverged if result.diverged else _record(prepared, trial, result, storage_url, once_per_point, resumed)
         for trial, result in zip(trials, results)
+    ]
+    for own in recipes:  # its grid point is settled (or failed for good): nothing resumes it any more
+        keeper.discard((own.batch_size, own.lr, own.seed))
+    return outcomes
+
+
+def _fingerprints(prepared: Prepared, recipes: list[Recipe]) -> list[str]:
+    """Each trial's checkpoint fingerprint: its grid point and recipe, the rows it trains and is scored on, the
+    model's starting weights and length, and a distillation's teacher weights and transfer rows."""
+    task, source = prepared.task, prepared.source
+    inputs = {
+        "rows": [data.rows_record(task, s, source) for s in task.splits.values() if s.role in ("train", "dev")],
+        "weights": models.weights_fingerprint(prepared.model_ref),
+        "max_length": prepared.model_attrs["max_length"],
+        **prepared.distill_attrs,
+    }
+    return [
+        checkpoints.fingerprint({"batch_size": r.batch_size, "lr": r.lr, "seed": r.seed}, r.to_dict(), inputs)
+        for r in recipes
     ]
 
 
@@ -314,7 +338,9 @@ def _log_dir(prepared: Prepared, trial: optuna.Trial, storage_url: str | None) -
     return str(artifacts_dir(storage_url) / "tensorboard" / study / f"trial-{trial.number}")
 
 
-def _record(prepared: Prepared, trial: optuna.Trial, result, storage_url: str | None, once_per_point: bool) -> float:
+def _record(
+    prepared: Prepared, trial: optuna.Trial, result, storage_url: str | None, once_per_point: bool, resumed: dict
+) -> float:
     """One finished fine-tune's results onto its trial (recording.complete). Returns the task score."""
     task = prepared.task
     score = metrics.task_score(task, result.dev)
@@ -341,6 +367,7 @@ def _record(prepared: Prepared, trial: optuna.Trial, result, storage_url: str | 
         **prepared.distill_attrs,
         "predictions": predictions,
         "dev_predictions": dev_ids,
+        **resumed,
     }
     results = recording.Results(score, finished, {**links, **dev_links}, model)
     ride_out(

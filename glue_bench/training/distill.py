@@ -15,6 +15,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from glue_bench.inputs.tasks import Task
+from glue_bench.training import metrics
+from glue_bench.training.recipe import Recipe
+
 
 @dataclass
 class Distillation:
@@ -78,3 +82,32 @@ def agreement(student: np.ndarray, teacher: np.ndarray, regression: bool) -> flo
 def teacher_predictions(outputs: np.ndarray, regression: bool) -> np.ndarray:
     """The teacher's predicted class per row (its output itself for a regression task)."""
     return outputs.reshape(-1) if regression else outputs.argmax(-1)
+
+
+def against_teacher(task: Task, distill: Distillation, student: dict[str, np.ndarray], dev: dict) -> dict:
+    """The student's agreement with its teacher on each dev split (`dev`: split → its batches.Packed rows), and the
+    teacher's own dev metrics."""
+    return {
+        "agreement": {name: agreement(student[name], distill.dev[name], task.regression) for name in dev},
+        "metrics": {
+            name: metrics.compute(task, teacher_predictions(distill.dev[name], task.regression), data.labels)
+            for name, data in dev.items()
+        },
+    }
+
+
+def micro_batch_loss(logits, batch, recipe: Recipe, task: Task, device) -> torch.Tensor:
+    """One trial's distillation loss on a micro-batch of a batch (training/distill.py), weighted by its share."""
+    targets, labels, labelled, micro, rows = batch
+    on = {"device": device, "non_blocking": True}
+    return loss(
+        logits,
+        targets[micro].to(**on),
+        labels[micro].to(**on),
+        labelled[micro].to(**on),
+        recipe.alpha,
+        recipe.temperature,
+        task.regression,
+        rows=len(rows),
+        labelled_rows=int(labelled[rows].sum()),
+    )

@@ -29,8 +29,8 @@ from glue_bench.errors import UserError
 from glue_bench.inputs.tasks import Task
 from glue_bench.training import families, metrics
 from glue_bench.training.batches import Packed, epochs_of_batches, training_rows, with_transfer
-from glue_bench.training.distill import Distillation, agreement, teacher_predictions
-from glue_bench.training.distill import loss as distill_loss
+from glue_bench.training.checkpoint import Keeper, batch_order_hash, capture, mismatch, restore
+from glue_bench.training.distill import Distillation, against_teacher, micro_batch_loss
 from glue_bench.training.encoder import UnpaddedEncoder
 from glue_bench.training.inference import autocast, forward, predict
 from glue_bench.training.optim import PackAdamW, bert_scheduler, clip_grad_norm_per_trial
@@ -110,6 +110,7 @@ def fine_tune_pack(
     progress: bool = True,
     distill: Distillation | None = None,
     log_dirs: list[str | None] | None = None,
+    keeper: Keeper | None = None,
 ) -> list[FineTuneResult]:
     """Fine-tune `model` on the tokenized `train` split at each learning rate of `lrs` at once (a pack; one rate: a
     solo run); evaluate `dev` every epoch; predict `to_predict`. Returns one result per learning rate.
@@ -119,7 +120,7 @@ def fine_tune_pack(
     `model` (the HF model) whichever encoder ran; each result's trained_model() gives its own. With `distill`, the
     loss is training/distill.py's: the student learns the teacher's outputs on the train rows and any transfer
     rows. log_dirs: a TensorBoard folder per trial (or None): loss and learning rate per logging step, dev metrics
-    per epoch.
+    per epoch. keeper: where checkpoints go, and the records to continue from (training/checkpoint.py).
     """
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
     if device.type == "cuda":
@@ -147,6 +148,7 @@ def fine_tune_pack(
     net = UnpaddedEncoder.from_hf(model, trials) if fast else model
     optimizer = _optimizer(net, recipe, lrs, fast, device)
     epochs = epochs_of_batches(train_data, recipe, generator)
+    order = batch_order_hash(epochs)  # a record taken on other rows or another order is never resumed
     total_steps = sum(len(batches) for batches in epochs)
     if total_steps == 0:  # batch_order "tf" drops a partial batch: fewer rows than a batch make none
         raise UserError(f"{len(train_data)} train rows make no full batch of {recipe.batch_size} (batch_order tf)")
@@ -161,102 +163,142 @@ def fine_tune_pack(
     writers = _tensorboard(log_dirs or [None] * trials)
 
     curves: list[list[dict]] = [[] for _ in range(trials)]
-    train_seconds, eval_seconds, step = 0.0, 0.0, 0
+    train_seconds, eval_seconds, step, training_since = 0.0, 0.0, 0, None
     diverged: list[Diverged | None] = [None] * trials
     unchecked = []  # [N] losses of the steps since the last look, kept on the device
+    loss_sum = torch.zeros(trials, device=device)
+    dev_predictions = {}  # split → [N, rows]: the last evaluated epoch's
+    keeper = keeper or Keeper()
+    if keeper.resume is not None and (why := mismatch(keeper.resume, {"batch_order": order, "fast": fast})):
+        keeper.refused(why)
+    if keeper.resume is not None:  # where a stopped run was: every later step is the uninterrupted run's
+        resume = keeper.resume
+        restore(resume, net, optimizer, scheduler, scaler, fast, device)
+        step, (train_seconds, eval_seconds) = resume[0]["step"], resume[0]["seconds"]
+        curves = [r["curve"] for r in resume]
+        loss_sum = torch.tensor([r["loss_sum"] for r in resume], device=device)
+        unchecked = [torch.tensor(losses, device=device) for losses in zip(*(r["unchecked"] for r in resume))]
+        diverged = [Diverged(*r["diverged"]) if r["diverged"] else None for r in resume]
+        optimizer.stop([d is not None for d in diverged])
+        dev_predictions = {k: np.stack([r["dev"][k].numpy() for r in resume]) for k in resume[0]["dev"]}
+
+    def records() -> list[dict]:  # the state at this step's end (or in an evaluation), one record per trial
+        seconds = train_seconds + (time.perf_counter() - training_since if training_since else 0.0)
+        shared = {"step": step, "seconds": [seconds, eval_seconds], "batch_order": order, "fast": fast}
+        own = [
+            {
+                "curve": curves[n],
+                "loss_sum": loss_sum[n].item(),
+                "unchecked": [losses[n].item() for losses in unchecked],
+                "diverged": [diverged[n].step, diverged[n].loss] if diverged[n] else None,
+                "dev": {k: torch.from_numpy(np.ascontiguousarray(v[n])) for k, v in dev_predictions.items()},
+            }
+            for n in range(trials)
+        ]
+        return capture(net, optimizer, scheduler, scaler, fast, device, shared, own)
+
     # A bar on a terminal; in a log (SLURM, CI) one line per epoch instead of a bar's carriage returns.
     terminal = progress and sys.stderr.isatty()
     rates = ", ".join(f"{lr:g}" for lr in lrs)
     bar = tqdm(
-        total=total_steps, desc=f"{task.name} bs={recipe.batch_size} lr={rates}", unit="step", disable=not terminal
+        total=total_steps,
+        initial=step,
+        desc=f"{task.name} bs={recipe.batch_size} lr={rates}",
+        unit="step",
+        disable=not terminal,
     )
-    for epoch, batches in enumerate(epochs, 1):
-        net.train()
-        started = time.perf_counter()
-        loss_sum = torch.zeros(trials, device=device)
-        for rows in batches:
-            loss = torch.zeros(trials, device=device)
-            # Gradient accumulation: micro-batches of the batch, each loss weighted by its share of the batch's
-            # rows (of its labelled rows, for a distilled student's labels term), so that the gradients sum to
-            # the whole batch's: exactly, per row, as the unpadded encoder computes each row alone.
-            for micro in np.array_split(rows, min(recipe.gradient_accumulation_steps, len(rows))):
-                with autocast(device, recipe.bf16, recipe.fp16):
-                    if distill is None:
-                        on = labels[micro].to(device, non_blocking=True)
-                        part = forward(net, train_data, micro, device, on).loss * (len(micro) / len(rows))
-                    else:
-                        logits = forward(net, train_data, micro, device).logits  # [N, rows, labels]
-                        batch = (targets, labels, labelled, micro, rows)
-                        part = torch.stack([_distilled(logits[n], batch, recipe, task, device) for n in range(trials)])
-                scaler.scale(part.sum()).backward()  # each trial's graph is its own: the sum keeps them apart
-                loss += part.detach().float()
-            if recipe.max_grad_norm > 0:  # 0: no clipping, as in the Hugging Face Trainer
-                scaler.unscale_(optimizer)
-                clip_grad_norm_per_trial(net.parameters(), recipe.max_grad_norm, fast, optimizer.stopped, clip_eps)
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            loss_sum += loss
-            unchecked.append(loss)
-            step += 1
-            if step % NAN_CHECK_EVERY == 0 or step == total_steps:
-                losses = torch.stack(unchecked).cpu()  # [steps, N]
-                unchecked.clear()
-                for n in range(trials):
-                    bad = torch.nonzero(~torch.isfinite(losses[:, n])).flatten()
-                    if diverged[n] is None and len(bad):  # name the first NaN/inf step, not the step that looked
-                        diverged[n] = Diverged(step - len(losses) + 1 + int(bad[0]), losses[bad[0], n].item())
-                        optimizer.stop([i == n for i in range(trials)])
-                    if writers[n] is not None:
-                        writers[n].add_scalar("train/loss", losses[-1, n].item(), step)
-                        writers[n].add_scalar("train/learning_rate", lrs[n] * scheduler.get_last_lr()[0], step)
-                bar.set_postfix(loss=" ".join(f"{v:.4f}" for v in losses[-1].tolist()), refresh=False)
+    try:
+        for epoch, batches in enumerate(epochs, 1):
+            if len(curves[0]) >= epoch:  # trained and evaluated before the stop this run resumes from
+                continue
+            first = step - sum(len(b) for b in epochs[: epoch - 1])  # its batches trained before the stop
+            if first == 0:
+                loss_sum = torch.zeros(trials, device=device)
+            net.train()
+            training_since = time.perf_counter()
+            for rows in batches[first:]:
+                with keeper.step():  # a stop waits for the step's end: a checkpoint is never taken mid-step
+                    loss = torch.zeros(trials, device=device)
+                    # Gradient accumulation: micro-batches of the batch, each loss weighted by its share of the
+                    # batch's rows (of its labelled rows, for a distilled student's labels term), so that the
+                    # gradients sum to the whole batch's: exactly, per row, as the unpadded encoder computes each
+                    # row alone.
+                    for micro in np.array_split(rows, min(recipe.gradient_accumulation_steps, len(rows))):
+                        with autocast(device, recipe.bf16, recipe.fp16):
+                            if distill is None:
+                                on = labels[micro].to(device, non_blocking=True)
+                                part = forward(net, train_data, micro, device, on).loss * (len(micro) / len(rows))
+                            else:
+                                logits = forward(net, train_data, micro, device).logits  # [N, rows, labels]
+                                batch = (targets, labels, labelled, micro, rows)
+                                part = torch.stack(
+                                    [micro_batch_loss(logits[n], batch, recipe, task, device) for n in range(trials)]
+                                )
+                        scaler.scale(part.sum()).backward()  # each trial's graph is its own: the sum keeps them apart
+                        loss += part.detach().float()
+                    if recipe.max_grad_norm > 0:  # 0: no clipping, as in the Hugging Face Trainer
+                        scaler.unscale_(optimizer)
+                        clip_grad_norm_per_trial(
+                            net.parameters(), recipe.max_grad_norm, fast, optimizer.stopped, clip_eps
+                        )
+                    scaler.step(optimizer)
+                    scaler.update()
+                    scheduler.step()
+                    optimizer.zero_grad(set_to_none=True)
+                    loss_sum += loss
+                    unchecked.append(loss)
+                    step += 1
+                    if step % NAN_CHECK_EVERY == 0 or step == total_steps:
+                        losses = torch.stack(unchecked).cpu()  # [steps, N]
+                        unchecked.clear()
+                        for n in range(trials):
+                            bad = torch.nonzero(~torch.isfinite(losses[:, n])).flatten()
+                            if diverged[n] is None and len(bad):  # the first NaN/inf step, not the one that looked
+                                diverged[n] = Diverged(step - len(losses) + 1 + int(bad[0]), losses[bad[0], n].item())
+                                optimizer.stop([i == n for i in range(trials)])
+                            if writers[n] is not None:
+                                writers[n].add_scalar("train/loss", losses[-1, n].item(), step)
+                                writers[n].add_scalar("train/learning_rate", lrs[n] * scheduler.get_last_lr()[0], step)
+                        bar.set_postfix(loss=" ".join(f"{v:.4f}" for v in losses[-1].tolist()), refresh=False)
+                bar.update()
                 if all(d is not None for d in diverged):
                     break
-            bar.update()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        train_seconds += time.perf_counter() - started
-        if all(d is not None for d in diverged):
-            break
+                if keeper.due():
+                    keeper.write(records())
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            train_seconds += time.perf_counter() - training_since
+            training_since = None
+            if all(d is not None for d in diverged):
+                break
 
-        started = time.perf_counter()
-        dev_predictions = {
-            name: predict(net, data, recipe.eval_batch_size, device, task.regression, recipe.bf16, recipe.fp16)
-            for name, data in dev_data.items()
-        }  # split → [N, rows]
-        eval_seconds += time.perf_counter() - started
-        for n in range(trials):
-            epoch_dev = {
-                name: metrics.compute(task, p[n], dev_data[name].labels) for name, p in dev_predictions.items()
-            }
-            curves[n].append(
-                {
-                    "epoch": epoch,
-                    "train_loss": loss_sum[n].item() / max(len(batches), 1),
-                    "dev": epoch_dev,
-                    "train_seconds": round(train_seconds / trials, 3),
+            started = time.perf_counter()
+            dev_predictions = {
+                name: predict(net, data, recipe.eval_batch_size, device, task.regression, recipe.bf16, recipe.fp16)
+                for name, data in dev_data.items()
+            }  # split → [N, rows]
+            eval_seconds += time.perf_counter() - started
+            for n in range(trials):
+                epoch_dev = {
+                    name: metrics.compute(task, p[n], dev_data[name].labels) for name, p in dev_predictions.items()
                 }
-            )
-            for name, values in epoch_dev.items():
-                for metric, value in values.items():
-                    if writers[n] is not None:
-                        writers[n].add_scalar(f"dev/{name}/{metric}", value, epoch)
-        if progress and not terminal:
-            dev_text = "; ".join(
-                ", ".join(
-                    f"{name} {100 * metrics.split_score(task, values):.2f}" for name, values in c[-1]["dev"].items()
+                curves[n].append(
+                    {
+                        "epoch": epoch,
+                        "train_loss": loss_sum[n].item() / max(len(batches), 1),
+                        "dev": epoch_dev,
+                        "train_seconds": round(train_seconds / trials, 3),
+                    }
                 )
-                for c in curves
-            )
-            print(
-                f"{task.name} epoch {epoch}/{recipe.epochs}: train loss "
-                + " ".join(f"{c[-1]['train_loss']:.4f}" for c in curves)
-                + f", dev {dev_text}, {len(train_data) * epoch * trials / train_seconds:.0f} examples/s",
-                file=sys.stderr,
-                flush=True,
-            )
+                for name, values in epoch_dev.items():
+                    for metric, value in values.items():
+                        if writers[n] is not None:
+                            writers[n].add_scalar(f"dev/{name}/{metric}", value, epoch)
+            if progress and not terminal:
+                _say_epoch(task, recipe, epoch, curves, len(train_data) * epoch * trials / train_seconds)
+    except (KeyboardInterrupt, SystemExit):
+        keeper.stopped(records)  # a stop lands only between steps or in an evaluation: the state is whole
+        raise
     bar.close()
     for writer in writers:
         if writer is not None:
@@ -291,7 +333,7 @@ def fine_tune_pack(
         results.append(
             FineTuneResult(
                 dev=curves[n][-1]["dev"],
-                teacher={} if distill is None else _against_teacher(task, distill, last, dev_data),
+                teacher={} if distill is None else against_teacher(task, distill, last, dev_data),
                 dev_classes=classes,
                 dev_predictions={
                     name: {
@@ -318,23 +360,6 @@ def fine_tune_pack(
     return results
 
 
-def _distilled(logits, batch, recipe: Recipe, task: Task, device) -> torch.Tensor:
-    """One trial's distillation loss on a micro-batch of a batch (training/distill.py), weighted by its share."""
-    targets, labels, labelled, micro, rows = batch
-    on = {"device": device, "non_blocking": True}
-    return distill_loss(
-        logits,
-        targets[micro].to(**on),
-        labels[micro].to(**on),
-        labelled[micro].to(**on),
-        recipe.alpha,
-        recipe.temperature,
-        task.regression,
-        rows=len(rows),
-        labelled_rows=int(labelled[rows].sum()),
-    )
-
-
 def _stopped(diverged: Diverged, trials: int, steps: int) -> FineTuneResult:
     return FineTuneResult(dev={}, curve=[], predictions={}, steps=steps, pack_size=trials, diverged=diverged)
 
@@ -348,12 +373,15 @@ def _tensorboard(log_dirs: list[str | None]) -> list:
     return [SummaryWriter(folder) if folder else None for folder in log_dirs]
 
 
-def _against_teacher(task: Task, distill: Distillation, student: dict[str, np.ndarray], dev: dict[str, Packed]) -> dict:
-    """The student's agreement with its teacher on each dev split, and the teacher's own dev metrics."""
-    return {
-        "agreement": {name: agreement(student[name], distill.dev[name], task.regression) for name in dev},
-        "metrics": {
-            name: metrics.compute(task, teacher_predictions(distill.dev[name], task.regression), data.labels)
-            for name, data in dev.items()
-        },
-    }
+def _say_epoch(task: Task, recipe: Recipe, epoch: int, curves: list[list[dict]], examples_per_second: float) -> None:
+    """One line per epoch in a log (SLURM, CI), in place of a progress bar: each trial's loss and dev scores."""
+    dev = "; ".join(
+        ", ".join(f"{name} {100 * metrics.split_score(task, values):.2f}" for name, values in c[-1]["dev"].items())
+        for c in curves
+    )
+    losses = " ".join(f"{c[-1]['train_loss']:.4f}" for c in curves)
+    print(
+        f"{task.name} epoch {epoch}/{recipe.epochs}: train loss {losses}, dev {dev}, {examples_per_second:.0f} examples/s",
+        file=sys.stderr,
+        flush=True,
+    )
