@@ -47,7 +47,8 @@ from glue_bench.training.unpadding import UnpaddedBatch
 def solo(t: torch.Tensor) -> torch.Tensor:
     """A one-trial pack's tensor [1, ...] as the solo run's [...]: a view whose backward is a view too. Indexing
     (`t[0]`) is a select, whose backward allocates zeros of the whole stacked tensor and copies the gradient into
-    them, every step, for every parameter (3.9 M floats for BERT's word embeddings): a quarter of a BERT-Tiny step."""
+    them, every step, for every parameter (3.9 M floats for BERT's word embeddings): a third of a BERT-Tiny step
+    (benchmarks/README.md, issue 28)."""
     return t.squeeze(0)
 
 
