@@ -8,7 +8,9 @@
 #      model then uses these instead of its FLOP guess);
 #   3. the 20-configuration BERT-Tiny SST-2 grid (benchmarks/grid-sst2.toml) through `glue-bench sweep` with 1, 4
 #      and 8 workers sharing the GPU, solo and in packs of 4 learning rates, against the Trainer run once per
-#      configuration; nvidia-smi samples the GPU's utilization and memory every second meanwhile (gpu-usage.csv).
+#      configuration; nvidia-smi samples the GPU's utilization and memory every second meanwhile (gpu-usage.csv);
+#   4. under bf16 autocast: benchmarks/speed_guard.py's ratio (glue-bench's solo default against the Trainer with
+#      dynamic padding, SST-2's first 4,800 rows; then in float32) and the packs grid (grid-sst2-bf16.toml).
 #
 #     benchmarks/gpu_check.sh                         # on a machine with a GPU
 #     benchmarks/gpu_check.sh --device cpu --small    # the same steps, small, on a CPU (the slow CI stage runs this)
@@ -89,6 +91,19 @@ else
         --arms glue-bench,glue-bench:4,glue-bench:8,glue-bench+pack4,glue-bench:4+pack4,glue-bench:8+pack4,trainer-dynamic \
         --out "$out/grid.csv"
 fi
-[ -n "${sampler:-}" ] && kill "$sampler"
 done_step "step 3"
+
+step "4. bf16: the speed guard's comparison (solo default against the Trainer, dynamic padding) and the packs grid"
+if [ "$device" = cuda ]; then
+    # benchmarks/speed_guard.py's arms on the GPU under bf16 autocast in both loops; the ratio is reported, not
+    # judged (--min-ratio 0: the CPU's threshold says nothing about a GPU), then float32 for the same ratio
+    python benchmarks/speed_guard.py --data "$data" --bf16 --min-ratio 0 | tee "$out/speed-guard-bf16.log"
+    python benchmarks/speed_guard.py --data "$data" --min-ratio 0 | tee "$out/speed-guard-fp32.log"
+    python benchmarks/grid.py --sweep benchmarks/grid-sst2-bf16.toml --data "$data" \
+        --arms glue-bench,glue-bench+pack4,glue-bench:4+pack4,trainer-dynamic --out "$out/grid-bf16.csv"
+else
+    echo "   step 4 skipped on $device: bf16 autocast is a GPU's (the recipe's bf16 does nothing on a CPU)"
+fi
+[ -n "${sampler:-}" ] && kill "$sampler"
+done_step "step 4"
 echo "== gpu_check.sh on $device: $((SECONDS - started_all))s; results in $out"

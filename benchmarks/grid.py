@@ -77,6 +77,7 @@ def trainer_per_configuration(sweep, data: str, env: dict, dynamic: bool) -> dic
             "--max-train-samples",
             str(sweep.recipe.get("max_train_samples", 0)),
         ]
+        command += ["--bf16"] if sweep.recipe.get("bf16") else []  # the sweep's precision (bf16: a GPU)
         out = subprocess.run(
             command + (["--dynamic"] if dynamic else []), env=env, check=True, capture_output=True, text=True
         )

@@ -82,6 +82,7 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--dynamic", action="store_true", help="DataCollatorWithPadding instead of padding to 128")
     parser.add_argument("--max-train-samples", type=int, default=0, help="train on the first N rows (0: all)")
+    parser.add_argument("--bf16", action="store_true", help="bf16 autocast (TrainingArguments(bf16=True)): a GPU")
     args = parser.parse_args(argv)
     started = time.perf_counter()
     task, source = get_task(args.task), data.resolve_source(args.data)
@@ -90,7 +91,7 @@ def main(argv=None) -> int:
     if args.max_train_samples:
         train = train.select(range(min(args.max_train_samples, len(train))))
     train = tokenized(task, train, tokenizer, 128, args.dynamic)
-    recipe = {"batch_size": args.batch_size, "lr": args.lr, "epochs": args.epochs, "seed": args.seed}
+    recipe = {"batch_size": args.batch_size, "lr": args.lr, "epochs": args.epochs, "seed": args.seed, "bf16": args.bf16}
     with tempfile.TemporaryDirectory() as out:
         hf = trainer(model, tokenizer, train, recipe, args.dynamic, out)
         hf.args.per_device_eval_batch_size = 8  # run_glue.py's default

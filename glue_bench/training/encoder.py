@@ -44,6 +44,14 @@ from glue_bench.training.unpadding import UnpaddedBatch
 # Stacked parameters: nn.Linear, nn.LayerNorm, nn.Embedding and dropout with a leading trial dimension N.
 
 
+def solo(t: torch.Tensor) -> torch.Tensor:
+    """A one-trial pack's tensor [1, ...] as the solo run's [...]: a view whose backward is a view too. Indexing
+    (`t[0]`) is a select, whose backward allocates zeros of the whole stacked tensor and copies the gradient into
+    them, every step, for every parameter (3.9 M floats for BERT's word embeddings): a third of a BERT-Tiny step
+    (benchmarks/README.md, issue 28)."""
+    return t.squeeze(0)
+
+
 class Linear(nn.Module):
     """nn.Linear for N trials: weight [N, out, in], bias [N, out]; [N, tokens, in] → [N, tokens, out]."""
 
@@ -53,8 +61,8 @@ class Linear(nn.Module):
         self.bias = nn.Parameter(torch.empty(trials, out_features))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if len(self.weight) == 1:  # one trial: nn.Linear's own product
-            return F.linear(x[0], self.weight[0], self.bias[0])[None]
+        if len(self.weight) == 1:  # one trial: nn.Linear's own product, on views (see solo)
+            return F.linear(solo(x), solo(self.weight), solo(self.bias)).unsqueeze(0)
         if self.weight.shape[1] == 1:  # a regression head: a plain product takes a matrix-vector kernel, a batched
             # one does not; per trial (one small product each), so that each trial keeps its solo run's last bits
             return torch.stack([F.linear(t, w, b) for t, w, b in zip(x, self.weight, self.bias)])
@@ -73,8 +81,8 @@ class LayerNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = (x.shape[-1],)
-        if len(self.weight) == 1:  # one trial: no stack
-            return F.layer_norm(x[0], shape, self.weight[0], self.bias[0], self.eps)[None]
+        if len(self.weight) == 1:  # one trial: no stack, views (see solo)
+            return F.layer_norm(solo(x), shape, solo(self.weight), solo(self.bias), self.eps).unsqueeze(0)
         return torch.stack([F.layer_norm(t, shape, w, b, self.eps) for t, w, b in zip(x, self.weight, self.bias)])
 
 
@@ -88,8 +96,8 @@ class Embedding(nn.Module):
         self.padding_idx = padding_idx
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        if len(self.weight) == 1:  # one trial: nn.Embedding's own lookup
-            return F.embedding(ids, self.weight[0], self.padding_idx)[None]
+        if len(self.weight) == 1:  # one trial: nn.Embedding's own lookup, on a view (see solo)
+            return F.embedding(ids, solo(self.weight), self.padding_idx).unsqueeze(0)
         x = self.weight.index_select(1, ids)  # [N, tokens, dim]
         if self.padding_idx is None:
             return x
@@ -154,7 +162,8 @@ def attention_math(q, k, v, key_mask: torch.Tensor, probs_dropout: nn.Module, tr
     here: every row has its first token) and a mask conversion in every layer.
     """
     bias = torch.zeros(key_mask.shape, dtype=q.dtype, device=q.device).masked_fill_(~key_mask, float("-inf"))
-    scores = q @ k.transpose(-1, -2) * (1.0 / math.sqrt(q.shape[-1])) + bias.repeat(trials, 1)[:, None, None, :]
+    bias = bias if trials == 1 else bias.repeat(trials, 1)  # [N * rows, max_len]
+    scores = q @ k.transpose(-1, -2) * (1.0 / math.sqrt(q.shape[-1])) + bias[:, None, None, :]
     probs = scores.softmax(-1)  # [N * rows, heads, L, L]
     probs = probs_dropout(probs.view(trials, -1, *probs.shape[1:])).view(probs.shape)
     return probs @ v  # [N * rows, heads, max_len, head_dim]
@@ -182,7 +191,7 @@ class SelfAttention(nn.Module):
         if self.training and self.dropout.p > 0:  # one dropout mask for the pack (SDPA's would differ per trial)
             y = attention_math(q, k, v, batch.key_mask, self.dropout, trials)
         else:  # evaluation, or no dropout: SDPA's fused kernels
-            mask = batch.key_mask.repeat(trials, 1)[:, None, None, :]
+            mask = (batch.key_mask if trials == 1 else batch.key_mask.repeat(trials, 1))[:, None, None, :]
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         # y: [N * rows, heads, max_len, head_dim]
         y = y.transpose(1, 2).reshape(trials, batch.rows * batch.max_len, hidden)
@@ -373,4 +382,6 @@ class UnpaddedEncoder(nn.Module):
                 return F.cross_entropy(trial_logits.view(-1, self.num_labels), labels.view(-1))
             return F.binary_cross_entropy_with_logits(trial_logits, labels)
 
+        if len(logits) == 1:  # a solo run: no per-trial select and stack (see solo)
+            return one(solo(logits)).unsqueeze(0)
         return torch.stack([one(trial_logits) for trial_logits in logits])

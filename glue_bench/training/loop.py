@@ -224,10 +224,12 @@ def fine_tune_pack(
                     # gradients sum to the whole batch's: exactly, per row, as the unpadded encoder computes each
                     # row alone.
                     for micro in np.array_split(rows, min(recipe.gradient_accumulation_steps, len(rows))):
+                        share = len(micro) / len(rows)  # 1 for a whole batch: no multiply-by-one (and its backward)
                         with autocast(device, recipe.bf16, recipe.fp16):
                             if distill is None:
                                 on = labels[micro].to(device, non_blocking=True)
-                                part = forward(net, train_data, micro, device, on).loss * (len(micro) / len(rows))
+                                part = forward(net, train_data, micro, device, on).loss
+                                part = part if share == 1 else part * share
                             else:
                                 logits = forward(net, train_data, micro, device).logits  # [N, rows, labels]
                                 batch = (targets, labels, labelled, micro, rows)

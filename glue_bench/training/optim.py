@@ -109,7 +109,8 @@ class PackAdamW(torch.optim.Optimizer):
             for n, rate in enumerate(self.trial_lr):
                 if self.stopped[n]:
                     continue
-                pick = (lambda t, n=n: t[n]) if self.packed else (lambda t: t)
+                # a trial's slices; a pack of one is its tensors whole (same elements: no 4 selects a parameter)
+                pick = (lambda t, n=n: t[n]) if self.packed and len(self.trial_lr) > 1 else (lambda t: t)
                 steps = [s["step"][n] for s in states]
                 if self.variant == "bert":
                     # optimization.py's step, param - lr * (m / (sqrt(v) + eps) + wd * param), is AdamW's decoupled
@@ -160,7 +161,7 @@ def clip_grad_norm_per_trial(
         if stopped[n]:
             norms.append(torch.full((), float("nan"), device=grads[0].device))
             continue
-        slices = [g[n] for g in grads] if packed else grads
+        slices = [g[n] for g in grads] if packed and trials > 1 else grads  # a pack of one: its tensors whole
         norm = torch.nn.utils.get_total_norm(slices, 2.0)
         scale = torch.clamp(max_norm / (norm + eps), max=1.0)
         if grads[0].device.type != "cpu" or scale.item() < 1.0:
