@@ -81,7 +81,8 @@ def main() -> None:
 
     def pack_arm(variant: str, fused: bool):
         w = with_grads({k: torch.randn(n, *s) for k, s in sizes.items()}, 0)
-        optimizer = PackAdamW(w.items(), lrs, variant=variant, packed=True, fused=fused)
+        no_decay = {name for name, p in w.items() if p.ndim == 2}  # [N, hidden]: the biases and LayerNorms
+        optimizer = PackAdamW(w.items(), lrs, variant=variant, packed=True, fused=fused, no_decay=no_decay)
         return optimizer.step
 
     arms = {

@@ -206,6 +206,22 @@ def test_eval_matches_hf_eager_attention_too(eval_models, rows):
         assert_logits_close(UnpaddedEncoder.from_hf(hf).eval()(ours_of(padded)).logits[0], hf(**padded).logits)
 
 
+@pytest.mark.parametrize("name", ["roberta", "xlm-roberta"])
+def test_pad_token_in_the_text_keeps_hfs_positions(eval_models, rows, name):
+    """A text that holds the pad token itself: HF numbers RoBERTa's positions by a running count of the row's
+    non-pad tokens (padding_idx for the pad token), so every token after it sits one position earlier than its
+    index says; ours counts the same (with index-based positions the logits were 1.1e-4 apart)."""
+    hf, pad = eval_models[name], tokenizer(name).pad_token
+    first, second, labels = rows["mrpc-pairs"]
+    first = [f"{pad} {text}" if i % 2 else f"{text} {pad}{pad} and" for i, text in enumerate(first)]
+    padded, labels = encode(name, (first, second, labels), regression=False)
+    in_text = (padded["input_ids"] == hf.config.pad_token_id) & padded["attention_mask"].bool()
+    assert in_text.any(1).all() and in_text.sum() > len(labels)  # every row holds it, some twice
+    with torch.no_grad(), autocast():
+        expected = hf(**padded).logits
+        assert_logits_close(UnpaddedEncoder.from_hf(hf).eval()(ours_of(padded)).logits[0], expected)
+
+
 def test_config_options_are_honoured(rows):
     """layer_norm_eps far from the default changes the logits; ours follows HF."""
     hf = make_model("random-L2-H128", layer_norm_eps=0.5).eval()

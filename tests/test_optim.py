@@ -17,12 +17,20 @@ from glue_bench.training.optim import (
     bert_scheduler,
     bert_steps,
     clip_grad_norm_per_trial,
-    decays,
+    no_decay,
 )
 
 DEVICE = torch.device(os.environ.get("GLUE_BENCH_TEST_DEVICE", "cpu"))
 LRS = [1e-4, 3e-4, 1e-3, 3e-3]
 STEPS = 20
+
+
+NO_DECAY = {"dense.bias", "LayerNorm.weight", "LayerNorm.bias", "classifier.bias"}  # the tiny network's
+
+
+def _no_decay(w: dict[str, torch.Tensor]) -> set[str]:
+    """The biases and LayerNorm parameters among `w` (plain tensors, no modules to read them from)."""
+    return NO_DECAY & w.keys()
 
 
 def _weights(seed: int) -> dict[str, torch.Tensor]:
@@ -105,7 +113,7 @@ def test_bert_three_steps_by_hand(fused):
         "dense.bias": torch.tensor(bias, dtype=torch.float64, device=DEVICE, requires_grad=True),
         "LayerNorm.weight": torch.tensor(gamma, dtype=torch.float64, device=DEVICE, requires_grad=True),
     }
-    optimizer = PackAdamW(w.items(), [0.1], variant="bert", weight_decay=0.01, fused=fused)
+    optimizer = PackAdamW(w.items(), [0.1], variant="bert", weight_decay=0.01, fused=fused, no_decay=_no_decay(w))
     scheduler = bert_scheduler(optimizer, total=10, warmup=2)  # lr factors 0, 1/2, 1 - 2/10
     for g_w, g_b, g_ln in grads:
         for p, g in zip(w.values(), (g_w, g_b, g_ln)):
@@ -146,7 +154,7 @@ def test_adamw_solo_equals_torch(fused):
     theirs, ours = _leaves(_weights(0)), _leaves(_weights(0))
     reference = _torch_adamw(theirs, 1e-2, fused)
     _train_solo(theirs, reference, torch.nn.utils.clip_grad_norm_)
-    optimizer = PackAdamW(ours.items(), [1e-2], fused=fused)
+    optimizer = PackAdamW(ours.items(), [1e-2], fused=fused, no_decay=_no_decay(ours))
     _train_solo(ours, optimizer, lambda ps, m: clip_grad_norm_per_trial(ps, m, packed=False))
     for name in ours:
         assert torch.equal(ours[name], theirs[name]), name
@@ -163,7 +171,9 @@ def test_pack_equals_four_torch_runs(fused):
         clip = lambda ps, m: norms.append(torch.nn.utils.clip_grad_norm_(ps, m))  # noqa: E731
         _train_solo(w, _torch_adamw(w, lr, fused), clip, max_norm=8.0)
     packed = _pack([_weights(n) for n in range(4)])
-    _train_pack(packed, PackAdamW(packed.items(), LRS, packed=True, fused=fused), max_norm=8.0)
+    _train_pack(
+        packed, PackAdamW(packed.items(), LRS, packed=True, fused=fused, no_decay=_no_decay(packed)), max_norm=8.0
+    )
     for n, w in enumerate(solos):
         for name in w:
             assert torch.equal(packed[name][n], w[name]), (n, name)
@@ -173,10 +183,10 @@ def test_pack_equals_four_torch_runs(fused):
 def test_pack_of_bert_equals_solo_bert_runs():
     solos = [_leaves(_weights(n)) for n in range(4)]
     for w, lr in zip(solos, LRS):
-        optimizer = PackAdamW(w.items(), [lr], variant="bert")
+        optimizer = PackAdamW(w.items(), [lr], variant="bert", no_decay=_no_decay(w))
         _train_solo(w, optimizer, lambda ps, m: clip_grad_norm_per_trial(ps, m, packed=False, eps=0.0))
     packed = _pack([_weights(n) for n in range(4)])
-    optimizer = PackAdamW(packed.items(), LRS, variant="bert", packed=True)
+    optimizer = PackAdamW(packed.items(), LRS, variant="bert", packed=True, no_decay=_no_decay(packed))
     scheduler = get_linear_schedule_with_warmup(optimizer, 3, STEPS)
     for step in range(STEPS):
         sum(_loss({k: v[n] for k, v in packed.items()}, step) for n in range(4)).backward()
@@ -194,7 +204,7 @@ def test_pack_of_bert_equals_solo_bert_runs():
 @pytest.mark.parametrize("variant", ["adamw", "bert"])
 def test_stopped_trial_is_frozen_and_harmless(variant):
     packed = _pack([_weights(n) for n in range(4)])
-    optimizer = PackAdamW(packed.items(), LRS, variant=variant, packed=True)
+    optimizer = PackAdamW(packed.items(), LRS, variant=variant, packed=True, no_decay=_no_decay(packed))
     scheduler = _train_pack(packed, optimizer, steps=range(8))
     _train_pack(packed, optimizer, steps=range(8, 12), scheduler=scheduler, poison=2)  # NaN, not yet seen
     optimizer.stop([False, False, True, False])
@@ -207,7 +217,10 @@ def test_stopped_trial_is_frozen_and_harmless(variant):
     _train_pack(packed, optimizer, steps=range(12, STEPS), scheduler=scheduler, poison=2)
 
     without = _pack([_weights(n) for n in (0, 1, 3)])
-    _train_pack(without, PackAdamW(without.items(), [LRS[0], LRS[1], LRS[3]], variant=variant, packed=True))
+    _train_pack(
+        without,
+        PackAdamW(without.items(), [LRS[0], LRS[1], LRS[3]], variant=variant, packed=True, no_decay=_no_decay(without)),
+    )
     for name, p in packed.items():
         assert torch.equal(p[[0, 1, 3]], without[name]), name
         assert p[2].isnan().all(), name  # the NaN steps did reach trial 2 itself
@@ -223,7 +236,7 @@ def test_bert_schedule_by_hand():
     assert bert_schedule(19, 20, 4) == pytest.approx(0.05) and bert_schedule(20, 20, 4) == bert_schedule(25, 20, 4) == 0
     assert [bert_schedule(s, total=4, warmup=0) for s in range(4)] == [1.0, 0.75, 0.5, 0.25]  # no warmup branch
     w = {"dense.weight": torch.ones(2, 2, device=DEVICE, requires_grad=True)}
-    optimizer = PackAdamW(w.items(), [1.0], variant="bert")
+    optimizer = PackAdamW(w.items(), [1.0], variant="bert", no_decay=_no_decay(w))
     scheduler = bert_scheduler(optimizer, total=20, warmup=4)
     seen = []
     for _ in range(6):
@@ -233,35 +246,67 @@ def test_bert_schedule_by_hand():
     assert seen == [0.0, 0.25, 0.5, 0.75, 0.8, 0.75]
 
 
-def test_decay_rules():
-    bias, matrix = torch.zeros(4, 3), torch.zeros(4, 3, 2)  # packed: a bias [N, H] is 1-D per trial
-    assert not decays("x.dense.bias", bias, "adamw", packed=True) and decays("x.dense.weight", matrix, "adamw", True)
-    assert decays("x.dense.bias", bias, "adamw", packed=False)  # unpacked, [4, 3] is a matrix
-    assert not decays("bert.embeddings.LayerNorm.weight", matrix, "bert", True)
-    assert not decays("encoder.layer_norm.weight", matrix, "bert", True)
-    assert not decays("cls.output_bias", matrix, "bert", True)
-    assert decays("bert.embeddings.word_embeddings.weight", bias, "bert", True)
+def _undecayed(optimizer: PackAdamW, model: torch.nn.Module) -> set[str]:
+    """The names of the parameters the optimizer steps with weight decay 0."""
+    rest = [group for group in optimizer.param_groups if group["weight_decay"] == 0.0]
+    return {name for name, p in model.named_parameters() if any(p is q for g in rest for q in g["params"])}
 
 
-def test_both_rules_pick_the_same_parameters_of_bert():
+@pytest.mark.parametrize("variant", ["adamw", "bert"])
+def test_no_decay_is_every_norm_and_bias_of_bert(variant):
+    """BERT: optimization.py's names (LayerNorm, bias) and the 1-D parameters, in HF's model and in a pack of 3 of
+    ours (its stacked LayerNorm found by its type: every parameter there is 2-D or more)."""
     from transformers import BertForSequenceClassification
 
     from glue_bench.inputs.models import miniature_config
     from glue_bench.training.encoder import UnpaddedEncoder
 
     hf = BertForSequenceClassification(miniature_config(2, 128))
-    for model, packed in ((hf, False), (UnpaddedEncoder.from_hf(hf, 3), True)):  # ours: a pack of 3
-        named = list(model.named_parameters())
-        bert = [name for name, p in named if decays(name, p, "bert", packed=packed)]
-        assert bert == [name for name, p in named if decays(name, p, "adamw", packed=packed)]
-        assert len(bert) == 2 * 6 + 3 + 2  # per layer q, k, v, 2 outputs, intermediate; 3 embeddings; pooler, head
+    for model, packed in ((hf, False), (UnpaddedEncoder.from_hf(hf, 3), True)):
+        excluded = no_decay(model)
+        by_name = {name for name, _ in model.named_parameters() if "LayerNorm" in name or "bias" in name}
+        assert excluded == by_name == {name for name, p in model.named_parameters() if p.ndim - packed == 1}
+        assert len(excluded) == 2 * 10 + 2 + 2  # per layer 6 biases, 2 LayerNorms; embeddings' LayerNorm; 2 biases
+        optimizer = PackAdamW(
+            model.named_parameters(), [1e-3] * (3 if packed else 1), variant, packed=packed, no_decay=excluded
+        )
+        assert _undecayed(optimizer, model) == excluded
+
+
+MODERNBERT_NO_DECAY = [  # every norm (LayerNorm without a bias: ModernBERT names them *norm) and the one bias
+    "classifier.bias",
+    "head.norm.weight",
+    "model.embeddings.norm.weight",
+    "model.final_norm.weight",
+    "model.layers.0.mlp_norm.weight",
+    "model.layers.1.attn_norm.weight",  # layer 0's attn_norm is an Identity: no parameter
+    "model.layers.1.mlp_norm.weight",
+]
+
+
+@pytest.mark.parametrize("variant", ["adamw", "bert"])
+def test_modernbert_norms_take_no_weight_decay(glue_data, variant):
+    """ModernBERT's norms are named *norm, which optimization.py's names (LayerNorm, layer_norm, bias) miss: both
+    optimizers leave every one of them undecayed, and decay every other parameter."""
+    import families
+    from transformers import AutoModelForSequenceClassification
+
+    tokenizer = families.tokenizer("modernbert", glue_data)
+    model = AutoModelForSequenceClassification.from_config(families.config("modernbert", tokenizer, 2))
+    assert sorted(no_decay(model)) == MODERNBERT_NO_DECAY
+    optimizer = PackAdamW(model.named_parameters(), [1e-3], variant, no_decay=no_decay(model))
+    assert sorted(_undecayed(optimizer, model)) == MODERNBERT_NO_DECAY
+    decayed = [g for g in optimizer.param_groups if g["weight_decay"] == 0.01]
+    assert sum(len(g["params"]) for g in decayed) == len(list(model.parameters())) - len(MODERNBERT_NO_DECAY) == 11
 
 
 def test_refuses_inexact_rates_and_misshaped_packs():
     w = torch.zeros(4, 2, 2, requires_grad=True)
     with pytest.raises(TypeError, match="float64"):
-        PackAdamW([("w", w)], torch.tensor(LRS), packed=True)
+        PackAdamW([("w", w)], torch.tensor(LRS), packed=True, no_decay=set())
     with pytest.raises(ValueError, match="leading trial dimension of 3"):
-        PackAdamW([("w", w)], LRS[:3], packed=True)
+        PackAdamW([("w", w)], LRS[:3], packed=True, no_decay=set())
     with pytest.raises(ValueError, match="one trial"):
-        PackAdamW([("w", w)], LRS)
+        PackAdamW([("w", w)], LRS, no_decay=set())
+    with pytest.raises(ValueError, match=r"not given: \['v'\]"):
+        PackAdamW([("w", w)], LRS, packed=True, no_decay={"v"})

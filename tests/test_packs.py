@@ -28,7 +28,7 @@ from glue_bench.sweeping.artifacts import download_predictions
 from glue_bench.training.batches import Packed
 from glue_bench.training.encoder import UnpaddedEncoder
 from glue_bench.training.loop import fine_tune, fine_tune_pack
-from glue_bench.training.optim import PackAdamW, clip_grad_norm_per_trial
+from glue_bench.training.optim import PackAdamW, clip_grad_norm_per_trial, no_decay
 from glue_bench.training.recipe import Recipe
 from glue_bench.training.unpadding import unpadded_batch
 
@@ -82,7 +82,7 @@ CHECKED = (0, 9, 19)  # the steps whose gradients are compared (every step's los
 def _steps(hf, rows: Packed, lrs: list[float], steps: int, batch: int, seed: int, regression: bool):
     """`steps` steps of `lrs` as one pack: each trial's losses [steps] and its gradients at the CHECKED steps."""
     net = UnpaddedEncoder.from_hf(hf.to(DEVICE), len(lrs)).train()
-    optimizer = PackAdamW(net.named_parameters(), lrs, "adamw", 0.01, packed=True, fused=True)
+    optimizer = PackAdamW(net.named_parameters(), lrs, "adamw", 0.01, True, True, no_decay=no_decay(net))
     labels = torch.from_numpy(rows.labels.astype(np.float32 if regression else np.int64)).to(DEVICE)
     torch.manual_seed(seed)  # dropout's masks: the same draws in the pack and in each solo run
     losses, grads = [], []

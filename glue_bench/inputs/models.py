@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 from huggingface_hub import try_to_load_from_cache
 
 from glue_bench.errors import UserError, did_you_mean, first_line
-from glue_bench.inputs import hub, shipped
+from glue_bench.inputs import heads, hub, shipped
 from glue_bench.inputs.tasks import Task
 
 if TYPE_CHECKING:  # torch and transformers load only where a model is built: listing models needs neither
@@ -166,15 +166,17 @@ def _problem(task: Task) -> dict:
     }
 
 
-def load(ref: ModelRef, task: Task, seed: int):
-    """(model, tokenizer) for fine-tuning on `task`. The head's random init follows `seed`.
+def load(ref: ModelRef, task: Task, seed: int, head: str | None = None):
+    """(model, tokenizer) for fine-tuning on `task`. The head's random init follows `seed`. `head` (inputs/heads.py):
+    "fresh" initialises the head from `seed` whatever the checkpoint holds, "checkpoint" keeps the checkpoint's
+    (refused unless it has the task's size), None loads the checkpoint as it is (a teacher).
 
     The parameters are float32 whatever dtype the checkpoint was saved in: a bf16 or fp16 checkpoint is widened
     exactly (its values are kept) and trained in float32, as AdamW needs (in bf16 most small updates round
     away); the recipe's bf16 is autocast, which keeps float32 master weights. `checkpoint_dtype` says what the
     checkpoint held."""
     import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
     torch.manual_seed(seed)
     if ref.kind == "random":
@@ -184,11 +186,22 @@ def load(ref: ModelRef, task: Task, seed: int):
     try:
         offline = {"local_files_only": ref.kind != "local" and not hub.reachable()}
         tokenizer = AutoTokenizer.from_pretrained(ref.location, **offline)
+        labels = (
+            None
+            if head is None
+            else heads.check_head(ref, AutoConfig.from_pretrained(ref.location, **offline), task, head)
+        )
         model = AutoModelForSequenceClassification.from_pretrained(
-            ref.location, dtype=torch.float32, **offline, **_problem(task)
+            ref.location,
+            dtype=torch.float32,
+            ignore_mismatched_sizes=labels not in (None, task.num_labels),  # head = "fresh": replaced just below
+            **offline,
+            **_problem(task),
         )
     except OSError as e:
         raise cannot_load(ref, e) from None
+    if head == "fresh" and labels is not None:
+        heads.fresh_head(model, seed)
     return model, tokenizer
 
 
@@ -223,9 +236,16 @@ def max_length(config, tokenizer, wanted: int) -> int:
     return min(wanted, limit, told if told < ANY_LENGTH else ANY_LENGTH)
 
 
-def check(ref: ModelRef, task: Task):
-    """Whether glue-bench can fine-tune `ref` on `task`, from its config and tokenizer alone (no weights): a
-    UserError of one line if not. Returns the model's config."""
+def check(ref: ModelRef, task: Task, head: str | None = None):
+    """Whether glue-bench can fine-tune `ref` on `task`, from its config, tokenizer and weight files' headers alone
+    (no weights): a UserError of one line if not, e.g. a head = "checkpoint" of another size. Returns the config."""
+    config = _check(ref, task)
+    if head is not None:
+        heads.check_head(ref, config, task, head)
+    return config
+
+
+def _check(ref: ModelRef, task: Task):
     if ref.kind == "random":
         return miniature_config(ref.layers, ref.hidden)
     from transformers import AutoConfig, AutoTokenizer

@@ -70,16 +70,14 @@ def _check_model(ref: models.ModelRef, sweep: Sweep, tasks: list[Task], offline:
     """A Hub model's config fetched now (a mistyped id fails here, not in every trial; offline, one the cache lacks
     is in the unfetched line already); then its config and tokenizer must be ones glue-bench can fine-tune on each
     task (models.check: a classification head, padding, a pair format)."""
-    if ref.kind == "random":
-        return
-    if ref.kind != "local":
+    if ref.kind not in ("local", "random"):
         if offline and not isinstance(try_to_load_from_cache(ref.location, "config.json"), str):
             return
         if not offline:
             _fetch_config(ref, sweep)
     for task in tasks:
         try:
-            models.check(ref, task)
+            models.check(ref, task, sweep.recipe.get("head", "fresh"))  # a head = "checkpoint" of another size too
         except UserError as e:
             raise UserError(f"{sweep.path}: {e}") from None
 

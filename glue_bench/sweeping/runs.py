@@ -119,6 +119,7 @@ def _row(study: optuna.study.StudySummary | optuna.Study, trial: optuna.trial.Fr
         "examples_per_second",
         "data",
         "checkpoint_dtype",
+        "checkpoint_labels",
         "param_dtype",
         "model_type",
         "max_length",

@@ -42,6 +42,9 @@ LEGACY_RECIPE_VALUES = {
     "encoder": "hf",  # the Hugging Face model
     **{"teacher": "", "temperature": 1.0, "alpha": 0.0, "transfer": "", "max_transfer_samples": 0},  # no teacher
     **{"optimizer": "adamw", "batch_order": "shuffle", "gradient_accumulation_steps": 1, "fp16": False},
+    # a seeded head: what every earlier trial from a checkpoint without a head trained (one whose head had the
+    # task's size kept it, and one of another size could not run; neither recorded its checkpoint's head)
+    "head": "fresh",
 }
 
 POINT_STATES = ("complete", "failed", "running", "waiting", "pending")

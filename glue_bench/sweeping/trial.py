@@ -12,7 +12,7 @@ import optuna
 
 from glue_bench import __version__
 from glue_bench.errors import UserError
-from glue_bench.inputs import cache, data, model_names, models
+from glue_bench.inputs import cache, data, heads, model_names, models
 from glue_bench.inputs.tasks import Task, dependents, get_task
 from glue_bench.inputs.transfer import fingerprint, load_transfer
 from glue_bench.sweeping import checkpoints, kept, recording
@@ -161,7 +161,7 @@ def prepare(spec: TrialSpec, storage_url: str | None = None, say=None) -> Prepar
             f"{task.name} has no training data: it is predicted by the '{task.predicted_by}' model; "
             f"run --task {task.predicted_by}"
         )
-    models.check(ref, task)  # a model or tokenizer glue-bench cannot fine-tune: one line, before the weights load
+    config = models.check(ref, task, spec.recipe.head)  # what cannot be fine-tuned: one line, before the weights load
     if spec.tensorboard and importlib.util.find_spec("tensorboard") is None:
         raise UserError("tensorboard = true needs the tensorboard package: pip install 'glue-bench[tensorboard]'")
     teacher = _teacher(spec.recipe, task, storage_url) if spec.recipe.teacher else None  # before the slow loads
@@ -170,7 +170,7 @@ def prepare(spec: TrialSpec, storage_url: str | None = None, say=None) -> Prepar
     for other in dependents(task):
         load_splits(other, source, spec.check_rows, roles=("dev", "test"), optional=("dev", "test"))
     say(f"loading model {ref.ref}")
-    model, tokenizer = models.load(ref, task, spec.recipe.seed)
+    model, tokenizer = models.load(ref, task, spec.recipe.seed, spec.recipe.head)
     length = models.max_length(model.config, tokenizer, spec.recipe.max_seq_length)  # what the model can take
     say(f"tokenizing {task.name}'s splits (cached after the first time)")
     splits = load_tokenized(task, source, tokenizer, length, spec.check_rows)
@@ -193,6 +193,7 @@ def prepare(spec: TrialSpec, storage_url: str | None = None, say=None) -> Prepar
     # what the checkpoint held, and what its parameters train in (models.load: always float32)
     prepared.model_attrs = {
         "checkpoint_dtype": models.checkpoint_dtype(ref),
+        "checkpoint_labels": heads.checkpoint_labels(ref, config),  # its head's size (None: none); recipe.head: ours
         "param_dtype": models.dtype_names(p.dtype for p in model.parameters()),
         "model_type": model.config.model_type,
         "max_length": length,  # the recipe's max_seq_length, or less where the model takes fewer tokens

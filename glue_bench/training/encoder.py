@@ -17,8 +17,8 @@ runs compute (tests/test_packs.py): the batched product sums as the plain one do
 Families. BERT and the families built from its layer run here; their layers are BERT's, they differ only in their
 embeddings and their head (FAMILIES):
   bert          word + token type + position embeddings; the tanh pooler on [CLS], dropout, a linear classifier
-  roberta       (XLM-R and CamemBERT too) positions counted from padding_idx + 1, one token type; a head on <s>:
-                dropout, dense, tanh, dropout, out_proj; no pooler
+  roberta       (XLM-R and CamemBERT too) positions counted from padding_idx + 1 over non-pad tokens, one token
+                type; a head on <s>: dropout, dense, tanh, dropout, out_proj; no pooler
   electra       embeddings of embedding_size, projected to hidden_size where the two differ; roberta's head with
                 GELU for tanh
 Module and parameter names are the Hugging Face model's (`bert.encoder.layer.N.attention.self.query`,
@@ -139,18 +139,27 @@ class Embeddings(nn.Module):
         width = getattr(config, "embedding_size", config.hidden_size)
         # padding_idx: HF's [PAD] row gets no gradient; keep that so training steps match.
         self.word_embeddings = Embedding(trials, config.vocab_size, width, config.pad_token_id)
-        self.position_offset = config.pad_token_id + 1 if family.positions_after_padding else 0
-        position_padding = config.pad_token_id if family.positions_after_padding else None
-        self.position_embeddings = Embedding(trials, config.max_position_embeddings, width, position_padding)
+        self.position_padding = config.pad_token_id if family.positions_after_padding else None
+        self.position_embeddings = Embedding(trials, config.max_position_embeddings, width, self.position_padding)
         self.token_type_embeddings = Embedding(trials, config.type_vocab_size, width)
         self.LayerNorm = LayerNorm(trials, width, config.layer_norm_eps)
         self.dropout = Dropout(config.hidden_dropout_prob)
 
     def forward(self, batch: UnpaddedBatch) -> torch.Tensor:
-        positions = batch.position_ids + self.position_offset if self.position_offset else batch.position_ids
         x = self.word_embeddings(batch.input_ids) + self.token_type_embeddings(batch.token_type_ids)
-        x = x + self.position_embeddings(positions)
+        x = x + self.position_embeddings(self.positions(batch))
         return self.dropout(self.LayerNorm(x))  # [N, tokens, width]
+
+    def positions(self, batch: UnpaddedBatch) -> torch.Tensor:
+        """BERT's: each token's index in its row. RoBERTa's, as HF's create_position_ids_from_input_ids counts them:
+        padding_idx + the running count of the row's non-pad tokens, and padding_idx for a pad token (a text may
+        hold it), so a token after one sits a position earlier than its index. On the device, no host sync."""
+        if self.position_padding is None:
+            return batch.position_ids
+        real = batch.input_ids.ne(self.position_padding).long()  # [tokens]
+        count = real.cumsum(0)  # over the rows one after another: less the count before each token's row start
+        row_start = torch.arange(len(real), device=real.device) - batch.position_ids
+        return (count - (count - real)[row_start]) * real + self.position_padding
 
 
 def attention_math(q, k, v, key_mask: torch.Tensor, probs_dropout: nn.Module, trials: int) -> torch.Tensor:

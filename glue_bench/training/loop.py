@@ -33,7 +33,7 @@ from glue_bench.training.checkpoint import Keeper, batch_order_hash, capture, mi
 from glue_bench.training.distill import Distillation, against_teacher, micro_batch_loss
 from glue_bench.training.encoder import UnpaddedEncoder
 from glue_bench.training.inference import autocast, forward, predict
-from glue_bench.training.optim import PackAdamW, bert_scheduler, clip_grad_norm_per_trial
+from glue_bench.training.optim import PackAdamW, bert_scheduler, clip_grad_norm_per_trial, no_decay
 from glue_bench.training.recipe import Recipe
 
 NAN_CHECK_EVERY = 20  # steps between looks at the loss: looking costs a host sync on a GPU
@@ -74,7 +74,8 @@ def _optimizer(net, recipe: Recipe, lrs: list[float], packed: bool, device: torc
     """The recipe's optimizer ("adamw" or "bert") over the net's parameters, one learning rate per trial. A GPU always
     uses the fused kernel, as every recorded GPU trial did whatever its fused_adamw says."""
     fused = device.type == "cuda" or recipe.fused_adamw
-    return PackAdamW(net.named_parameters(), lrs, recipe.optimizer, recipe.weight_decay, packed, fused)
+    params = net.named_parameters()
+    return PackAdamW(params, lrs, recipe.optimizer, recipe.weight_decay, packed, fused, no_decay=no_decay(net))
 
 
 def fine_tune(

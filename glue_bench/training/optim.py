@@ -6,8 +6,11 @@ plain parameters. Each trial keeps its own arithmetic, in two variants:
 - "adamw": torch.optim.AdamW (the Hugging Face Trainer's optimizer).
 - "bert": google-research/bert's AdamWeightDecayOptimizer (optimization.py), the optimizer behind the
   paper's scores: no bias correction, epsilon 1e-6, the weight decay added to the update
-  (`update += wd * param; param -= lr * update`) of every parameter whose name holds none of LayerNorm,
-  layer_norm, bias.
+  (`update += wd * param; param -= lr * update`).
+
+Both decay every parameter but the biases and the normalisation layers' weights (`no_decay`), found by what they
+are: a parameter of a normalisation module (by its type), or a module's `bias`. optimization.py excludes by name
+(LayerNorm, layer_norm, bias), which picks the same parameters in BERT but none of ModernBERT's norms (`*norm`).
 
 Both run each trial's slices through torch's own functional adam (fused or foreach) with that trial's
 learning rate, so an "adamw" trial of a pack steps bit for bit as its solo torch.optim.AdamW run does.
@@ -22,35 +25,42 @@ stepped and clipped on its own slices, its NaN gradients never meet another tria
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from functools import partial
 
 import torch
+from torch import nn
 from torch.optim.adam import adam
 from torch.optim.lr_scheduler import LambdaLR
 
 VARIANTS = ("adamw", "bert")
 BETAS = (0.9, 0.999)
 EPS = {"adamw": 1e-8, "bert": 1e-6}
-BERT_NO_DECAY = ("LayerNorm", "layer_norm", "bias")  # optimization.py's exclude_from_weight_decay
+# torch's normalisation layers; HF's own (DebertaLayerNorm, T5LayerNorm, LlamaRMSNorm...) and the unpadded encoder's
+# stacked LayerNorm are *Norm classes of their own, found by their class's name
+NORMS = (nn.LayerNorm, nn.RMSNorm, nn.GroupNorm, nn.LocalResponseNorm, nn.modules.batchnorm._NormBase)
 
 
-def decays(name: str, param: torch.Tensor, variant: str, packed: bool) -> bool:
-    """Whether a parameter takes weight decay: by name for "bert" (as optimization.py), else matrices only.
+def is_norm(module: nn.Module) -> bool:
+    return isinstance(module, NORMS) or type(module).__name__.endswith("Norm")
 
-    The "adamw" rule is the loop's: biases and LayerNorm weights are the 1-D parameters (not counting a
-    pack's leading trial dimension). For BERT both rules pick the same parameters.
-    """
-    if variant == "bert":
-        return not any(word in name for word in BERT_NO_DECAY)
-    return param.ndim - packed >= 2
+
+def no_decay(model: nn.Module) -> set[str]:
+    """The names of the parameters that take no weight decay: every normalisation layer's parameters and every
+    module's bias, by what the module is, whatever its parameters are called."""
+    excluded = set()
+    for name, _ in model.named_parameters():  # each parameter once, as the optimizer is given them
+        owner, _, attribute = name.rpartition(".")
+        if attribute == "bias" or is_norm(model.get_submodule(owner)):
+            excluded.add(name)
+    return excluded
 
 
 class PackAdamW(torch.optim.Optimizer):
     """AdamW ("adamw", torch's) or BERT's AdamWeightDecayOptimizer ("bert") for N trials at once.
 
     `named_parameters`: (name, parameter) pairs, each parameter plain (packed=False, one trial) or [N, ...]
-    (packed=True). `lr`: the N trials' learning rates, Python floats or a float64 tensor (a float32 rate is
+    (packed=True); `no_decay`: the names of those that take no weight decay (`no_decay(model)`). `lr`: the N trials' learning rates, Python floats or a float64 tensor (a float32 rate is
     not the solo run's rate). `fused` picks torch's fused kernel or its foreach path, as torch.optim.AdamW's
     own flag does.
     """
@@ -63,6 +73,8 @@ class PackAdamW(torch.optim.Optimizer):
         weight_decay: float = 0.01,
         packed: bool = False,
         fused: bool = True,
+        *,
+        no_decay: Collection[str],
     ):
         if variant not in VARIANTS:
             raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
@@ -71,13 +83,16 @@ class PackAdamW(torch.optim.Optimizer):
         self.trial_lr = [float(rate) for rate in lr]
         if not packed and len(self.trial_lr) != 1:
             raise ValueError(f"plain parameters are one trial, got {len(self.trial_lr)} learning rates")
-        named = [(name, p) for name, p in named_parameters if p.requires_grad]
+        named = list(named_parameters)
+        if unknown := set(no_decay) - {name for name, _ in named}:
+            raise ValueError(f"no_decay names parameters that are not given: {sorted(unknown)}")
+        named = [(name, p) for name, p in named if p.requires_grad]
         if packed and any(p.ndim == 0 or p.shape[0] != len(self.trial_lr) for _, p in named):
             raise ValueError(f"packed parameters need a leading trial dimension of {len(self.trial_lr)}")
         self.variant, self.packed, self.fused = variant, packed, fused
         self.stopped = [False] * len(self.trial_lr)
-        decay = [p for name, p in named if decays(name, p, variant, packed)]
-        rest = [p for name, p in named if not decays(name, p, variant, packed)]
+        decay = [p for name, p in named if name not in no_decay]
+        rest = [p for name, p in named if name in no_decay]
         groups = [{"params": decay, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0}]
         super().__init__([g for g in groups if g["params"]], {"lr": 1.0})
 

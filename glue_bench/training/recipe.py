@@ -15,6 +15,7 @@ GRID_FIELDS = ("batch_size", "lr", "seed")  # what a sweep's grid varies; the re
 ENCODERS = ("fast", "hf")
 OPTIMIZERS = ("adamw", "bert")  # training/optim.py
 BATCH_ORDERS = ("shuffle", "tf")  # training/loop.epochs_of_batches, training/tf_order.py
+HEADS = ("fresh", "checkpoint")  # inputs/heads.py
 
 
 def described(default, help: str, **more):
@@ -34,7 +35,7 @@ class Recipe:
     batch_size: int = described(REQUIRED, "train examples per optimizer step")
     lr: float = described(REQUIRED, "the peak learning rate, reached after the warmup, then decayed linearly to 0")
     epochs: int = described(4, "passes over the train rows")
-    seed: int = described(0, "the head's initialisation, the batch order, dropout")
+    seed: int = described(0, "the head's initialisation (head = fresh), the batch order, dropout")
     max_seq_length: int = described(128, "tokens per row, at most (longer rows are cut)")
     weight_decay: float = described(0.01, "AdamW's decoupled weight decay (not on biases and LayerNorm weights)")
     warmup_ratio: float = described(0.1, "the share of the steps over which the learning rate rises from 0, in [0, 1)")
@@ -86,6 +87,12 @@ class Recipe:
         metavar="FILE",
     )
     max_transfer_samples: int = described(0, "the first N transfer rows only; 0: every one")
+    head: str = described(
+        "fresh",
+        "fresh: a classifier initialised from the seed whatever the checkpoint holds; checkpoint: train the "
+        "checkpoint's own classifier (it must have the task's label count)",
+        choices=HEADS,
+    )
 
     def __post_init__(self):
         positive = {
@@ -115,7 +122,13 @@ class Recipe:
             raise UserError(f"max_transfer_samples must be >= 0, got {self.max_transfer_samples!r}")
         if self.transfer and not self.teacher:
             raise UserError("transfer rows need a teacher to label them: set teacher as well")
-        for name, allowed in (("encoder", ENCODERS), ("optimizer", OPTIMIZERS), ("batch_order", BATCH_ORDERS)):
+        allowed_values = (
+            ("encoder", ENCODERS),
+            ("optimizer", OPTIMIZERS),
+            ("batch_order", BATCH_ORDERS),
+            ("head", HEADS),
+        )
+        for name, allowed in allowed_values:
             if getattr(self, name) not in allowed:
                 raise UserError(f"{name} must be one of {', '.join(map(repr, allowed))}, got {getattr(self, name)!r}")
         if self.batch_order == "tf" and self.group_by_length:
