@@ -136,6 +136,8 @@ def environment(device: str) -> dict:
     import torch
     import transformers
 
+    from glue_bench.sweeping import slurm
+
     return {
         "glue_bench": __version__,
         "torch": torch.__version__,
@@ -146,6 +148,7 @@ def environment(device: str) -> dict:
         "device": device,
         "gpu": torch.cuda.get_device_name() if device.startswith("cuda") else "",
         "threads": torch.get_num_threads(),
+        **slurm.ids(),  # SLURM's job, array job and task ("" outside SLURM)
     }
 
 

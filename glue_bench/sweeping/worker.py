@@ -31,7 +31,7 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState
 
 from glue_bench.errors import UserError, first_line
-from glue_bench.sweeping import recording, stops
+from glue_bench.sweeping import recording, slurm, stops
 from glue_bench.sweeping.storage import STORAGE_ERRORS, open_storage, plan_lock, ride_out
 from glue_bench.sweeping.studies import fail_stale, grid_point
 from glue_bench.training import families
@@ -204,6 +204,8 @@ def run_pack(study: optuna.Study, trials: list[optuna.Trial], spec: dict, url: s
         points = [ride_out(lambda t=t: _grid_point(t, spec["grid"]), "starting a trial") for t in trials]
         for trial in trials:
             ride_out(lambda t=trial: t.set_user_attr("worker", f"{platform.node()}:{os.getpid()}"), "starting a trial")
+            if slurm.task():  # which array task runs it, for status while it runs (its env records it too)
+                ride_out(lambda t=trial: t.set_user_attr("slurm", slurm.task()), "starting a trial")
         recipe = Recipe(**spec["recipe"], **points[0])
         trial_spec = trials_.TrialSpec(
             spec["model"],
