@@ -18,10 +18,19 @@ def did_you_mean(name: str, choices) -> str:
 
 def unknown_key(key: str, allowed, where: str) -> UserError:
     """An unknown key of a TOML table (a task or sweep file), with the closest allowed key or the list."""
-    allowed = sorted(allowed) if isinstance(allowed, set) else list(allowed)
-    hint = difflib.get_close_matches(key, allowed, n=1)
-    extra = f" (did you mean '{hint[0]}'?)" if hint else f"; allowed keys: {', '.join(allowed)}"
-    return UserError(f"{where}: unknown key '{key}'{extra}")
+    return unknown_keys([(key, allowed, where)])
+
+
+def unknown_keys(found: list[tuple]) -> UserError:
+    """Every unknown key of a file at once, (key, allowed keys, where) each: one line per key, with the closest
+    allowed key or the list."""
+    lines = []
+    for key, allowed, where in found:
+        allowed = sorted(allowed) if isinstance(allowed, set) else list(allowed)
+        hint = difflib.get_close_matches(key, allowed, n=1)
+        extra = f" (did you mean '{hint[0]}'?)" if hint else f"; allowed keys: {', '.join(allowed)}"
+        lines.append(f"{where}: unknown key '{key}'{extra}")
+    return UserError("\n".join(lines))
 
 
 def counted(n: int, noun: str, plural: str = "") -> str:

@@ -1,4 +1,8 @@
-"""Shared fixtures: the real GLUE data in ../shared (skipped cleanly when absent) and a tmp storage."""
+"""Shared fixtures: the real GLUE data (skipped cleanly when absent) and a tmp storage.
+
+The real GLUE files: $GLUE_BENCH_DATA when set (the variable a user points sweeps at: a folder in the original
+glue_data layout, or in the Hub's parquet layout, which serves the tests of that layout), else ../shared/glue_data
+and ../shared/glue_hub beside the repository (GLUE_BENCH_SHARED: another folder holding those two)."""
 
 from __future__ import annotations
 
@@ -9,6 +13,18 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("GLUE_BENCH_SHARED", ROOT.parent / "shared"))
+USER_DATA = Path(os.environ["GLUE_BENCH_DATA"]).expanduser() if os.environ.get("GLUE_BENCH_DATA") else None
+ENABLE = "set GLUE_BENCH_DATA to a folder of the GLUE files to run the tests that need them"
+
+
+def _real_data(layout_dir: str, shared: str) -> Path:
+    """$GLUE_BENCH_DATA when it is in this layout (its CoLA/ or cola/ folder), else ../shared's copy."""
+    if USER_DATA is not None and (USER_DATA / layout_dir).is_dir():
+        return USER_DATA
+    return SHARED / shared
+
+
+GLUE_DATA = _real_data("CoLA", "glue_data")  # the original layout: tests/test_encoder.py reads it directly
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
@@ -24,14 +40,15 @@ def pytest_configure(config):
 def _offline_and_private_cache(monkeypatch, tmp_path_factory):
     """Tests never reach the Hub, and tokenization caches stay out of the user's home."""
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.delenv("GLUE_BENCH_DATA", raising=False)  # read above; a test's data is what it passes
     monkeypatch.setenv("GLUE_BENCH_CACHE", str(tmp_path_factory.getbasetemp() / "glue-bench-cache"))
 
 
 @pytest.fixture(scope="session")
 def glue_data() -> Path:
-    folder = SHARED / "glue_data"
+    folder = GLUE_DATA
     if not folder.is_dir():
-        pytest.skip(f"{folder} not found: the real GLUE files in the original layout are not on this machine")
+        pytest.skip(f"{folder} not found: the real GLUE files in the original layout are not here; {ENABLE}")
     return folder
 
 
@@ -48,9 +65,9 @@ def sst2_without_test(glue_data, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def glue_hub() -> Path:
-    folder = SHARED / "glue_hub"
+    folder = _real_data("cola", "glue_hub")
     if not folder.is_dir():
-        pytest.skip(f"{folder} not found: the real GLUE files in the Hub parquet layout are not on this machine")
+        pytest.skip(f"{folder} not found: the real GLUE files in the Hub parquet layout are not here; {ENABLE}")
     return folder
 
 

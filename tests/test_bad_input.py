@@ -256,7 +256,7 @@ CASES = [
     Case(
         "unknown model shape",
         ["--data", "{shared}", "--model", "random:L-3_H-128"],
-        "glue-bench: error: unknown model 'random:L-3_H-128': did you mean 'L-8_H-128'? use bert-tiny|mini|small|"
+        "glue-bench: error: unknown model 'random:L-3_H-128': did you mean 'random:L-2_H-128'? use bert-tiny|mini|small|"
         "medium|base, L-<layers>_H-<hidden> with layers in (2, 4, 6, 8, 10, 12) and hidden in (128, 256, 512, "
         "768), random:L-2_H-128, a local model folder, or a Hub id (org/name)",
     ),

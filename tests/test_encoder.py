@@ -28,7 +28,7 @@ import families
 import numpy as np
 import pytest
 import torch
-from conftest import SHARED
+from conftest import GLUE_DATA
 from transformers import (
     AlbertConfig,
     AutoModelForSequenceClassification,
@@ -104,7 +104,7 @@ def make_model(name: str, **overrides):
 @cache
 def tokenizer(name: str):
     if name in FAMILY_MODELS:
-        return families.tokenizer(name, SHARED / "glue_data")
+        return families.tokenizer(name, GLUE_DATA)
     return AutoTokenizer.from_pretrained(minilm_folder()) if name.startswith("minilm") else bundled_tokenizer()
 
 

@@ -6,10 +6,11 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import zipfile
 
 import pytest
-from conftest import ROOT, SHARED
+from conftest import ROOT
 
 MARKER = "<!-- tests/test_readme.py runs the next block as written"
 REAL_RESULT = "<!-- tests/test_readme.py checks that the next block names sweeps/minilm-sst2.toml's models"
@@ -44,12 +45,11 @@ def test_the_real_result_compares_the_two_models_of_its_sweep():
 
 
 @pytest.mark.slow
-def test_the_readme_quick_start_runs_as_written(tmp_path):
-    if not (SHARED / "glue_data").is_dir():
-        pytest.skip(f"{SHARED / 'glue_data'} not found: the quick start reads the real GLUE files")
+def test_the_readme_quick_start_runs_as_written(tmp_path, glue_data):
     repo = tmp_path / "repo"  # a fresh checkout's view: the sweep files, no results yet, ../shared beside it
     shutil.copytree(ROOT / "sweeps", repo / "sweeps")
-    (tmp_path / "shared").symlink_to(SHARED)
+    (tmp_path / "shared").mkdir()
+    (tmp_path / "shared" / "glue_data").symlink_to(glue_data)
     # The sweep files name no data: GLUE_BENCH_DATA points them at the local files (else they read the Hub).
     env = {
         **os.environ,
@@ -78,3 +78,13 @@ def test_the_readme_quick_start_runs_as_written(tmp_path):
         assert len(archive.namelist()) == 11
         rte = archive.read("RTE.tsv").decode().splitlines()
     assert rte[0] == "index\tprediction" and len(rte) == 3001  # the model's own RTE predictions, every test row
+
+
+@pytest.mark.slow
+def test_the_cost_table_is_what_the_dry_run_prints():
+    """The README's rows for the paper's grids, CPU and GPU columns, against `sweep --dry-run --device cpu|cuda`
+    (benchmarks/cost_table.py makes them; a change to the cost model must update the README)."""
+    out = subprocess.run(
+        [sys.executable, "benchmarks/cost_table.py", "--check"], cwd=ROOT, capture_output=True, text=True, timeout=900
+    )
+    assert out.returncode == 0, out.stdout + out.stderr[-3000:]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
+from pathlib import Path
 
 from glue_bench.cli.parsing import STORAGE_HELP, DefaultsShown, add_fields, values_of
 from glue_bench.reporting.cells import agreement
@@ -86,9 +88,17 @@ def cmd_run(args) -> int:
         tensorboard=args.tensorboard,
         checkpoint_minutes=args.checkpoint_minutes,
     )
+    made = _new_sqlite_paths(args.storage)  # what opening creates: removed again if the run fails before training
     storage = open_storage(args.storage)  # a bad URL fails fast; opening records nothing
-    with SlowStages() as say:  # every other user error surfaces before a trial is created
-        prepared = trials.prepare(spec, args.storage, say=say)
+    try:
+        with SlowStages() as say:  # every other user error surfaces before a trial is created
+            prepared = trials.prepare(spec, args.storage, say=say)
+    except BaseException:
+        storage.engine.dispose()
+        for path in made:  # the file, then the folders made for it, innermost first
+            with contextlib.suppress(OSError):
+                path.rmdir() if path.is_dir() else path.unlink()
+        raise
     # A distilled student is a study of its own: its best model is kept apart from its plain self's.
     name, attrs = trials.adhoc_study(prepared)
     study = optuna.create_study(storage=storage, study_name=name, direction="maximize", load_if_exists=True)
@@ -121,6 +131,18 @@ def cmd_run(args) -> int:
             f"--task {prepared.task.name} --out DIR writes it"
         )
     return 0
+
+
+def _new_sqlite_paths(url: str | None) -> list:
+    """A SQLite storage that does not exist yet: its file and the folders above it that do not exist either."""
+
+    from glue_bench.sweeping.storage import storage_url
+
+    url = storage_url(url)
+    if not url.startswith("sqlite:///") or Path(url.removeprefix("sqlite:///")).exists():
+        return []
+    file = Path(url.removeprefix("sqlite:///"))
+    return [file] + [folder for folder in file.parents if not folder.exists()]
 
 
 class SlowStages:

@@ -48,14 +48,16 @@ class DataSource:
         return self.location
 
 
-def resolve_source(data: str | None) -> DataSource:
-    """The --data option, else GLUE_BENCH_DATA, else the Hub."""
-    value = data or os.environ.get("GLUE_BENCH_DATA") or "hub"
+def resolve_source(data: str | None, origin: str = "--data") -> DataSource:
+    """`data` (from `origin`: the --data option, a sweep file's `data` key), else GLUE_BENCH_DATA, else the Hub.
+    An error names where the folder came from."""
+    env = os.environ.get("GLUE_BENCH_DATA")
+    value, where = (data, f"{origin} {data}") if data else (env, f"GLUE_BENCH_DATA={env}") if env else ("hub", "")
     if value == "hub":
         return DataSource("hub")
     folder = Path(value).expanduser()
     if not folder.is_dir():
-        raise UserError(f"--data {value}: no such folder; pass 'hub' or {LOCAL_LAYOUTS}")
+        raise UserError(f"{where}: no such folder; pass 'hub' or {LOCAL_LAYOUTS}")
     return DataSource(str(folder.resolve()))
 
 

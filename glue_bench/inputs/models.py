@@ -96,14 +96,23 @@ def parameter_count(layers: int, hidden: int) -> int:
 def _shape(text: str, original: str) -> tuple[int, int]:
     match = SHAPE.match(text)
     if not match or (int(match[1]), int(match[2])) not in all_miniatures():
-        raise UserError(f"unknown model '{original}': {_suggest(original)}")
+        raise UserError(f"unknown model '{original}': {_suggest(original, match)}")
     return int(match[1]), int(match[2])
 
 
-def _suggest(name: str) -> str:
-    names = list(NAMED) + [miniature_name(*s) for s in all_miniatures()]
+def _suggest(name: str, shape=None) -> str:
+    """What to use instead: for a shape that is no miniature (L-2_H-129), the nearest one (its hidden size first,
+    then its layers: L-2_H-128), not the closest spelling; else the closest name."""
+    prefix = "random:" if name.startswith("random:") else ""
+    if shape:
+        wanted = int(shape[1]), int(shape[2])
+        near = min(all_miniatures(), key=lambda s: (abs(s[1] - wanted[1]), abs(s[0] - wanted[0])))
+        hint = f"did you mean '{prefix}{miniature_name(*near)}'? "
+    else:
+        names = list(NAMED) + [miniature_name(*s) for s in all_miniatures()]
+        hint = did_you_mean(name.removeprefix("random:"), names).replace("'", f"'{prefix}", 1)
     return (
-        f"{did_you_mean(name.removeprefix('random:'), names)}use bert-tiny|mini|small|medium|base, L-<layers>_H-<hidden> with layers in {LAYERS} and "
+        f"{hint}use bert-tiny|mini|small|medium|base, L-<layers>_H-<hidden> with layers in {LAYERS} and "
         f"hidden in {HIDDEN}, random:L-2_H-128, a local model folder, or a Hub id (org/name)"
     )
 

@@ -125,15 +125,8 @@ def launch(sweep, studies, url: str, source_location: str, workers: int, progres
                     flush=True,
                 )
             done = now
-            for i, p in enumerate(procs):
-                if p.returncode is not None and p.returncode < 0 and i not in reported:
-                    reported.add(i)
-                    bar.write(
-                        f"glue-bench: worker {i} (pid {p.pid}) was killed by "
-                        f"{signal.Signals(-p.returncode).name}; its trial is retried once its heartbeat "
-                        "goes stale",
-                        file=sys.stderr,
-                    )
+            _report_killed(procs, reported, bar)
+        _report_killed(procs, reported, bar)  # the last worker's end also ends the loop: reported here
         bar.update(_finished(sweep, studies, url, storage) - done)
     except BaseException as e:
         stops.caught()
@@ -146,6 +139,25 @@ def launch(sweep, studies, url: str, source_location: str, workers: int, progres
             storage.engine.dispose()
         os.unlink(f.name)
     return [p.returncode for p in procs]
+
+
+def _report_killed(procs: list, reported: set, bar) -> None:
+    """One line per worker killed by a signal, once: its pid, the signal, and for SIGKILL who sends one."""
+    for i, p in enumerate(procs):
+        if p.returncode is not None and p.returncode < 0 and i not in reported:
+            reported.add(i)
+            name = signal.Signals(-p.returncode).name
+            hint = (
+                " (SIGKILL: the kernel's out-of-memory killer, a scheduler past its time or memory limit, or `kill -9`;"
+                " `dmesg` names the OOM killer)"
+                if -p.returncode == signal.SIGKILL
+                else ""
+            )
+            bar.write(
+                f"glue-bench: worker {i} (pid {p.pid}) was killed by {name}{hint}; its trial is retried once its "
+                "heartbeat goes stale",
+                file=sys.stderr,
+            )
 
 
 def _stop_workers(procs: list, terminated: bool) -> None:

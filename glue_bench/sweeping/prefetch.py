@@ -91,7 +91,7 @@ class Fetched:
 def prefetch(sweep: Sweep, studies: list[StudyPlan], data_option: str | None = None) -> list[Fetched]:
     """Fetch every Hub need of the studies (the Hub must be reachable unless the caches hold them all) and
     read every local one; what each is, where it lies and its size on disk."""
-    source = data.resolve_source(data_option or sweep.data)
+    source = data.resolve_source(data_option or sweep.data, "--data" if data_option else f"{sweep.path}: data =")
     found = needs(sweep, studies, source)
     online = hub.reachable()
     if not online and (missing := unfetched(found)):

@@ -20,7 +20,7 @@ def preflight(
     """Check the data source, every task's train and dev splits, every model and the teacher and transfer
     rows of a distillation (a kept teacher is found in storage `url`); return the data source. Every problem
     is found, not only the first: the UserError lists them, one per line."""
-    source = data.resolve_source(data_option or sweep.data)
+    source = data.resolve_source(data_option or sweep.data, "--data" if data_option else f"{sweep.path}: data =")
     problems = []
     offline = not hub.reachable()  # then what the Hub would give must be in the caches: one line says what is not
     if offline and (missing := prefetch.unfetched(prefetch.needs(sweep, studies, source))):

@@ -127,6 +127,8 @@ def _row(study: optuna.study.StudySummary | optuna.Study, trial: optuna.trial.Fr
         "transfer_rows",
         "transfer_count",
         "fail_reason",
+        "worker",  # host:pid
+        "slurm",  # the SLURM task that ran it (ARRAYJOB_TASK), under SLURM
     ):
         row[name] = attrs.get(name)
     if attrs.get("interrupted"):  # Ctrl-C, not the trial's fault: the next sweep queues its point again

@@ -29,6 +29,7 @@ class StudyStatus:
     best: FrozenTrial | None = None
     reasons: list[str] = field(default_factory=list)  # fail_reason of failed points
     kept: dict | None = None  # the kept best model (save = "best"): {"trial", "value", "artifact"}
+    workers: Counter = field(default_factory=Counter)  # (worker host:pid, SLURM task, WORKER_STATES) → trials
 
     @property
     def finished(self) -> int:
@@ -61,10 +62,48 @@ def read_status(
             for t in trials
             if trial_state(t) == "failed" and states[grid_point(t)] == "failed"
         ]
+        status.workers.update(
+            (t.user_attrs["worker"], t.user_attrs.get("slurm", ""), _worker_state(t))
+            for t in trials
+            if "worker" in t.user_attrs
+        )
         complete = [t for t in trials if t.state == TrialState.COMPLETE]
         status.best = max(complete, key=lambda t: t.value) if complete else None
         statuses.append(status)
     return statuses
+
+
+WORKER_STATES = ("complete", "running", "failed", "interrupted", "died")
+
+
+def _worker_state(trial: FrozenTrial) -> str:
+    """What became of a trial its worker took: interrupted (Ctrl-C, SIGTERM, scancel), died (its heartbeat went
+    stale: the worker was killed), or its state."""
+    if trial.state == TrialState.FAIL:
+        if trial.user_attrs.get("interrupted"):
+            return "interrupted"
+        return "failed" if "fail_reason" in trial.user_attrs else "died"
+    return "complete" if trial.state == TrialState.COMPLETE else "running"
+
+
+def format_workers(statuses: list[StudyStatus]) -> str:
+    """Per worker (host:pid), the host and SLURM task that ran it, and what became of the trials it took."""
+    total = Counter()
+    for s in statuses:
+        total.update(s.workers)
+    workers = sorted({(worker, task) for worker, task, _ in total})
+    if not workers:
+        return ""
+    rows = [
+        {
+            "worker": worker,
+            "host": worker.rsplit(":", 1)[0],
+            **({"SLURM task": task or "-"} if any(task for _, task in workers) else {}),
+            **{state: total[worker, task, state] for state in WORKER_STATES},
+        }
+        for worker, task in workers
+    ]
+    return "trials per worker:\n" + pd.DataFrame(rows).to_string(index=False)
 
 
 def _best(trial: FrozenTrial | None) -> tuple[str, str]:
@@ -137,4 +176,6 @@ def format_status(sweep: Sweep, statuses: list[StudyStatus], url: str) -> str:
     reasons = Counter(r for s in statuses for r in s.reasons)
     for reason, count in reasons.most_common(5):
         lines.append(f"failed ×{count}: {reason}")
+    if workers := format_workers(statuses):
+        lines += ["", workers]
     return "\n".join(lines)

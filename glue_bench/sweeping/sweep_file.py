@@ -16,7 +16,7 @@ import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from glue_bench.errors import UserError, did_you_mean, unknown_key
+from glue_bench.errors import UserError, did_you_mean, unknown_key, unknown_keys
 from glue_bench.inputs import models
 from glue_bench.inputs.tasks import get_task
 from glue_bench.sweeping.schema import study_name
@@ -202,9 +202,12 @@ def load(path: str | Path) -> Sweep:
         raise UserError(f"{where}: cannot read the sweep file ({e})") from None
     except tomllib.TOMLDecodeError as e:
         raise UserError(f"{where}: not valid TOML ({e})") from None
-    for key in table:
-        if key not in TOP_KEYS:
-            raise unknown_key(key, TOP_KEYS, where)
+    unknown = [(key, TOP_KEYS, where) for key in table if key not in TOP_KEYS]  # all of them, in one error
+    for section, keys in (("grid", GRID_KEYS), ("recipe", RECIPE_KEYS), ("distill", DISTILL_KEYS)):
+        if isinstance(table.get(section), dict):
+            unknown += [(k, keys, f"{where} [{section}]") for k in table[section] if k not in {*keys, *SET_ELSEWHERE}]
+    if unknown:
+        raise unknown_keys(unknown)
     for key in ("models", "tasks", "grid"):
         if key not in table:
             raise UserError(f"{where}: missing required key '{key}'")
@@ -217,9 +220,6 @@ def load(path: str | Path) -> Sweep:
     grid = table["grid"]
     if not isinstance(grid, dict):
         raise UserError(f"{where}: 'grid' must be a table: [grid] batch_size = [...] lr = [...]")
-    for key in grid:
-        if key not in GRID_KEYS:
-            raise unknown_key(key, GRID_KEYS, f"{where} [grid]")
     batch_sizes = _positive_list(grid, "batch_size", f"{where} [grid]", integer=True)
     lrs = _positive_list(grid, "lr", f"{where} [grid]", integer=False)
     epochs = table.get("epochs", Recipe.epochs)

@@ -15,7 +15,7 @@ from glue_bench.errors import UserError
 from glue_bench.inputs import cache, data, heads, model_names, models
 from glue_bench.inputs.tasks import Task, dependents, get_task
 from glue_bench.inputs.transfer import fingerprint, load_transfer
-from glue_bench.sweeping import checkpoints, kept, recording
+from glue_bench.sweeping import checkpoints, kept, recording, slurm
 from glue_bench.sweeping import teacher as teachers
 from glue_bench.sweeping.artifacts import upload_predictions
 from glue_bench.sweeping.schema import ADHOC, study_name
@@ -126,6 +126,7 @@ def environment(device: str) -> dict:
         "device": device,
         "gpu": torch.cuda.get_device_name() if device.startswith("cuda") else "",
         "threads": torch.get_num_threads(),
+        **slurm.ids(),  # SLURM's job, array job and task ("" outside SLURM)
     }
 
 

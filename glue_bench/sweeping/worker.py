@@ -38,7 +38,7 @@ from glue_bench.errors import UserError, first_line
 from glue_bench.inputs import models
 from glue_bench.inputs.hub import quiet_libraries
 from glue_bench.inputs.tasks import get_task
-from glue_bench.sweeping import recording, stops, sweep_file
+from glue_bench.sweeping import recording, slurm, stops, sweep_file
 from glue_bench.sweeping import trial as trials_
 from glue_bench.sweeping.schema import grid_distributions, grid_point
 from glue_bench.sweeping.storage import STORAGE_ERRORS, open_storage, plan_lock, ride_out
@@ -202,6 +202,8 @@ def run_pack(study: optuna.Study, trials: list[optuna.Trial], spec: dict, url: s
         points = [ride_out(lambda t=t: _grid_point(t, spec["grid"]), "starting a trial") for t in trials]
         for trial in trials:
             ride_out(lambda t=trial: t.set_user_attr("worker", f"{platform.node()}:{os.getpid()}"), "starting a trial")
+            if slurm.task():  # which array task runs it, for status while it runs (its env records it too)
+                ride_out(lambda t=trial: t.set_user_attr("slurm", slurm.task()), "starting a trial")
         recipe = Recipe(**spec["recipe"], **points[0])
         trial_spec = trials_.TrialSpec(
             spec["model"],
