@@ -14,7 +14,7 @@ import torch
 from transformers import BertModel
 
 from glue_bench import cli
-from glue_bench.inputs import models
+from glue_bench.inputs import models, weights
 from glue_bench.inputs.models import bundled_tokenizer, miniature_config
 from glue_bench.sweeping.runs import runs_table
 
@@ -50,12 +50,12 @@ def folders(tmp_path_factory) -> dict[str, str]:
 
 
 def test_the_checkpoint_dtype_is_read_from_the_weight_files(folders):
-    assert [models.checkpoint_dtype(models.resolve(folders[n])) for n in ("bf16", "fp16", "fp32")] == [
+    assert [weights.checkpoint_dtype(models.resolve(folders[n])) for n in ("bf16", "fp16", "fp32")] == [
         "bfloat16",
         "float16",
         "float32",
     ]
-    assert models.checkpoint_dtype(models.resolve("random:L-2_H-128")) == "none"
+    assert weights.checkpoint_dtype(models.resolve("random:L-2_H-128")) == "none"
 
 
 def test_a_bf16_checkpoint_trains_as_its_float32_copy_and_both_dtypes_are_recorded(

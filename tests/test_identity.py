@@ -10,7 +10,7 @@ from transformers import AutoModelForSequenceClassification
 
 from glue_bench import cli
 from glue_bench.errors import UserError
-from glue_bench.inputs import models
+from glue_bench.inputs import weights
 from glue_bench.inputs.model_names import display_names, model_identity
 from glue_bench.inputs.models import bundled_tokenizer, miniature_config
 from glue_bench.inputs.tasks import get_task
@@ -119,7 +119,7 @@ def test_a_hub_teachers_fingerprint_holds_the_revision_its_cache_holds(monkeypat
     snapshot = tmp_path / "models--org--teacher" / "snapshots" / "0123abcd" / "config.json"
     snapshot.parent.mkdir(parents=True)
     snapshot.write_text("{}")
-    monkeypatch.setattr(models, "try_to_load_from_cache", lambda repo, name: str(snapshot))
-    assert models.hub_revision("org/teacher") == "0123abcd"
-    monkeypatch.setattr(models, "try_to_load_from_cache", lambda repo, name: None)
-    assert models.hub_revision("org/teacher") == "unknown"
+    monkeypatch.setattr(weights, "try_to_load_from_cache", lambda repo, name: str(snapshot))
+    assert weights.hub_revision("org/teacher") == "0123abcd"
+    monkeypatch.setattr(weights, "try_to_load_from_cache", lambda repo, name: None)
+    assert weights.hub_revision("org/teacher") == "unknown"

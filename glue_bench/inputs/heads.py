@@ -15,10 +15,9 @@ is at hand (a Hub model not yet downloaded).
 from __future__ import annotations
 
 import copy
-import json
-from pathlib import Path
 
 from glue_bench.errors import UserError
+from glue_bench.inputs import weights
 from glue_bench.inputs.tasks import Task
 
 
@@ -44,41 +43,12 @@ def checkpoint_labels(ref, config) -> int | None:
     if ref.kind == "random":
         return None
     keys = output_keys(config)
-    shapes = _weight_shapes(ref, keys)
+    shapes = weights.shapes(ref, keys)
     if shapes is None:  # no weight file at hand: what the config says it was trained as
         trained_as = " ".join(getattr(config, "architectures", None) or [])
         return config.num_labels if "ForSequenceClassification" in trained_as else None
     found = [shapes[k] for k in keys if k in shapes]
     return found[0][0] if found else None
-
-
-def _weight_shapes(ref, keys: tuple[str, ...]) -> dict[str, tuple[int, ...]] | None:
-    """The shapes of `keys` in the checkpoint's weight files (headers only), None when no weight file is found."""
-    from glue_bench.inputs.models import WEIGHT_FILES, _weight_file
-
-    for name in WEIGHT_FILES:
-        file = _weight_file(ref, name)
-        if file is None:
-            continue
-        if file.name.endswith(".index.json"):  # shards: the ones that hold the keys
-            weight_map = json.loads(file.read_text())["weight_map"]
-            shards = [_weight_file(ref, shard) for shard in sorted({weight_map[k] for k in keys if k in weight_map})]
-            if not all(shards):
-                continue
-            return {k: v for shard in shards for k, v in _file_shapes(shard).items() if k in keys}
-        return {k: v for k, v in _file_shapes(file).items() if k in keys}
-    return None
-
-
-def _file_shapes(path: Path) -> dict[str, tuple[int, ...]]:
-    if path.suffix == ".safetensors":  # 8 bytes of header length, then the JSON header: no tensor is read
-        with open(path, "rb") as f:
-            header = json.loads(f.read(int.from_bytes(f.read(8), "little")))
-        return {k: tuple(v["shape"]) for k, v in header.items() if k != "__metadata__"}
-    import torch
-
-    state = torch.load(path, map_location="cpu", mmap=True, weights_only=True)  # mapped, not read
-    return {k: tuple(t.shape) for k, t in state.items()}
 
 
 def check_head(ref, config, task: Task, head: str) -> int | None:

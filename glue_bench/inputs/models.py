@@ -13,8 +13,6 @@ A reference is one of:
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import importlib.util
 import json
 import re
@@ -22,8 +20,6 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
-
-from huggingface_hub import try_to_load_from_cache
 
 from glue_bench.errors import UserError, did_you_mean, first_line
 from glue_bench.inputs import heads, hub, shipped
@@ -329,87 +325,3 @@ def check_tokenizer(name: str, config, tokenizer, task: Task) -> None:
                 f"{task.name}'s two sentences would read as one; give it a sep_token and a pair template "
                 "(post_processor)"
             )
-
-
-# --- what a checkpoint holds ---------------------------------------------------------------------------------
-
-WEIGHT_FILES = (
-    "model.safetensors",
-    "model.safetensors.index.json",
-    "pytorch_model.bin",
-    "pytorch_model.bin.index.json",
-)
-SAFETENSORS_DTYPES = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16"}
-
-
-def dtype_names(dtypes) -> str:
-    """Floating dtypes as one text: "float32", or "bfloat16+float32" for a mix."""
-    names = sorted({str(d).removeprefix("torch.") for d in dtypes if "float" in str(d)})
-    return "+".join(names) or "none"
-
-
-def checkpoint_dtype(ref: ModelRef) -> str:
-    """The floating dtype(s) a checkpoint's weight files hold, read from their headers (no weights are loaded);
-    its config's dtype where no weight file can be found; "none" for random weights."""
-    if ref.kind == "random":
-        return "none"
-    files = [f for name in WEIGHT_FILES if (f := _weight_file(ref, name))]
-    for file in files:
-        if file.name.endswith(".index.json"):  # shards: every shard's header
-            shards = sorted(set(json.loads(file.read_text())["weight_map"].values()))
-            found = [_weight_file(ref, shard) for shard in shards]
-            if all(found):
-                return dtype_names(d for shard in found for d in _file_dtypes(shard))
-        else:
-            return dtype_names(_file_dtypes(file))
-    config = _weight_file(ref, "config.json")
-    values = json.loads(config.read_text()) if config else {}
-    return str(values.get("dtype") or values.get("torch_dtype") or "unknown")
-
-
-def _weight_file(ref: ModelRef, name: str) -> Path | None:
-    if ref.kind == "local":
-        path = Path(ref.location, name)
-        return path if path.is_file() else None
-    found = try_to_load_from_cache(ref.location, name)
-    return Path(found) if isinstance(found, str) else None
-
-
-def _file_dtypes(path: Path) -> list[str]:
-    if path.suffix == ".safetensors":  # 8 bytes of header length, then the JSON header
-        with open(path, "rb") as f:
-            header = json.loads(f.read(int.from_bytes(f.read(8), "little")))
-        return [SAFETENSORS_DTYPES.get(v["dtype"], v["dtype"]) for k, v in header.items() if k != "__metadata__"]
-    import torch
-
-    state = torch.load(path, map_location="cpu", mmap=True, weights_only=True)
-    return [str(t.dtype) for t in state.values()]
-
-
-@functools.cache
-def folder_fingerprint(folder: str) -> str:
-    """A hash of the folder's files: a model fine-tuned again in the same folder is another model (a teacher's
-    outputs, a checkpoint of a trial that starts from it)."""
-    digest = hashlib.sha1()
-    for file in sorted(Path(folder).iterdir()):
-        if file.is_file():
-            digest.update(file.name.encode())
-            digest.update(file.read_bytes())
-    return f"folder:{digest.hexdigest()[:16]}"
-
-
-def hub_revision(repo: str) -> str:
-    """The commit of the Hub model `repo` that the local cache holds ("unknown" when the cache cannot say)."""
-    found = try_to_load_from_cache(repo, "config.json")
-    parts = Path(found).parts if isinstance(found, str) else ()
-    return parts[parts.index("snapshots") + 1] if "snapshots" in parts[:-1] else "unknown"
-
-
-def weights_fingerprint(ref: ModelRef) -> str:
-    """What identifies a model's starting weights: a folder's (or a package's) files, a Hub model's revision in the
-    cache, or the random architecture (its weights come from the trial's seed)."""
-    if ref.kind == "random":
-        return f"random:{ref.ref}"
-    if ref.kind == "local":
-        return folder_fingerprint(ref.location)
-    return f"hub:{ref.location}@{hub_revision(ref.location)}"

@@ -19,7 +19,7 @@ import numpy as np
 import optuna
 
 from glue_bench.errors import UserError, counted
-from glue_bench.inputs import cache, data, hub, model_names, models
+from glue_bench.inputs import cache, data, hub, model_names, models, weights
 from glue_bench.inputs.tasks import Task
 from glue_bench.sweeping import kept
 from glue_bench.sweeping.storage import masked, open_storage
@@ -49,12 +49,12 @@ def resolve(ref: str, task: Task, url: str | None) -> Teacher:
         if model_ref.kind == "random":
             raise UserError(f"teacher {ref}: random weights teach nothing; pass a model fine-tuned on {task.name}")
         local = model_ref.kind == "local"
-        fingerprint = models.folder_fingerprint(model_ref.location) if local else f"hub:{model_ref.location}"
+        fingerprint = weights.folder_fingerprint(model_ref.location) if local else f"hub:{model_ref.location}"
         teacher = Teacher(model_ref.ref, model_ref.location, fingerprint)
     _check_labels(teacher, task)
     if teacher.fingerprint.startswith("hub:"):  # its config is in the cache now: the revision it came from
         teacher = Teacher(
-            teacher.ref, teacher.location, f"{teacher.fingerprint}@{models.hub_revision(teacher.location)}"
+            teacher.ref, teacher.location, f"{teacher.fingerprint}@{weights.hub_revision(teacher.location)}"
         )
     return teacher
 

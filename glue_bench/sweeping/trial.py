@@ -12,7 +12,7 @@ import optuna
 
 from glue_bench import __version__
 from glue_bench.errors import UserError
-from glue_bench.inputs import cache, data, heads, model_names, models
+from glue_bench.inputs import cache, data, heads, model_names, models, weights
 from glue_bench.inputs.tasks import Task, dependents, get_task
 from glue_bench.inputs.transfer import fingerprint, load_transfer
 from glue_bench.sweeping import checkpoints, kept, recording, slurm
@@ -193,9 +193,9 @@ def prepare(spec: TrialSpec, storage_url: str | None = None, say=None) -> Prepar
     prepared = Prepared(spec, task, ref, source, model, tokenizer, splits[task.train_split.name], dev, to_predict)
     # what the checkpoint held, and what its parameters train in (models.load: always float32)
     prepared.model_attrs = {
-        "checkpoint_dtype": models.checkpoint_dtype(ref),
+        "checkpoint_dtype": weights.checkpoint_dtype(ref),
         "checkpoint_labels": heads.checkpoint_labels(ref, config),  # its head's size (None: none); recipe.head: ours
-        "param_dtype": models.dtype_names(p.dtype for p in model.parameters()),
+        "param_dtype": weights.dtype_names(p.dtype for p in model.parameters()),
         "model_type": model.config.model_type,
         "max_length": length,  # the recipe's max_seq_length, or less where the model takes fewer tokens
     }
@@ -322,7 +322,7 @@ def _fingerprints(prepared: Prepared, recipes: list[Recipe]) -> list[str]:
     task, source = prepared.task, prepared.source
     inputs = {
         "rows": [data.rows_record(task, s, source) for s in task.splits.values() if s.role in ("train", "dev")],
-        "weights": models.weights_fingerprint(prepared.model_ref),
+        "weights": weights.weights_fingerprint(prepared.model_ref),
         "max_length": prepared.model_attrs["max_length"],
         **prepared.distill_attrs,
     }
