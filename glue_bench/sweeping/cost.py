@@ -58,13 +58,13 @@ class Speed:
 
 
 @cache
-def reference_table(name: str) -> pd.DataFrame:
+def _reference_table(name: str) -> pd.DataFrame:
     path = reference_dir() / name
     return pd.read_csv(path, keep_default_na=False) if path.is_file() else pd.DataFrame()
 
 
 def _lengths(task: str) -> pd.DataFrame:
-    table = reference_table("padded-lengths.csv")
+    table = _reference_table("padded-lengths.csv")
     return table[table["task"] == task] if len(table) else table
 
 
@@ -93,7 +93,7 @@ def benchmark_speed(architecture: str, device: str) -> Speed | None:
     """From results/throughput.csv (benchmarks/throughput.py): the seconds of a step of this architecture
     (L-6_H-384) on this kind of device, fitted as a fixed cost per step plus a cost per token over the measured
     batch sizes, times REAL_ROWS. None if the table has no row for them."""
-    table = reference_table("throughput.csv")
+    table = _reference_table("throughput.csv")
     rows = table[(table["device"] == device) & (table["model"] == architecture)] if len(table) else table
     if not len(rows):
         return None
@@ -298,3 +298,17 @@ def estimate(sweep, statuses, runs: pd.DataFrame, device: str, stored: pd.DataFr
             }
         )
     return pd.DataFrame(rows)
+
+
+def device_text(device: str) -> str:
+    """What the time is of: a CPU core, or a GPU named, measured or guessed from FLOPs."""
+    if device == "cpu":
+        return "CPU time at 1 thread per trial"
+    table = _reference_table("throughput.csv")
+    measured = table[table["device"] == device] if len(table) else table
+    if len(measured):
+        return f"GPU time on one {measured['gpu'].iloc[0]} (measured; the speed column names any FLOP estimate)"
+    return (
+        f"GPU time on one {ASSUMED_GPU} (a FLOP estimate at {EFFECTIVE_FLOPS[device]:.0e} FLOP/s, until "
+        "benchmarks/throughput.py has run on a GPU)"
+    )

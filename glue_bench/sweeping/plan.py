@@ -10,7 +10,7 @@ import os
 import pandas as pd
 
 from glue_bench.errors import UserError, counted
-from glue_bench.sweeping.cost import ASSUMED_GPU, EFFECTIVE_FLOPS, STARTUP_SECONDS, estimate, reference_table
+from glue_bench.sweeping.cost import STARTUP_SECONDS, device_text, estimate
 from glue_bench.sweeping.runs import runs_table
 from glue_bench.sweeping.status import read_status
 from glue_bench.sweeping.storage import masked
@@ -24,20 +24,6 @@ def duration(seconds: float) -> str:
     if seconds >= 3600:
         return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
     return f"{seconds // 60}m{seconds % 60:02d}s"
-
-
-def device_text(device: str) -> str:
-    """What the time is of: a CPU core, or a GPU named, measured or guessed from FLOPs."""
-    if device == "cpu":
-        return "CPU time at 1 thread per trial"
-    table = reference_table("throughput.csv")
-    measured = table[table["device"] == device] if len(table) else table
-    if len(measured):
-        return f"GPU time on one {measured['gpu'].iloc[0]} (measured; the speed column names any FLOP estimate)"
-    return (
-        f"GPU time on one {ASSUMED_GPU} (a FLOP estimate at {EFFECTIVE_FLOPS[device]:.0e} FLOP/s, until "
-        "benchmarks/throughput.py has run on a GPU)"
-    )
 
 
 def parallel(device: str, workers: int) -> tuple[int, str]:
