@@ -6,9 +6,9 @@ shipped deploy/slurm/*.sbatch against a real PostgreSQL server, as a user would 
   exactly once, each task COMPLETED with exit code 0;
 - the same, with one array task cancelled (`scancel`: SIGTERM, then SIGKILL after KillWait) while it runs a
   trial: that trial is recorded as interrupted and queued again at once, and the other task finishes it;
-- a task with a 2-minute time limit: SIGUSR1 before the limit stops glue-bench (its trial queued again) and
-  the script requeues the task, which goes on where the sweep stands until it is done. (The trial restarts from
-  its first step: resuming from a checkpoint is the long-runs issue's, and its test case goes here with it.)
+- a task with a 2-minute time limit on a trial longer than that: SIGUSR1 before the limit stops glue-bench,
+  which checkpoints the trial and queues it again, and the script requeues the task; each run resumes the trial
+  from its checkpoint (resumed_from_step > 0) until it ends with the uninterrupted run's result.
 
 Run with -s to see the sbatch / squeue / scontrol lines. Real sweeps of 20 tiny trials: minutes, slow.
 """
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 import subprocess
 from pathlib import Path
 from urllib.parse import urlparse
@@ -32,8 +33,8 @@ from sweep_processes import (
     wait_for,
 )
 
+from glue_bench.sweeping.status import WORKER_STATES
 from glue_bench.sweeping.storage import open_storage, storage_exists
-from glue_bench.sweeping.studies import WORKER_STATES
 
 pytestmark = pytest.mark.slow
 
@@ -189,27 +190,30 @@ def test_a_cancelled_array_task_gives_its_trial_back(cluster, postgres_server, t
     assert "interrupted; queued again" in logs[victim], logs[victim]
 
 
-LONG_TRIALS = """name = "requeue"
+ONE_LONG_TRIAL = """name = "requeue"
 models = ["random:L-2_H-128"]
-tasks = ["rte"]
+tasks = ["sst2"]
 epochs = 1
-seeds = [0, 1]
 data = "{data}"
+checkpoint_minutes = 0.25
 
 [grid]
-batch_size = [16, 32]
-lr = [1e-4]
-
-[recipe]
-max_train_samples = 800
-"""  # 4 trials of some 20 s each, no packs (one lr): a run of the task (under a minute) ends mid-trial
+batch_size = [32]
+lr = [1e-3]
+"""  # one trial on all 67,349 SST-2 rows: some 2 minutes of training, longer than a run of the task (60 s)
 
 
-def test_a_task_near_its_time_limit_requeues_itself(cluster, postgres_server, tmp_path, glue_data):
-    url = fresh_database(postgres_server.url, "slurm_requeue")
+def test_a_trial_longer_than_the_time_limit_resumes_from_its_checkpoint(cluster, postgres_server, tmp_path, glue_data):
+    """A task with a 2-minute time limit: 60 s in, SIGUSR1 stops glue-bench, which writes the trial's checkpoint,
+    and the script requeues the task; each run goes on from the last checkpoint until the trial is done. Its result
+    is an uninterrupted run's, made beside it outside SLURM."""
+    url, whole = fresh_database(postgres_server.url, "slurm_requeue"), fresh_database(postgres_server.url, "whole")
     path = tmp_path / "requeue.toml"
-    path.write_text(LONG_TRIALS.format(data=glue_data))
+    path.write_text(ONE_LONG_TRIAL.format(data=glue_data))
     env = {**job_env(tmp_path, glue_data, url), "GLUE_BENCH_SWEEP": str(path)}
+    command = ["glue-bench", "sweep", str(path), "--storage", whole, "--no-progress"]
+    with (tmp_path / "whole.log").open("w") as out:  # beside the job: the same trial, never stopped
+        uninterrupted = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
     job = cluster.sbatch(
         "--array=0",
         "--time=2",
@@ -219,17 +223,27 @@ def test_a_task_near_its_time_limit_requeues_itself(cluster, postgres_server, tm
         env=env,
     )
     cluster.wait_ended(job, 1500)
+    assert uninterrupted.wait(timeout=600) == 0, (tmp_path / "whole.log").read_text()[-3000:]
     task = cluster.tasks(job)[f"{job}_0"]
     log = (tmp_path / f"glue-bench-{job}_0.out").read_text()
     print(f"--- its log\n{log}")
     assert (task["JobState"], task["ExitCode"]) == ("COMPLETED", "0:0"), log
     assert int(task["Restarts"]) >= 1 and log.count("requeueing task") == int(task["Restarts"]), log
-    trials = optuna.load_study(study_name="requeue/random:L-2_H-128/rte", storage=open_storage(url)).trials
-    done = sorted((t.params["batch_size"], t.params["seed"]) for t in trials if t.state == TrialState.COMPLETE)
-    assert done == [(16, 0), (16, 1), (32, 0), (32, 1)]  # every grid point COMPLETE exactly once
+    (trials,) = trials_by_study(url).values()
+    ((done,), (reference,)) = [
+        [t for t in ts if t.state == TrialState.COMPLETE] for ts in (trials, *trials_by_study(whole).values())
+    ]
     interrupted = [t for t in trials if t.user_attrs.get("interrupted")]
-    assert interrupted and all(t.state == TrialState.FAIL for t in interrupted)
+    assert interrupted and done.user_attrs["resumed_from_step"] > 0, done.user_attrs
+    assert re.search(r"stopped at step \d+: checkpoint written|the checkpoint written \d+ s ago is kept", log), log
+    curve = [
+        [{k: v for k, v in e.items() if k != "train_seconds"} for e in t.user_attrs["curve"]] for t in (done, reference)
+    ]
+    assert (done.value, curve[0]) == (reference.value, curve[1]) and reference.user_attrs["resumed_from_step"] == 0
+    assert done.value > 0.6  # it learned (the majority class is 50.9)
     print(
-        f"4 grid points COMPLETE once each; {task['Restarts']} restart(s); interrupted and run again: "
-        + ", ".join(f"trial {t.number} {t.params}" for t in interrupted)
+        f"{task['Restarts']} restart(s); interrupted: trials {[t.number for t in interrupted]} at checkpoint steps "
+        f"{[t.user_attrs.get('checkpoint', {}).get('step') for t in interrupted]}; trial {done.number} resumed from "
+        f"step {done.user_attrs['resumed_from_step']}: dev accuracy {done.value:.4f}, the uninterrupted run's "
+        f"{reference.value:.4f}"
     )
