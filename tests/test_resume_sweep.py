@@ -15,7 +15,7 @@ from sweep_processes import launch, sweep_env, wait_for, workers_of
 
 from glue_bench.inputs.models import bundled_tokenizer, miniature_config
 from glue_bench.sweeping.artifacts import download_predictions
-from glue_bench.sweeping.storage import open_storage
+from glue_bench.sweeping.storage import open_storage, storage_exists
 
 pytestmark = pytest.mark.slow
 
@@ -49,6 +49,8 @@ def _sweep(tmp_path, data, lrs, pack=1, rows=1200, accumulation=1, distill="", m
 
 
 def _trials(url: str) -> list:
+    if not storage_exists(url):
+        return []  # not made yet
     storage = open_storage(url, create=False)
     if STUDY not in optuna.get_all_study_names(storage):
         return []
