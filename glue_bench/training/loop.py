@@ -299,6 +299,19 @@ def fine_tune_pack(
                             writers[n].add_scalar(f"dev/{name}/{metric}", value, epoch)
             if progress and not terminal:
                 _say_epoch(task, recipe, epoch, curves, len(train_data) * epoch * trials / train_seconds)
+
+        started = time.perf_counter()
+        predictions, extra = [{} for _ in range(trials)], [{} for _ in range(trials)]
+        for key, (other, split) in to_predict.items() if not all(d is not None for d in diverged) else ():
+            data = Packed(split)
+            values = predict(
+                net, data, recipe.eval_batch_size, device, other.regression, recipe.bf16, recipe.fp16
+            )  # [N, rows]
+            for n in range(trials):
+                predictions[n][key] = {"idx": data.idx.tolist(), "prediction": values[n].tolist()}
+                if (data.labels >= 0).all() and len(data):  # a labelled split of another task (AX's diagnostic)
+                    extra[n][key] = metrics.compute(other, values[n], data.labels)
+        eval_seconds += time.perf_counter() - started
     except (KeyboardInterrupt, SystemExit):
         keeper.stopped(records)  # a stop lands only between steps or in an evaluation: the state is whole
         raise
@@ -308,19 +321,6 @@ def fine_tune_pack(
             writer.close()
     if all(d is not None for d in diverged):  # nothing to evaluate: every trial stopped
         return [_stopped(d, trials, step) for d in diverged]
-
-    started = time.perf_counter()
-    predictions, extra = [{} for _ in range(trials)], [{} for _ in range(trials)]
-    for key, (other, split) in to_predict.items():
-        data = Packed(split)
-        values = predict(
-            net, data, recipe.eval_batch_size, device, other.regression, recipe.bf16, recipe.fp16
-        )  # [N, rows]
-        for n in range(trials):
-            predictions[n][key] = {"idx": data.idx.tolist(), "prediction": values[n].tolist()}
-            if (data.labels >= 0).all() and len(data):  # a labelled split of another task (AX's diagnostic)
-                extra[n][key] = metrics.compute(other, values[n], data.labels)
-    eval_seconds += time.perf_counter() - started
     if fast:  # the first trial's weights into the caller's HF model, left in eval mode as predict leaves it
         net.to_hf(into=model, trial=0).eval()
 
