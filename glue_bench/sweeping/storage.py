@@ -241,8 +241,13 @@ def open_storage(url: str | None, heartbeat: bool = False, create: bool = True) 
                         grace_period=grace,
                     )
                     break
-                except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.OperationalError) as e:
-                    # Another process made the same new tables at the same moment: they are there now.
+                except (
+                    sqlalchemy.exc.IntegrityError,
+                    sqlalchemy.exc.OperationalError,
+                    sqlalchemy.exc.ProgrammingError,
+                ) as e:
+                    # Another process made the same new tables at the same moment: they are there now. (PostgreSQL
+                    # may say so as DuplicateObject, a ProgrammingError: the tasks of a SLURM array start together.)
                     racing = isinstance(e, sqlalchemy.exc.IntegrityError) or "already exists" in str(e)
                     if not racing or attempt == 2:
                         raise
