@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import math
+import os
 import platform
 from dataclasses import asdict, dataclass, field, replace
 
@@ -126,6 +127,7 @@ def environment(device: str) -> dict:
         "device": device,
         "gpu": torch.cuda.get_device_name() if device.startswith("cuda") else "",
         "threads": torch.get_num_threads(),
+        "allocator": "jemalloc" if "jemalloc" in os.environ.get("LD_PRELOAD", "") else "glibc",
         **slurm.ids(),  # SLURM's job, array job and task ("" outside SLURM)
     }
 

@@ -269,9 +269,10 @@ def run_pack(study: optuna.Study, trials: list[optuna.Trial], spec: dict, url: s
 
 
 def release_memory() -> None:
-    """Hand a finished trial's freed memory back to the system. glibc keeps what a trial's variable-length batches
-    freed in its heap, fragmented, and without this a worker's resident memory grew by about half a gigabyte a trial
-    (benchmarks/worker_memory.py); trimming between trials costs no training step anything."""
+    """Hand a finished trial's freed memory back to the system, where a worker runs on glibc's malloc (no jemalloc:
+    launcher.JEMALLOC). glibc keeps what a trial's variable-length batches freed in its heap, fragmented: MiniLM on
+    RTE grew to 3.6 GB by the twelfth trial without this, 3.2 GB with it (jemalloc: 0.8-1.0 GB;
+    benchmarks/worker_memory.py). Trimming between trials costs no training step anything."""
     gc.collect()
     if LIBC is not None:
         LIBC.malloc_trim(0)
