@@ -107,10 +107,12 @@ def main() -> int:
     if not rows:
         print(log.read_text()[-3000:], file=sys.stderr)
         return 1
-    first, most = rows[0][1], max(r[2] for r in rows)
+    after = [r[1] for r in rows]
+    first_peak, most = rows[0][2], max(r[2] for r in rows)
     print(
-        f"{len(rows)} trials in {time.monotonic() - started:.0f} s; after the first trial {first:,.0f} MB, the most "
-        f"at any time {most:,.0f} MB ({most / first:.2f}x the first trial's)"
+        f"{len(rows)} trials in {time.monotonic() - started:.0f} s; between trials {min(after):,.0f}-{max(after):,.0f} MB "
+        f"(after the first {after[0]:,.0f}); the most during any trial {most:,.0f} MB, {most / first_peak:.2f}x the "
+        f"most during the first ({first_peak:,.0f} MB)"
     )
     return launcher.returncode
 
