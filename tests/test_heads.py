@@ -10,6 +10,7 @@ from __future__ import annotations
 import shutil
 
 import families
+import pandas as pd
 import pytest
 import torch
 
@@ -103,6 +104,19 @@ def test_a_head_of_another_size_runs_fresh_and_records_it(folders, sst2_stsb, tm
     assert table.loc["sst2", "checkpoint_labels"] == 1 and table.loc["stsb", "checkpoint_labels"] == 2
     assert table.loc["sst2", "head"] == table.loc["stsb", "head"] == "fresh"
     assert (table["state"] == "COMPLETE").all()
+    # A model without a head (random weights) beside them: its checkpoint_labels is empty, and the column stays
+    # whole numbers in the export (pandas' Int64), not 1.0 and 2.0.
+    argv = ["run", "--model", "random:L-2_H-128", "--task", "sst2", *RUN, "--data", sst2_stsb, "--storage", url]
+    assert cli.main(argv) == 0
+    out = tmp_path / "runs.csv"
+    assert cli.main(["export", "--storage", url, "--out", str(out)]) == 0
+    exported = pd.read_csv(out, dtype=str, keep_default_na=False).set_index("model")
+    assert exported["checkpoint_labels"].to_dict() == {
+        folders["electra-1"]: "1",
+        folders["bert-2"]: "2",
+        "random:L-2_H-128": "",
+    }
+    assert runs_table(url)["checkpoint_labels"].dtype == "Int64"
 
 
 def test_a_checkpoint_head_of_another_size_is_refused_before_anything_is_queued(folders, sst2_stsb, tmp_path, capsys):

@@ -2,7 +2,8 @@
 
 The folder holds what save_pretrained wrote when the trial finished (config with id2label in the task's label
 names, weights, tokenizer) and a README.md: the recipe, the sweep and grid point, the dev scores, the teacher
-of a distilled student, and how to run it.
+of a distilled student, and how to run it; its YAML header is huggingface_hub's ModelCardData (base_model, and a
+model-index of the dev results that the Hub's evaluation results and leaderboards read).
 """
 
 from __future__ import annotations
@@ -11,8 +12,10 @@ import shutil
 from pathlib import Path
 
 import optuna
+from huggingface_hub import EvalResult, ModelCardData
 
 from glue_bench.errors import UserError, counted
+from glue_bench.inputs import models
 from glue_bench.inputs.model_names import normalise_model
 from glue_bench.inputs.tasks import Task, get_task
 from glue_bench.reporting.cells import agreement
@@ -64,16 +67,62 @@ def export_model(url: str | None, model: str, task_name: str, sweep: str | None,
     )
 
 
+# our metric names → the Hub's metric ids (the evaluate modules' names) and their display names
+HUB_METRICS = {
+    "accuracy": ("accuracy", "Accuracy"),
+    "f1": ("f1", "F1"),
+    "mcc": ("matthews_correlation", "Matthews Correlation"),
+    "pearson": ("pearsonr", "Pearson Correlation"),
+    "spearman": ("spearmanr", "Spearman Correlation"),
+}
+
+
+def base_model(ref: str) -> str | None:
+    """The Hub id the fine-tune started from (a miniature's, or a Hub model's); None for random weights or a local
+    folder, which the Hub cannot link to."""
+    try:
+        resolved = models.resolve(ref)
+    except UserError:  # a folder since moved or deleted
+        return None
+    return resolved.location if resolved.kind in ("miniature", "hub") else None
+
+
+def card_metadata(trial: optuna.trial.FrozenTrial, task: Task, model: str) -> ModelCardData:
+    """The card's YAML header as the Hub reads it: base_model, and a model-index with one result per dev split and
+    metric (task, dataset nyu-mll/glue with its config and split, the metric's id and value, a fraction)."""
+    results = [
+        EvalResult(
+            task_type="text-classification",
+            task_name="Text Classification",
+            dataset_type="nyu-mll/glue",
+            dataset_name=f"GLUE {task.name.upper()}",
+            dataset_config=task.hub_config,
+            dataset_split=task.splits[split].hub or split,
+            metric_type=HUB_METRICS.get(name, (name, name))[0],
+            metric_name=HUB_METRICS.get(name, (name, name))[1],
+            metric_value=value,
+        )
+        for split, values in trial.user_attrs.get("metrics", {}).items()
+        for name, value in values.items()
+    ]
+    return ModelCardData(
+        base_model=base_model(trial.user_attrs.get("model", model)),
+        library_name="transformers",
+        pipeline_tag="text-classification",
+        datasets=["nyu-mll/glue"],
+        tags=["glue-bench", "glue", task.name],
+        model_name=model,
+        eval_results=results or None,
+    )
+
+
 def model_card(study: optuna.Study, trial: optuna.trial.FrozenTrial, task: Task, model: str) -> str:
     attrs, recipe = trial.user_attrs, trial.user_attrs.get("recipe", {})
     complete = sum(1 for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE")
     labels = "regression: one output, the similarity score" if task.regression else ", ".join(task.names)
     lines = [
         "---",
-        "library_name: transformers",
-        "pipeline_tag: text-classification",
-        "datasets: [nyu-mll/glue]",
-        "tags: [glue-bench, glue, " + task.name + "]",
+        card_metadata(trial, task, model).to_yaml(),
         "---",
         "",
         f"# {model} fine-tuned on GLUE {task.name.upper()}",

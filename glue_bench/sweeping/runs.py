@@ -152,7 +152,14 @@ def runs_table(storage_url: str | None, sweep: str | None = None) -> pd.DataFram
             continue
         study = optuna.load_study(study_name=summary.study_name, storage=storage)
         rows.extend(_with_reruns([_row(study, t) for t in study.get_trials(deepcopy=False)]))
-    return _ordered(pd.DataFrame(_named(rows)))
+    table = pd.DataFrame(_named(rows))
+    # a column of whole numbers that some rows lack (steps of a failed trial, checkpoint_labels of a model without a
+    # head) stays whole: pandas' nullable Int64, not float64's 76.0 and NaN
+    for column in table.columns:
+        values = [row[column] for row in rows if row.get(column) is not None]
+        if values and len(values) < len(rows) and all(type(v) is int for v in values):
+            table[column] = table[column].astype("Int64")
+    return _ordered(table)
 
 
 def _named(rows: list[dict]) -> list[dict]:

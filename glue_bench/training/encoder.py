@@ -63,8 +63,12 @@ class Linear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if len(self.weight) == 1:  # one trial: nn.Linear's own product, on views (see solo)
             return F.linear(solo(x), solo(self.weight), solo(self.bias)).unsqueeze(0)
-        if self.weight.shape[1] == 1:  # a regression head: a plain product takes a matrix-vector kernel, a batched
-            # one does not; per trial (one small product each), so that each trial keeps its solo run's last bits
+        out, inp = self.weight.shape[1:]
+        # Per trial (each trial's own plain product: its solo run's last bits) where the batched product sums in
+        # another order: a regression head (a plain product takes a matrix-vector kernel, a batched one does not),
+        # and tiny products (a head's few rows of a micro-batch): below 400 multiply-adds ATen's CPU bmm runs its own
+        # loop instead of BLAS, which the plain product always calls
+        if out == 1 or x.shape[1] * out * inp < 400:
             return torch.stack([F.linear(t, w, b) for t, w, b in zip(x, self.weight, self.bias)])
         return torch.baddbmm(self.bias[:, None, :], x, self.weight.transpose(1, 2))
 
