@@ -3,8 +3,7 @@
 Unpadded. The Hugging Face model pads every row of a batch to the longest one and runs every layer on the padding
 too. This one keeps only the real tokens: embeddings, projections, feed-forward, LayerNorms and dropout all run on
 `[tokens, hidden]`. Only attention needs the rows apart: Q/K/V are scattered into `[rows, heads, max_len, head_dim]`
-with a key mask, and gathered back. The unpad/re-pad indices are built on the host from the row lengths, so forward
-never waits on the device.
+with a key mask, and gathered back, by the indices of the batch (unpadding.py).
 
 A pack. N trials that differ only in the learning rate read the same batches with the same dropout masks (they
 share the seed), so they train as one model whose every weight has a leading trial dimension `[N, ...]` and whose
