@@ -15,7 +15,7 @@ from optuna.trial import TrialState
 from sweep_processes import all_trials, launch, wait_for, workers_of, write_sweep
 
 from glue_bench.cli import main
-from glue_bench.sweeping import studies, sweep_file
+from glue_bench.sweeping import status, sweep_file
 
 LAYOUTS = (
     "a folder in the original glue_data layout (CoLA/train.tsv, …) or in the Hub's parquet layout "
@@ -123,7 +123,7 @@ def test_status_shows_each_worker_its_host_and_slurm_task(tmp_path):
             ("node2:303", "", "died"): 1,
         }
     )
-    lines = studies.format_status(sweep, [studies.StudyStatus(plan, workers=workers)], "sqlite:///x.db").splitlines()
+    lines = status.format_status(sweep, [status.StudyStatus(plan, workers=workers)], "sqlite:///x.db").splitlines()
     at = lines.index("trials per worker:")
     assert lines[at + 1 :] == [
         "   worker  host SLURM task  complete  running  failed  interrupted  died",

@@ -8,7 +8,6 @@ on each with one shared PostgreSQL --storage; the workers of all of them take di
 
 from __future__ import annotations
 
-import ctypes.util
 import json
 import os
 import signal
@@ -27,11 +26,12 @@ from glue_bench.sweeping.storage import masked, open_storage, ride_out
 from glue_bench.sweeping.studies import enqueue
 
 POLL_SECONDS = 2.0  # how often the launcher reads the storage for its progress bar
-# A worker's memory under glibc's malloc grows with the variable-length batches of trial after trial (MiniLM on RTE:
-# 1.5 GB after the first trial, 3.6 GB by the twelfth); under jemalloc it stays flat, at 0.8-1.0 GB between trials
-# (benchmarks/worker_memory.py). Workers preload it where it is installed (Debian: libjemalloc2), unless
-# GLUE_BENCH_ALLOCATOR=glibc; each trial records the allocator it ran under (env.allocator).
-JEMALLOC = ctypes.util.find_library("jemalloc")
+# A worker's memory under glibc's default malloc grows with trial after trial of variable-length batches (MiniLM
+# on RTE: 1.5 GB after the first trial, 3.6 GB by the twelfth): glibc raises its mmap threshold up to 32 MB as big
+# blocks are freed, and the big blocks it then serves from the heap fragment it. A fixed threshold of 4 MB keeps the
+# worker flat (0.8-1.0 GB between trials; benchmarks/worker_memory.py) at the same step speed
+# (benchmarks/allocator_speed.py). A MALLOC_MMAP_THRESHOLD_ already set is kept.
+MMAP_THRESHOLD = str(4 * 1024 * 1024)
 STOP_WAIT_SECONDS = 25.0  # how long stopped workers get to record their trials before they are killed
 
 
@@ -46,15 +46,14 @@ def visible_gpus() -> list[str]:
 
 def worker_env(index: int, workers: int, gpus: list[str]) -> dict:
     """Worker `index`'s environment: its GPU (round robin, so several workers can share one), or on a CPU
-    its share of the cores, so N workers do not fight over the same threads; jemalloc where it is installed."""
+    its share of the cores, so N workers do not fight over the same threads; glibc's malloc with a fixed mmap
+    threshold."""
     env = dict(os.environ)
     if gpus:
         env["CUDA_VISIBLE_DEVICES"] = gpus[index % len(gpus)]
     else:
         env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // workers)))
-    preload = env.get("LD_PRELOAD", "")
-    if JEMALLOC and env.get("GLUE_BENCH_ALLOCATOR", "jemalloc") == "jemalloc" and "jemalloc" not in preload:
-        env["LD_PRELOAD"] = f"{JEMALLOC} {preload}".strip()
+    env.setdefault("MALLOC_MMAP_THRESHOLD_", MMAP_THRESHOLD)
     return env
 
 

@@ -128,6 +128,7 @@ def environment(device: str) -> dict:
         "gpu": torch.cuda.get_device_name() if device.startswith("cuda") else "",
         "threads": torch.get_num_threads(),
         "allocator": "jemalloc" if "jemalloc" in os.environ.get("LD_PRELOAD", "") else "glibc",
+        "malloc_mmap_threshold": os.environ.get("MALLOC_MMAP_THRESHOLD_", ""),  # the workers' (launcher.py)
         **slurm.ids(),  # SLURM's job, array job and task ("" outside SLURM)
     }
 

@@ -269,10 +269,10 @@ def run_pack(study: optuna.Study, trials: list[optuna.Trial], spec: dict, url: s
 
 
 def release_memory() -> None:
-    """Hand a finished trial's freed memory back to the system, where a worker runs on glibc's malloc (no jemalloc:
-    launcher.JEMALLOC). glibc keeps what a trial's variable-length batches freed in its heap, fragmented: MiniLM on
-    RTE grew to 3.6 GB by the twelfth trial without this, 3.2 GB with it (jemalloc: 0.8-1.0 GB;
-    benchmarks/worker_memory.py). Trimming between trials costs no training step anything."""
+    """Hand a finished trial's freed memory back to the system. The big blocks go back when freed (the workers' fixed
+    mmap threshold: launcher.MMAP_THRESHOLD); this gives back the free top of the heap the small ones leave. Alone,
+    without the threshold, it held MiniLM on RTE at 3.2 GB by the twelfth trial instead of 3.6 (both: 0.8-1.0 GB
+    between trials; benchmarks/worker_memory.py). Trimming between trials costs no training step anything."""
     gc.collect()
     if LIBC is not None:
         LIBC.malloc_trim(0)
