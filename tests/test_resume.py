@@ -126,10 +126,13 @@ def _cli_run(data, storage, *more) -> int:
     return main(["run", *ARGS, "--data", str(data), "--storage", storage, *more])
 
 
-def _stopped_in_the_first_evaluation(data, storage, monkeypatch, *more) -> None:
-    real = loop.predict
+def _stopped_in_the_first_evaluation(data, storage, monkeypatch, *more, evaluation: int = 1) -> None:
+    real, calls = loop.predict, []
 
     def stop(*args, **kwargs):
+        calls.append(1)
+        if len(calls) < evaluation:
+            return real(*args, **kwargs)
         monkeypatch.setattr(loop, "predict", real)
         raise KeyboardInterrupt
 
@@ -181,3 +184,18 @@ def test_a_checkpoint_that_cannot_be_read_or_is_another_recipes_is_left_alone(
     (line,) = [line for line in err.splitlines() if "checkpoint of trial 0 at step 12" in line]
     assert said in line and line.endswith("starting from step 0")
     assert _complete(storage)["resumed_from_step"] == 0
+
+
+def test_the_newest_checkpoint_of_its_own_is_resumed_past_one_of_another_recipe(
+    sst2_without_test, tmp_path, monkeypatch, capsys
+):
+    """Another recipe's checkpoint further on (step 24) does not hide the trial's own (step 12): it is resumed."""
+    storage = f"sqlite:///{tmp_path / 'runs.db'}"
+    _stopped_in_the_first_evaluation(
+        sst2_without_test, storage, monkeypatch, *SHORT, "--warmup-ratio", "0.2", evaluation=2
+    )
+    _stopped_in_the_first_evaluation(sst2_without_test, storage, monkeypatch, *SHORT)
+    capsys.readouterr()
+    assert _cli_run(sst2_without_test, storage, *SHORT) == 0
+    assert "belongs to another recipe" not in capsys.readouterr().err
+    assert _complete(storage)["resumed_from_step"] == 12

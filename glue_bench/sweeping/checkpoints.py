@@ -152,8 +152,8 @@ class ArtifactKeeper:
         self.bytes_per_second = size / max(self.last - started, 1e-3)
 
     def _find(self) -> None:
-        """The records to continue from, one per trial: each grid point's newest checkpoint among the other trials
-        that ran it, if its fingerprint is the trial's own and it reads; else none (step 0), said in one line."""
+        """The records to continue from, one per trial: each grid point's newest checkpoint, among the other trials
+        that ran it, whose fingerprint is the trial's own, if it reads; else none (step 0), said in one line."""
         import torch
 
         study = self.trials[0].study
@@ -162,14 +162,19 @@ class ArtifactKeeper:
         for trial, wanted in zip(self.trials, self.fingerprints):
             point = grid_point(study._storage.get_trial(trial._trial_id))
             found = [t for t in others if t.number != trial.number and ATTR in t.user_attrs and grid_point(t) == point]
-            if not found:
+            newest = lambda t: (t.user_attrs[ATTR]["written"], t.user_attrs[ATTR]["step"])  # noqa: E731
+            ours = [t for t in found if t.user_attrs[ATTR]["fingerprint"] == wanted]
+            if found and not ours:
+                other = max(found, key=newest)
+                _say(
+                    f"checkpoint of trial {other.number} at step {other.user_attrs[ATTR]['step']} belongs to another "
+                    "recipe, model, data or code version; starting from step 0"
+                )
+            if not ours:
                 return
-            source = max(found, key=lambda t: (t.user_attrs[ATTR]["step"], t.user_attrs[ATTR]["written"]))
+            source = max(ours, key=newest)
             link = source.user_attrs[ATTR]
             where = f"of trial {source.number} at step {link['step']}"
-            if link["fingerprint"] != wanted:
-                _say(f"checkpoint {where} belongs to another recipe, model, data or code version; starting from step 0")
-                return
             try:
                 with artifact_store(self.url).open_reader(link["artifact"]) as f:
                     records.append(torch.load(io.BytesIO(f.read()), weights_only=True))
