@@ -1,5 +1,5 @@
 """The README's table of what the paper's grids cost, made from what `glue-bench sweep FILE --dry-run --device
-cpu` and `--device cuda` print (the same function, glue_bench.sweeping.cost.dry_run, on an empty storage: the
+cpu` and `--device cuda` print (the same function, glue_bench.sweeping.plan.dry_run, on an empty storage: the
 speeds of results/throughput.csv, or a FLOP estimate where a device has none measured).
 
     python benchmarks/cost_table.py           # the table's rows, in markdown
@@ -26,7 +26,7 @@ HOURS = re.compile(r"^about .*?\((?P<hours>[\d,.]+) hours\)", re.MULTILINE)
 def planned(path: Path, device: str) -> dict:
     """The totals a dry run of the sweep file prints on `device`."""
     from glue_bench.sweeping import sweep_file
-    from glue_bench.sweeping.cost import dry_run
+    from glue_bench.sweeping.plan import dry_run
 
     sweep = sweep_file.load(path)
     with tempfile.TemporaryDirectory() as folder:  # an empty storage: no speeds measured by earlier trials
