@@ -27,7 +27,8 @@ SlurmdUser=root
 SlurmctldPort={ctld_port}
 SlurmdPort={slurmd_port}
 AuthType=auth/munge
-AuthInfo=socket={folder}/munge.sock
+# cred_expire: a requeued job waits this long before it starts again (120 s by default: minutes of a test).
+AuthInfo=socket={folder}/munge.sock,cred_expire=10
 CredType=cred/munge
 StateSaveLocation={folder}/state
 SlurmdSpoolDir={folder}/spool

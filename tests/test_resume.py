@@ -199,3 +199,37 @@ def test_the_newest_checkpoint_of_its_own_is_resumed_past_one_of_another_recipe(
     assert _cli_run(sst2_without_test, storage, *SHORT) == 0
     assert "belongs to another recipe" not in capsys.readouterr().err
     assert _complete(storage)["resumed_from_step"] == 12
+
+
+def test_a_stop_writes_a_checkpoint_only_where_that_costs_less_than_the_training_it_saves(tmp_path, capsys):
+    """A stop writes one where it fits in the STOP_SECONDS a stop leaves and, once the run has written one (its
+    write speed measured), takes less time to write than the training since then; else the last one stands."""
+    import optuna
+
+    from glue_bench.sweeping import checkpoints
+
+    url = f"sqlite:///{tmp_path / 'runs.db'}"
+    trial = optuna.create_study(storage=url).ask()
+    keeper = checkpoints.ArtifactKeeper([trial], ["f"], url, minutes=0)
+    keeper.period = 60.0  # on, without looking for a checkpoint to resume
+    records = lambda step: lambda: [{"step": step, "weights": torch.zeros(250_000)}]  # noqa: E731  1 MB
+    linked = lambda: trial.study.trials[0].user_attrs["checkpoint"]["step"]  # noqa: E731
+    keeper.stopped(records(1))  # the run's first: written, however soon
+    assert linked() == 1 and "stopped at step 1: checkpoint written" in capsys.readouterr().err
+    keeper.bytes_per_second = 1e6  # 1 s to write one
+    keeper.last -= 0.2  # a fifth of a second of training since
+    keeper.stopped(records(2))
+    assert linked() == 1
+    assert capsys.readouterr().err.strip() == (
+        "glue-bench: stopped: a checkpoint of 1 MB would take longer to write than the 0 s of training it saves; "
+        "the checkpoint written 0 s ago is kept"
+    )
+    keeper.last -= 20  # 20 s of training: written
+    keeper.stopped(records(30))
+    assert linked() == 30 and "stopped at step 30: checkpoint written" in capsys.readouterr().err
+    keeper.bytes_per_second, keeper.last = 1e5, keeper.last - 60  # 10 s to write: more than a stop leaves
+    keeper.stopped(records(90))
+    assert linked() == 30
+    assert "would not be written in the 8 s a stop leaves; the checkpoint written 60 s ago is kept" in (
+        capsys.readouterr().err
+    )

@@ -31,7 +31,6 @@ from glue_bench.sweeping.storage import artifact_store, ride_out
 
 ATTR = "checkpoint"  # the trial's user attr that links its newest checkpoint
 STOP_SECONDS = 8.0  # what a stopped trial may spend writing one: SLURM kills 30 s after its SIGTERM
-RECENT_SECONDS = 60.0  # a stopped trial keeps a periodic checkpoint this recent rather than write another
 WRITE_BYTES_PER_SECOND = 50e6  # a first write's speed, assumed until one is measured (a shared network folder)
 PACKAGE = Path(__file__).resolve().parent.parent
 
@@ -82,17 +81,22 @@ class ArtifactKeeper:
             self._write(records)
 
     def stopped(self, records) -> None:
-        """At a stop: a checkpoint now, unless the last is recent or this one would not be written in time."""
+        """At a stop: a checkpoint now, where it fits in the STOP_SECONDS a stop leaves and, once this run has written
+        one (its write speed measured), takes less time to write than the training since then (what it saves)."""
         stops.caught()  # the stop is handled from here on: never raised again in the middle of the write
         if self.period <= 0:
             return
         age = time.monotonic() - self.last
-        if any(self.written) and age < RECENT_SECONDS:
-            _say(f"stopped: the checkpoint written {age:.0f} s ago is kept; the same command resumes from it")
-            return
         state = records()
         size = sum(t.numel() * t.element_size() for t in _tensors(state))
-        if size / self.bytes_per_second > STOP_SECONDS:
+        seconds = size / self.bytes_per_second
+        if any(self.written) and seconds >= age:
+            _say(
+                f"stopped: a checkpoint of {size / 1e6:,.0f} MB would take longer to write than the {age:.0f} s of "
+                f"training it saves; the checkpoint written {age:.0f} s ago is kept"
+            )
+            return
+        if seconds > STOP_SECONDS:
             kept = f"the checkpoint written {age:.0f} s ago is kept" if any(self.written) else "no checkpoint is kept"
             _say(
                 f"stopped: a checkpoint of {size / 1e6:,.0f} MB would not be written in the {STOP_SECONDS:.0f} s "
