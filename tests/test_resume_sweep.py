@@ -38,8 +38,8 @@ gradient_accumulation_steps = {accumulation}
 STUDY = "resume/random:L-2_H-128/sst2"
 
 
-def _sweep(tmp_path, data, lrs, pack=1, rows=1200, accumulation=1, distill="", minutes=0.02):
-    path = tmp_path / "resume.toml"
+def _sweep(tmp_path, data, lrs, pack=1, rows=1200, accumulation=1, distill="", minutes=0.02, name="resume"):
+    path = tmp_path / f"{name}.toml"
     path.write_text(
         SWEEP.format(
             data=data, pack=pack, lrs=lrs, rows=rows, accumulation=accumulation, distill=distill, minutes=minutes
@@ -102,10 +102,13 @@ def test_a_pack_with_a_teacher_stopped_by_sigterm_resumes_from_its_checkpoints_e
     distill = f'[distill]\nteacher = "{teacher}"\ntransfer = "{transfer}"\nalpha = 0.8\n'
     lrs = [3e-3, 2e-3, 1e-3, 5e-4]
     path = _sweep(tmp_path, sst2_without_test, lrs, pack=4, rows=1000, accumulation=2, distill=distill)
+    never = _sweep(
+        tmp_path, sst2_without_test, lrs, pack=4, rows=1000, accumulation=2, distill=distill, minutes=0, name="whole"
+    )
     whole, stopped = f"sqlite:///{tmp_path / 'whole.db'}", f"sqlite:///{tmp_path / 'stopped.db'}"
     env = sweep_env(tmp_path)
 
-    assert _run(path, whole, tmp_path, "whole", env) == 0
+    assert _run(never, whole, tmp_path, "whole", env) == 0  # never checkpointed
     log = tmp_path / "stopped.log"
     sweep = launch(path, stopped, 1, tmp_path, log, env)
     try:
@@ -129,10 +132,13 @@ def test_a_killed_workers_trial_resumes_from_its_last_periodic_checkpoint(tmp_pa
     """SIGKILL to the worker mid-trial (no chance to write anything), a grace period of 4 s: the same command
     fails the dead worker's trial once its heartbeat is stale, and the retry resumes from the last periodic
     checkpoint, not step 0, ending with the uninterrupted result."""
-    path = _sweep(tmp_path, sst2_without_test, [2e-3])
+    path, never = (
+        _sweep(tmp_path, sst2_without_test, [2e-3]),
+        _sweep(tmp_path, sst2_without_test, [2e-3], minutes=0, name="whole"),
+    )
     whole, killed = f"sqlite:///{tmp_path / 'whole.db'}", f"sqlite:///{tmp_path / 'killed.db'}"
     env = sweep_env(tmp_path)  # heartbeat 1 s, grace 4 s
-    assert _run(path, whole, tmp_path, "whole", env) == 0
+    assert _run(never, whole, tmp_path, "whole", env) == 0  # never checkpointed
     log = tmp_path / "killed.log"
     sweep = launch(path, killed, 1, tmp_path, log, env)
     try:
