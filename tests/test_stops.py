@@ -85,3 +85,13 @@ def test_the_handlers_before_are_put_back():
     with stops.handled():
         assert signal.getsignal(signal.SIGTERM) is not before
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_a_stop_handled_in_one_block_is_never_raised_again_in_the_next():
+    """A stop's re-raise, pending when its block ends, never reaches a later block of the same process (one
+    command after another in a test process or a notebook): before, the later block got SystemExit(143)."""
+    with pytest.raises(SystemExit), stops.handled():
+        os.kill(os.getpid(), signal.SIGTERM)
+        spin(1)
+    with stops.handled():  # no signal here: nothing may stop it
+        spin(stops.RERAISE_SECONDS + 1)

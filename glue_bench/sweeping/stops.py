@@ -10,7 +10,7 @@ that a trial is never left taken but unrecorded.
 An exception raised by a signal handler is lost where Python cannot raise it (a weakref callback or a
 finalizer that the garbage collector runs: "Exception ignored in ...", common in a worker). So a stop that
 Python reports lost is raised again as soon as that callback returns, and any stop every RERAISE_SECONDS
-until the code that handles it says it has it (`caught()`) or the process ends.
+until the code that handles it says it has it (`caught()`), its `handled()` block ends, or the process ends.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from contextlib import contextmanager
 SIGTERM_EXIT = 128 + signal.SIGTERM  # 143: what a shell and SLURM report for a process ended by SIGTERM
 RERAISE_SECONDS = 2.0
 
-_state = {"stopping": None, "caught": False, "reraise": False, "deferring": 0, "pending": None}
+_state = {"stopping": None, "caught": False, "reraise": False, "deferring": 0, "pending": None, "block": 0}
 
 
 @contextmanager
@@ -36,14 +36,15 @@ def handled(signals=(signal.SIGINT, signal.SIGTERM)):
         yield
         return
     before, hook = {number: signal.getsignal(number) for number in signals}, sys.unraisablehook
-    _state.update(stopping=None, caught=False, reraise=False, deferring=0, pending=None)
+    # A new block: a re-raise still pending from an earlier one (its thread asleep) must not reach this one.
+    _state.update(stopping=None, caught=False, reraise=False, deferring=0, pending=None, block=_state["block"] + 1)
     for number in signals:
         signal.signal(number, _on_signal)
 
     def unraisable(info) -> None:
         if _state["stopping"] and not _state["caught"] and isinstance(info.exc_value, (SystemExit, KeyboardInterrupt)):
             # Lost in a callback: raised again once it has returned (from another thread: here it would be lost too)
-            threading.Thread(target=_reraise, args=(_state["stopping"], 0.05), daemon=True).start()
+            threading.Thread(target=_reraise, args=(_state["stopping"], 0.05, _state["block"]), daemon=True).start()
         else:
             hook(info)
 
@@ -52,6 +53,7 @@ def handled(signals=(signal.SIGINT, signal.SIGTERM)):
         yield
     finally:
         caught()
+        _state["block"] += 1  # ended: its pending re-raises are void
         sys.unraisablehook = hook
         for number, handler in before.items():
             signal.signal(number, handler)
@@ -71,18 +73,18 @@ def _on_signal(number, _frame) -> None:
 def _stop(number) -> None:
     if _state["stopping"] is None:
         _state["stopping"] = number
-        threading.Thread(target=_reraise, args=(number, RERAISE_SECONDS, True), daemon=True).start()
+        threading.Thread(target=_reraise, args=(number, RERAISE_SECONDS, _state["block"], True), daemon=True).start()
     if number == signal.SIGTERM:
         raise SystemExit(SIGTERM_EXIT)
     raise KeyboardInterrupt
 
 
-def _reraise(number, after: float, again: bool = False) -> None:
+def _reraise(number, after: float, block: int, again: bool = False) -> None:
     """Raise the stop in the main thread again after `after` seconds (and every `after` seconds, `again`),
-    unless it has been caught."""
+    unless it has been caught or its `handled()` block has ended."""
     while True:
         time.sleep(after)
-        if _state["caught"]:
+        if _state["caught"] or _state["block"] != block:
             return
         _state["reraise"] = True
         _thread.interrupt_main(number)  # runs _on_signal in the main thread, as the signal did
