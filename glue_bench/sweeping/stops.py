@@ -25,7 +25,8 @@ from contextlib import contextmanager
 SIGTERM_EXIT = 128 + signal.SIGTERM  # 143: what a shell and SLURM report for a process ended by SIGTERM
 RERAISE_SECONDS = 2.0
 
-_state = {"stopping": None, "caught": False, "reraise": False, "deferring": 0, "pending": None, "block": 0}
+# reraise: the handled() block whose stop a _reraise thread is raising again, or None
+_state = {"stopping": None, "caught": False, "reraise": None, "deferring": 0, "pending": None, "block": 0}
 
 
 @contextmanager
@@ -37,7 +38,7 @@ def handled(signals=(signal.SIGINT, signal.SIGTERM)):
         return
     before, hook = {number: signal.getsignal(number) for number in signals}, sys.unraisablehook
     # A new block: a re-raise still pending from an earlier one (its thread asleep) must not reach this one.
-    _state.update(stopping=None, caught=False, reraise=False, deferring=0, pending=None, block=_state["block"] + 1)
+    _state.update(stopping=None, caught=False, reraise=None, deferring=0, pending=None, block=_state["block"] + 1)
     for number in signals:
         signal.signal(number, _on_signal)
 
@@ -60,10 +61,11 @@ def handled(signals=(signal.SIGINT, signal.SIGTERM)):
 
 
 def _on_signal(number, _frame) -> None:
-    if _state["stopping"] is not None:
-        if _state["caught"] or not _state["reraise"]:
-            return  # a second stop signal: the first is being handled
-        _state["reraise"] = False
+    reraise, _state["reraise"] = _state["reraise"], None
+    if reraise is not None and reraise != _state["block"]:
+        return  # an earlier block's stop, raised again just as that block ended
+    if _state["stopping"] is not None and (_state["caught"] or reraise is None):
+        return  # a second stop signal: the first is being handled
     if _state["deferring"]:
         _state["pending"] = number
         return
@@ -86,7 +88,7 @@ def _reraise(number, after: float, block: int, again: bool = False) -> None:
         time.sleep(after)
         if _state["caught"] or _state["block"] != block:
             return
-        _state["reraise"] = True
+        _state["reraise"] = block
         _thread.interrupt_main(number)  # runs _on_signal in the main thread, as the signal did
         if not again:
             return
