@@ -88,3 +88,21 @@ def test_benchmarks_use_only_public_names():
             ):
                 private.append(f"{path.name}:{node.lineno}: {node.value.id}.{node.attr}")
     assert private == []
+
+
+def test_every_library_name_a_script_or_test_imports_exists():
+    """A name moved between modules (as the layers moved dry_run from cost.py to plan.py) is found here, in the
+    fast suite, not when a slow test or a user first runs the benchmark that imports it inside a function."""
+    import importlib
+
+    missing = []
+    for path in sorted([*(ROOT / "benchmarks").glob("*.py"), *(ROOT / "tests").glob("*.py")]):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not (isinstance(node, ast.ImportFrom) and (node.module or "").startswith("glue_bench")):
+                continue
+            module = importlib.import_module(node.module)
+            for alias in node.names:
+                submodule = hasattr(module, "__path__") and importlib.util.find_spec(f"{node.module}.{alias.name}")
+                if not hasattr(module, alias.name) and not submodule:
+                    missing.append(f"{path.relative_to(ROOT)}:{node.lineno}: {node.module}.{alias.name}")
+    assert missing == []
