@@ -67,19 +67,19 @@ def test_an_upward_import_fails_naming_it(tmp_path):
     assert "glue_bench.inputs.data -> glue_bench.reporting.cells" in result.stdout
 
 
+def _library_imports(tree: ast.AST) -> list[ast.ImportFrom]:
+    """Every `from glue_bench… import …` in a parsed file, those inside functions included."""
+    return [n for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and (n.module or "").startswith("glue_bench")]
+
+
 def test_benchmarks_use_only_public_names():
     private = []
     for path in sorted((ROOT / "benchmarks").glob("*.py")):
         tree = ast.parse(path.read_text(encoding="utf-8"))
-        library = {
-            alias.asname or alias.name
-            for node in ast.walk(tree)
-            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("glue_bench")
-            for alias in node.names
-        }
+        library = {alias.asname or alias.name for node in _library_imports(tree) for alias in node.names}
+        for node in _library_imports(tree):
+            private += [f"{path.name}: {node.module}.{a.name}" for a in node.names if a.name.startswith("_")]
         for node in ast.walk(tree):
-            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("glue_bench"):
-                private += [f"{path.name}: {node.module}.{a.name}" for a in node.names if a.name.startswith("_")]
             if (
                 isinstance(node, ast.Attribute)
                 and isinstance(node.value, ast.Name)
@@ -93,13 +93,11 @@ def test_benchmarks_use_only_public_names():
 def test_every_library_name_a_script_or_test_imports_exists():
     """A name moved between modules (as the layers moved dry_run from cost.py to plan.py) is found here, in the
     fast suite, not when a slow test or a user first runs the benchmark that imports it inside a function."""
-    import importlib
+    import importlib.util
 
     missing = []
     for path in sorted([*(ROOT / "benchmarks").glob("*.py"), *(ROOT / "tests").glob("*.py")]):
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if not (isinstance(node, ast.ImportFrom) and (node.module or "").startswith("glue_bench")):
-                continue
+        for node in _library_imports(ast.parse(path.read_text(encoding="utf-8"))):
             module = importlib.import_module(node.module)
             for alias in node.names:
                 submodule = hasattr(module, "__path__") and importlib.util.find_spec(f"{node.module}.{alias.name}")

@@ -90,14 +90,14 @@ class ArtifactKeeper:
         state = records()
         size = sum(t.numel() * t.element_size() for t in _tensors(state))
         seconds = size / self.bytes_per_second
+        kept = f"the checkpoint written {age:.0f} s ago is kept" if any(self.written) else "no checkpoint is kept"
         if any(self.written) and seconds >= age:
             _say(
                 f"stopped: a checkpoint of {size / 1e6:,.0f} MB would take longer to write than the {age:.0f} s of "
-                f"training it saves; the checkpoint written {age:.0f} s ago is kept"
+                f"training it saves; {kept}"
             )
             return
         if seconds > STOP_SECONDS:
-            kept = f"the checkpoint written {age:.0f} s ago is kept" if any(self.written) else "no checkpoint is kept"
             _say(
                 f"stopped: a checkpoint of {size / 1e6:,.0f} MB would not be written in the {STOP_SECONDS:.0f} s "
                 f"a stop leaves; {kept}"

@@ -37,8 +37,7 @@ def handled(signals=(signal.SIGINT, signal.SIGTERM)):
         yield
         return
     before, hook = {number: signal.getsignal(number) for number in signals}, sys.unraisablehook
-    # A new block: a re-raise still pending from an earlier one (its thread asleep) must not reach this one.
-    _state.update(stopping=None, caught=False, reraise=None, deferring=0, pending=None, block=_state["block"] + 1)
+    _state.update(stopping=None, caught=False, reraise=None, deferring=0, pending=None)
     for number in signals:
         signal.signal(number, _on_signal)
 
@@ -54,7 +53,7 @@ def handled(signals=(signal.SIGINT, signal.SIGTERM)):
         yield
     finally:
         caught()
-        _state["block"] += 1  # ended: its pending re-raises are void
+        _state["block"] += 1  # ended: a re-raise still pending (its thread asleep) never reaches the next block
         sys.unraisablehook = hook
         for number, handler in before.items():
             signal.signal(number, handler)
